@@ -1,0 +1,309 @@
+"""Settings: built-in defaults < config.toml < AUTOPOST_* environment < command-line flags.
+
+This module is on the idle `run-due` path, so it imports only the standard library
+(and platformdirs, lazily, for the default locations).
+
+config.toml:
+
+    [run]
+    enabled = true
+    lease_seconds = "5m"
+    max_concurrent_jobs = 8
+    catch_up_window = "1h"       # a job nobody started this long after its time is `missed`
+    expected_interval = "60s"    # how often cron runs run-due (for `status`)
+
+    [platforms.x]
+    max_attempts = 8
+    base_delay = "60s"
+    max_delay = "30m"
+    backoff_multiplier = 2
+    hourly_limit = 30            # 0 = no limit
+    daily_limit = 300
+"""
+
+from __future__ import annotations
+
+import os
+from dataclasses import dataclass, field, replace
+from pathlib import Path
+from typing import Any
+
+from autopost.errors import ConfigError, UsageError
+from autopost.models import ErrorKind
+
+PLATFORMS = (
+    "outbox",
+    "mastodon",
+    "bluesky",
+    "x",
+    "linkedin",
+    "facebook",
+    "instagram",
+    "threads",
+    "youtube",
+    "telegram",
+    "discord",
+)
+ALIASES = {"twitter": "x"}
+
+RL, NET, QX = ErrorKind.RATE_LIMITED, ErrorKind.NETWORK, ErrorKind.QUOTA_EXCEEDED
+
+
+@dataclass(frozen=True)
+class PlatformPolicy:
+    max_attempts: int = 5
+    base_delay: float = 60.0
+    max_delay: float = 3600.0
+    backoff_multiplier: float = 2.0
+    hourly_limit: int | None = None
+    daily_limit: int | None = None
+    # Kinds retried with backoff. server and network are always retried (DESIGN.md);
+    # ambiguous and duplicate always go through reconcile first.
+    retryable: frozenset[ErrorKind] = frozenset({RL, NET})
+
+
+@dataclass(frozen=True)
+class RunSettings:
+    enabled: bool = True
+    lease_seconds: float = 300.0
+    max_concurrent_jobs: int = 8
+    catch_up_window: float = 3600.0
+    expected_interval: float = 60.0
+
+
+# The seed's tables (DESIGN.md) and, for the other platforms, their documented limits
+# (platforms.md), kept a little under the platform's own ceiling.
+_SEED: dict[str, dict[str, Any]] = {
+    "facebook": dict(max_attempts=5, base_delay=60, max_delay=3600, backoff_multiplier=2,
+                     daily_limit=50, hourly_limit=10, retryable=frozenset({RL, NET, QX})),
+    "instagram": dict(max_attempts=5, base_delay=120, max_delay=7200, backoff_multiplier=1.5,
+                      daily_limit=25, hourly_limit=5, retryable=frozenset({RL, NET, QX})),
+    "linkedin": dict(max_attempts=3, base_delay=300, max_delay=3600, backoff_multiplier=2,
+                     daily_limit=20, hourly_limit=3, retryable=frozenset({RL, NET})),
+    "x": dict(max_attempts=8, base_delay=60, max_delay=1800, backoff_multiplier=2,
+              daily_limit=300, hourly_limit=30, retryable=frozenset({RL, NET, QX})),
+    "youtube": dict(max_attempts=3, base_delay=600, max_delay=21600, backoff_multiplier=1.5,
+                    daily_limit=6, hourly_limit=1, retryable=frozenset({RL, NET})),
+}
+# Quotas only; retry timing comes from the generic default (AUTOPOST_DEFAULT_*).
+_DOCUMENTED_LIMITS: dict[str, dict[str, int | None]] = {
+    "mastodon": dict(hourly_limit=100, daily_limit=2400),  # 300 statuses / 3 h
+    "bluesky": dict(hourly_limit=1500, daily_limit=10000),  # 5,000 / 35,000 points, create = 3
+    "threads": dict(hourly_limit=None, daily_limit=250),
+    "telegram": dict(hourly_limit=1200, daily_limit=None),  # ~20 / min to one chat
+    "discord": dict(hourly_limit=1800, daily_limit=None),
+    "outbox": dict(hourly_limit=None, daily_limit=None),
+}
+_POLICY_KEYS = ("max_attempts", "base_delay", "max_delay", "backoff_multiplier",
+                "hourly_limit", "daily_limit")
+_RUN_KEYS = ("enabled", "lease_seconds", "max_concurrent_jobs", "catch_up_window",
+             "expected_interval")
+
+
+@dataclass(frozen=True)
+class Settings:
+    run: RunSettings = field(default_factory=RunSettings)
+    default: PlatformPolicy = field(default_factory=PlatformPolicy)
+    platforms: dict[str, PlatformPolicy] = field(default_factory=dict)
+    config_path: Path | None = None
+
+    def policy(self, platform: str) -> PlatformPolicy:
+        return self.platforms.get(canonical_platform(platform), self.default)
+
+
+def canonical_platform(name: str) -> str:
+    name = name.strip().lower()
+    return ALIASES.get(name, name)
+
+
+def check_platform(name: str) -> str:
+    canon = canonical_platform(name)
+    if canon not in PLATFORMS:
+        raise UsageError(f"unknown platform {name!r} (known: {', '.join(PLATFORMS)})")
+    return canon
+
+
+def default_config_path() -> Path:
+    from platformdirs import user_config_dir
+
+    return Path(user_config_dir("autopost")) / "config.toml"
+
+
+def default_db_path() -> Path:
+    from platformdirs import user_data_dir
+
+    return Path(user_data_dir("autopost")) / "autopost.db"
+
+
+def resolve_db_path(flag: str | None, env: dict[str, str] | None = None) -> Path:
+    env = os.environ if env is None else env
+    if flag:
+        return Path(flag).expanduser()
+    if env.get("AUTOPOST_DB"):
+        return Path(env["AUTOPOST_DB"]).expanduser()
+    return default_db_path()
+
+
+def load_settings(config_flag: str | None = None, env: dict[str, str] | None = None) -> Settings:
+    """Defaults, then config.toml, then the environment. Flags are applied by the caller."""
+    env = dict(os.environ) if env is None else env
+    path, explicit = _config_location(config_flag, env)
+    data: dict[str, Any] = {}
+    if path is not None and path.exists():
+        data = _read_toml(path)
+    elif explicit:
+        raise ConfigError(f"config file not found: {path}")
+    return _build(data, env, path if data else None)
+
+
+def _config_location(flag: str | None, env: dict[str, str]) -> tuple[Path | None, bool]:
+    if flag:
+        return Path(flag).expanduser(), True
+    if env.get("AUTOPOST_CONFIG"):
+        return Path(env["AUTOPOST_CONFIG"]).expanduser(), True
+    return default_config_path(), False
+
+
+def _read_toml(path: Path) -> dict[str, Any]:
+    import tomllib
+
+    try:
+        with path.open("rb") as fh:
+            return tomllib.load(fh)
+    except tomllib.TOMLDecodeError as exc:
+        raise ConfigError(f"{path}: not valid TOML ({exc})") from None
+    except OSError as exc:
+        raise ConfigError(f"{path}: cannot read ({exc.strerror})") from None
+
+
+def _build(data: dict[str, Any], env: dict[str, str], path: Path | None) -> Settings:
+    unknown = set(data) - {"run", "platforms"}
+    if unknown:
+        raise ConfigError(f"config: unknown section [{sorted(unknown)[0]}]")
+    run = _apply(RunSettings(), _table(data, "run"), "run", _RUN_KEYS)
+    run = _apply_env_run(run, env)
+    platform_tables = _table(data, "platforms")
+    default = PlatformPolicy()
+    if "default" in platform_tables:
+        default = _apply(default, _table(platform_tables, "default", "platforms."),
+                         "platforms.default", _POLICY_KEYS)
+    default = _apply_env_default(default, env)
+    platforms: dict[str, PlatformPolicy] = {}
+    for name in PLATFORMS:
+        base = replace(default, **_SEED.get(name, {}), **_DOCUMENTED_LIMITS.get(name, {}))
+        platforms[name] = base
+    for raw_name, table in platform_tables.items():
+        if raw_name == "default":
+            continue
+        name = canonical_platform(raw_name)
+        if name not in PLATFORMS:
+            raise ConfigError(f"config: unknown platform [platforms.{raw_name}]")
+        if not isinstance(table, dict):
+            raise ConfigError(f"config: platforms.{raw_name} must be a table")
+        platforms[name] = _apply(platforms[name], table, f"platforms.{raw_name}", _POLICY_KEYS)
+    for name in PLATFORMS:
+        platforms[name] = _apply_env_platform(name, platforms[name], env)
+    return Settings(run=run, default=default, platforms=platforms, config_path=path)
+
+
+def _table(data: dict[str, Any], key: str, prefix: str = "") -> dict[str, Any]:
+    value = data.get(key, {})
+    if not isinstance(value, dict):
+        raise ConfigError(f"config: [{prefix}{key}] must be a table")
+    return value
+
+
+def _apply(obj: Any, table: dict[str, Any], where: str, keys: tuple[str, ...]) -> Any:
+    changes = {}
+    for key, value in table.items():
+        if key not in keys:
+            raise ConfigError(f"config: unknown key {where}.{key}")
+        changes[key] = _coerce(key, value, f"{where}.{key}")
+    return replace(obj, **changes)
+
+
+def _coerce(key: str, value: Any, name: str) -> Any:
+    """Check and convert one setting; `name` is what an error message calls it."""
+    from autopost.timeparse import parse_duration
+
+    try:
+        if key == "enabled":
+            return _boolean(value, name)
+        if key in ("lease_seconds", "catch_up_window", "expected_interval", "base_delay",
+                   "max_delay"):
+            seconds = parse_duration(value, name=name)
+            if key in ("lease_seconds", "expected_interval") and seconds <= 0:
+                raise ConfigError(f"{name}: must be more than zero")
+            return seconds
+        if key == "backoff_multiplier":
+            number = float(value)
+            if isinstance(value, bool) or number < 1:
+                raise ValueError
+            return number
+        number = _integer(value, name)
+        if key in ("hourly_limit", "daily_limit"):
+            return number or None
+        if number < 1:
+            raise ConfigError(f"{name}: must be at least 1, got {value!r}")
+        return number
+    except ConfigError:
+        raise
+    except (UsageError, ValueError, TypeError):
+        raise ConfigError(f"{name}: invalid value {value!r}") from None
+
+
+def _boolean(value: Any, name: str) -> bool:
+    if isinstance(value, bool):
+        return value
+    text = str(value).strip().lower()
+    if text in ("1", "true", "yes", "on"):
+        return True
+    if text in ("0", "false", "no", "off"):
+        return False
+    raise ConfigError(f"{name}: expected true or false, got {value!r}")
+
+
+def _integer(value: Any, name: str) -> int:
+    if isinstance(value, bool):
+        raise ConfigError(f"{name}: expected a whole number, got {value!r}")
+    if isinstance(value, int):
+        number = value
+    else:
+        try:
+            number = int(str(value).strip())
+        except ValueError:
+            raise ConfigError(f"{name}: expected a whole number, got {value!r}") from None
+    if number < 0:
+        raise ConfigError(f"{name}: cannot be negative, got {value!r}")
+    return number
+
+
+def _apply_env_run(run: RunSettings, env: dict[str, str]) -> RunSettings:
+    changes = {}
+    if "AUTOPOST_ENABLED" in env:
+        changes["enabled"] = _coerce("enabled", env["AUTOPOST_ENABLED"], "AUTOPOST_ENABLED")
+    if "AUTOPOST_MAX_CONCURRENT_JOBS" in env:
+        changes["max_concurrent_jobs"] = _coerce(
+            "max_concurrent_jobs", env["AUTOPOST_MAX_CONCURRENT_JOBS"],
+            "AUTOPOST_MAX_CONCURRENT_JOBS")
+    return replace(run, **changes)
+
+
+def _apply_env_default(policy: PlatformPolicy, env: dict[str, str]) -> PlatformPolicy:
+    changes = {}
+    for key in ("max_attempts", "base_delay", "max_delay"):
+        name = f"AUTOPOST_DEFAULT_{key.upper()}"
+        if name in env:
+            changes[key] = _coerce(key, env[name], name)
+    return replace(policy, **changes)
+
+
+def _apply_env_platform(name: str, policy: PlatformPolicy, env: dict[str, str]) -> PlatformPolicy:
+    names = [name] + [alias for alias, canon in ALIASES.items() if canon == name]
+    changes = {}
+    for platform in names:
+        for key in ("daily_limit", "hourly_limit"):
+            var = f"AUTOPOST_{platform.upper()}_{key.upper()}"
+            if var in env:
+                changes[key] = _coerce(key, env[var], var)
+    return replace(policy, **changes)

@@ -1,0 +1,38 @@
+"""User-facing errors. The CLI prints `str(error)` as one line and exits with `exit_code`.
+
+    AutopostError                 exit 1
+    ├── UsageError                exit 2   bad input: a date, a flag, a file, text too long
+    │   ├── NotFound              exit 2   unknown job or account
+    │   └── ConfigError           exit 2   a malformed config value (names the key)
+    ├── EnvironmentTrouble        exit 3   database unreadable, locked, disk full
+    └── NeedsAttention            exit 1   the command ran, but something needs a human
+
+Platform failures during a run are not exceptions of this tree: adapters raise
+`autopost.platforms.base.PlatformError`, which the engine records as data.
+"""
+
+from __future__ import annotations
+
+
+class AutopostError(Exception):
+    exit_code = 1
+
+
+class UsageError(AutopostError):
+    exit_code = 2
+
+
+class NotFound(UsageError):
+    pass
+
+
+class ConfigError(UsageError):
+    pass
+
+
+class EnvironmentTrouble(AutopostError):
+    exit_code = 3
+
+
+class NeedsAttention(AutopostError):
+    exit_code = 1

@@ -1,0 +1,179 @@
+"""The Adapter interface every platform implements, and what adapters return or raise.
+
+An adapter turns one job into one post on one platform. It never touches the database
+and never decides about retries: it reports what happened (Published, or PlatformError
+with an ErrorKind read from status codes, headers and body codes) and the engine decides.
+"""
+
+from __future__ import annotations
+
+from abc import ABC, abstractmethod
+from collections.abc import Callable
+from dataclasses import dataclass, field
+from datetime import UTC, datetime
+from enum import StrEnum
+from typing import TYPE_CHECKING, Any, ClassVar
+
+from autopost.errors import UsageError
+from autopost.models import Account, ErrorKind, Job, Media
+
+if TYPE_CHECKING:
+    import httpx
+
+
+@dataclass(frozen=True)
+class Published:
+    post_id: str
+    url: str | None = None
+
+
+class PlatformError(Exception):
+    """A failed platform call, classified. `message` must never contain a secret."""
+
+    def __init__(self, kind: ErrorKind, message: str, *, http_status: int | None = None,
+                 retry_at: datetime | None = None, code: str | None = None):
+        super().__init__(message)
+        self.kind = kind
+        self.message = message
+        self.http_status = http_status
+        self.retry_at = retry_at
+        self.code = code
+
+    def __str__(self) -> str:
+        return self.message
+
+
+class Verdict(StrEnum):
+    POSTED = "posted"
+    NOT_POSTED = "not_posted"
+    CANNOT_TELL = "cannot_tell"
+
+
+@dataclass(frozen=True)
+class Reconciled:
+    verdict: Verdict
+    published: Published | None = None
+    message: str = ""
+
+
+@dataclass(frozen=True)
+class AccountInfo:
+    """What `accounts check` shows: who the credentials belong to."""
+
+    display: str
+    url: str | None = None
+    token_expires_at: datetime | None = None
+    details: dict[str, Any] = field(default_factory=dict)
+
+
+@dataclass(frozen=True)
+class Refreshed:
+    """New credentials from a token refresh; merged over the stored ones."""
+
+    credentials: dict[str, Any]
+    token_expires_at: datetime | None = None
+
+
+SaveRef = Callable[[dict[str, Any]], None]
+
+
+def utcnow() -> datetime:
+    return datetime.now(UTC)
+
+
+class Adapter(ABC):
+    """One platform. Subclasses set the class attributes and implement publish/reconcile."""
+
+    platform: ClassVar[str]
+    default_base_url: ClassVar[str | None] = None
+    required_fields: ClassVar[tuple[str, ...]] = ()
+    optional_fields: ClassVar[tuple[str, ...]] = ()
+    secret_fields: ClassVar[tuple[str, ...]] = ()
+    text_limit: ClassVar[int | None] = None
+    max_media: ClassVar[int] = 4
+    needs_http: ClassVar[bool] = True
+    # False where the platform gives no way to tell after a crash (Telegram, Discord):
+    # an ambiguous outcome then waits for the operator.
+    can_reconcile: ClassVar[bool] = True
+    # True where the platform's tokens expire and can be refreshed.
+    refreshable: ClassVar[bool] = False
+
+    def __init__(self, account: Account, credentials: dict[str, Any],
+                 client: httpx.Client | None, *, clock: Callable[[], datetime] = utcnow,
+                 sleep: Callable[[float], None] | None = None):
+        self.account = account
+        self.credentials = dict(credentials)
+        self.client = client
+        self.clock = clock
+        if sleep is None:
+            import time
+
+            sleep = time.sleep
+        self.sleep = sleep
+
+    @property
+    def base_url(self) -> str:
+        url = self.account.base_url or self.default_base_url
+        if not url:
+            raise UsageError(f"account {self.account.name!r} needs --base-url")
+        return url.rstrip("/")
+
+    # -- checks at add time (no network) --------------------------------------------
+    @classmethod
+    def text_length(cls, text: str) -> int:
+        """The platform's own way of counting; code points unless overridden."""
+        return len(text)
+
+    @classmethod
+    def validate(cls, text: str, media: tuple[Media, ...], options: dict[str, Any]) -> None:
+        """Raise UsageError for content the platform is known to refuse."""
+        if cls.text_limit is not None:
+            n = cls.text_length(text)
+            if n > cls.text_limit:
+                raise UsageError(
+                    f"text is {n} characters; {cls.platform} allows {cls.text_limit}")
+        if len(media) > cls.max_media:
+            raise UsageError(f"{cls.platform} takes at most {cls.max_media} media files")
+        if not text.strip() and not media:
+            raise UsageError("empty post: give some text or --media")
+
+    @classmethod
+    def check_credentials(cls, credentials: dict[str, Any]) -> None:
+        """Raise UsageError when fields are missing or unknown (values are not shown)."""
+        missing = [f for f in cls.required_fields if f not in credentials]
+        if missing:
+            raise UsageError(f"{cls.platform} credentials need: {', '.join(missing)}")
+        known = set(cls.required_fields) | set(cls.optional_fields)
+        unknown = sorted(set(credentials) - known)
+        if unknown:
+            raise UsageError(
+                f"unknown {cls.platform} credential field(s): {', '.join(unknown)} "
+                f"(expected {', '.join(sorted(known))})")
+
+    # -- at `accounts add` ----------------------------------------------------------
+    def setup(self) -> Refreshed | None:
+        """Exchange what the operator gave for what runs need (e.g. a session).
+        Returns credentials to store, or None to store them as given."""
+        return None
+
+    # -- during a run ------------------------------------------------------------
+    @abstractmethod
+    def publish(self, job: Job, save_ref: SaveRef) -> Published:
+        """Post the job. Call save_ref(...) before any step that cannot be undone if
+        reconcile needs to know about it. Raise PlatformError on failure."""
+
+    @abstractmethod
+    def reconcile(self, job: Job) -> Reconciled:
+        """After an unknown outcome: was this job posted?"""
+
+    @abstractmethod
+    def check(self) -> AccountInfo:
+        """A cheap call proving the credentials work."""
+
+    def refresh(self) -> Refreshed:
+        """Get new tokens. Raise PlatformError(AUTH_REVOKED) when that is impossible."""
+        raise PlatformError(ErrorKind.AUTH_REVOKED,
+                            f"{self.platform} tokens cannot be refreshed; re-add the account")
+
+    def use_credentials(self, credentials: dict[str, Any]) -> None:
+        self.credentials = dict(credentials)

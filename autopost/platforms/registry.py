@@ -1,0 +1,37 @@
+"""Find the Adapter class for a platform name, importing its module only when needed."""
+
+from __future__ import annotations
+
+import importlib
+
+from autopost.config import check_platform
+from autopost.errors import UsageError
+from autopost.platforms.base import Adapter
+
+_extra: dict[str, type[Adapter]] = {}
+
+
+def register(name: str, adapter: type[Adapter]) -> None:
+    """Add an adapter under a name (tests and benchmarks register in-process fakes)."""
+    _extra[name] = adapter
+
+
+def unregister(name: str) -> None:
+    _extra.pop(name, None)
+
+
+def adapter_class(name: str) -> type[Adapter]:
+    if name in _extra:
+        return _extra[name]
+    canon = check_platform(name)
+    try:
+        module = importlib.import_module(f"autopost.platforms.{canon}")
+    except ModuleNotFoundError as exc:
+        if exc.name == f"autopost.platforms.{canon}":
+            raise UsageError(f"platform {canon!r} is not supported by this autopost yet") from None
+        raise
+    return module.ADAPTER
+
+
+def known(name: str) -> bool:
+    return name in _extra or check_platform(name) is not None

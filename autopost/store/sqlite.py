@@ -1,0 +1,656 @@
+"""The SQLite Store, on sqlite-utils. Every SQL string of the project lives in store/."""
+
+from __future__ import annotations
+
+import json
+import secrets
+import sqlite3
+from collections.abc import Iterator, Sequence
+from contextlib import contextmanager
+from datetime import datetime, timedelta
+from pathlib import Path
+from typing import Any
+
+import sqlite_utils
+
+from autopost.errors import NotFound, UsageError
+from autopost.models import (
+    Account,
+    AccountState,
+    Attempt,
+    ErrorKind,
+    Job,
+    JobFilter,
+    JobStatus,
+    Media,
+    NewJob,
+    Run,
+)
+from autopost.quota import next_free_slot
+from autopost.store.base import CancelOutcome, Claim, LimitsFor, Result, Store
+from autopost.store.connect import open_connection, translate_errors
+from autopost.store.schema import migrate
+from autopost.store.timefmt import from_db, to_db
+
+_ID_ALPHABET = "23456789abcdefghjkmnpqrstuvwxyz"
+_ID_LENGTH = 8
+_FINISHED = ("posted", "failed", "cancelled", "missed")
+DAY = timedelta(days=1)
+HOUR = timedelta(hours=1)
+
+
+def new_id(length: int = _ID_LENGTH) -> str:
+    return "".join(secrets.choice(_ID_ALPHABET) for _ in range(length))
+
+
+class SqliteStore(Store):
+    def __init__(self, path: Path | str, *, busy_timeout: float | None = None):
+        self.path = Path(path)
+        self.conn = open_connection(self.path, busy_timeout=busy_timeout)
+        self.db = sqlite_utils.Database(self.conn)
+        with translate_errors(self.path):
+            migrate(self.conn)
+
+    def close(self) -> None:
+        self.conn.close()
+
+    # -- plumbing --------------------------------------------------------------
+    @contextmanager
+    def _write(self) -> Iterator[sqlite3.Connection]:
+        """One write transaction that takes the write lock at BEGIN."""
+        with translate_errors(self.path):
+            self.conn.execute("BEGIN IMMEDIATE")
+            try:
+                yield self.conn
+            except BaseException:
+                self.conn.execute("ROLLBACK")
+                raise
+            self.conn.execute("COMMIT")
+
+    def _rows(self, sql: str, params: Sequence[Any] | dict[str, Any] = ()) -> list[dict]:
+        with translate_errors(self.path):
+            return list(self.db.query(sql, params))
+
+    # -- accounts --------------------------------------------------------------
+    def add_account(self, account: Account, *, now: datetime, replace: bool = False) -> Account:
+        row = _account_row(account, now)
+        with self._write() as c:
+            exists = c.execute("SELECT 1 FROM accounts WHERE name = ?", (account.name,)).fetchone()
+            if exists and not replace:
+                raise UsageError(f"account {account.name!r} exists (use --update to replace it)")
+            if exists:
+                row.pop("created_at")
+                sets = ", ".join(f"{k} = :{k}" for k in row if k != "name")
+                c.execute(f"UPDATE accounts SET {sets} WHERE name = :name", row)
+            else:
+                cols = ", ".join(row)
+                marks = ", ".join(f":{k}" for k in row)
+                c.execute(f"INSERT INTO accounts ({cols}) VALUES ({marks})", row)
+        return self.get_account(account.name)
+
+    def get_account(self, name: str) -> Account:
+        rows = self._rows("SELECT * FROM accounts WHERE name = ?", (name,))
+        if not rows:
+            raise NotFound(f"unknown account {name!r} (see 'autopost accounts list')")
+        return _account(rows[0])
+
+    def list_accounts(self) -> list[Account]:
+        return [_account(r) for r in self._rows("SELECT * FROM accounts ORDER BY name")]
+
+    def remove_account(self, name: str) -> None:
+        with self._write() as c:
+            if not c.execute("SELECT 1 FROM accounts WHERE name = ?", (name,)).fetchone():
+                raise NotFound(f"unknown account {name!r} (see 'autopost accounts list')")
+            busy = c.execute(
+                "SELECT count(*) FROM jobs WHERE account = ? AND status IN "
+                "('pending', 'running', 'unknown')", (name,)).fetchone()[0]
+            if busy:
+                raise UsageError(
+                    f"account {name!r} still has {busy} pending, running or unknown job(s); "
+                    "cancel or resolve them first")
+            c.execute("DELETE FROM accounts WHERE name = ?", (name,))
+
+    def save_credentials(self, name, credentials, token_expires_at, *, now):
+        with self._write() as c:
+            c.execute(
+                "UPDATE accounts SET credentials = ?, token_expires_at = ?, updated_at = ? "
+                "WHERE name = ?",
+                (json.dumps(credentials), to_db(token_expires_at), to_db(now), name))
+
+    def set_account_state(self, name, state, reason, *, now):
+        with self._write() as c:
+            cur = c.execute(
+                "UPDATE accounts SET state = ?, state_reason = ?, updated_at = ? WHERE name = ?",
+                (str(state), reason, to_db(now), name))
+            if cur.rowcount == 0:
+                raise NotFound(f"unknown account {name!r}")
+
+    def acquire_refresh_lock(self, name, owner, *, now, ttl):
+        with self._write() as c:
+            cur = c.execute(
+                "UPDATE accounts SET refresh_owner = ?, refresh_until = ? WHERE name = ? AND "
+                "(refresh_owner IS NULL OR refresh_owner = ? OR refresh_until <= ?)",
+                (owner, to_db(now + timedelta(seconds=ttl)), name, owner, to_db(now)))
+            return cur.rowcount == 1
+
+    def release_refresh_lock(self, name, owner):
+        with self._write() as c:
+            c.execute("UPDATE accounts SET refresh_owner = NULL, refresh_until = NULL "
+                      "WHERE name = ? AND refresh_owner = ?", (name, owner))
+
+    # -- jobs: management ------------------------------------------------------
+    def add_jobs(self, jobs: Sequence[NewJob], *, now: datetime) -> list[tuple[Job, bool]]:
+        if not jobs:
+            return []
+        for _ in range(5):
+            try:
+                return self._add_jobs_once(jobs, now)
+            except sqlite3.IntegrityError as exc:
+                if "jobs.id" not in str(exc):
+                    raise
+        raise RuntimeError("could not find free job ids")  # pragma: no cover
+
+    def _add_jobs_once(self, jobs: Sequence[NewJob], now: datetime) -> list[tuple[Job, bool]]:
+        stamp = to_db(now)
+        out: list[tuple[str, bool]] = []
+        rows: list[dict[str, Any]] = []
+        seen: dict[tuple[str, str], str] = {}
+        with self._write() as c:
+            existing = self._existing_keys(c, jobs)
+            for job in jobs:
+                pair = (job.account, job.key) if job.key is not None else None
+                if pair is not None and pair in existing:
+                    out.append((existing[pair], False))
+                    continue
+                if pair is not None and pair in seen:
+                    out.append((seen[pair], False))
+                    continue
+                row = _new_job_row(job, new_id(), stamp)
+                if pair is not None:
+                    seen[pair] = row["id"]
+                rows.append(row)
+                out.append((row["id"], True))
+            if rows:
+                cols = ", ".join(rows[0])
+                marks = ", ".join(f":{k}" for k in rows[0])
+                c.executemany(f"INSERT INTO jobs ({cols}) VALUES ({marks})", rows)
+        if len(out) <= 1000:
+            byid = {j.id: j for j in self._jobs_by_ids([i for i, _ in out])}
+            return [(byid[i], created) for i, created in out]
+        # Large imports: build the dataclasses from what was inserted, not by re-reading.
+        made = {r["id"]: _job(r) for r in rows}
+        missing = [i for i, created in out if not created]
+        made.update({j.id: j for j in self._jobs_by_ids(missing)})
+        return [(made[i], created) for i, created in out]
+
+    def _existing_keys(self, c, jobs: Sequence[NewJob]) -> dict[tuple[str, str], str]:
+        pairs = list({(j.account, j.key) for j in jobs if j.key is not None})
+        found: dict[tuple[str, str], str] = {}
+        for i in range(0, len(pairs), 400):
+            chunk = pairs[i:i + 400]
+            where = " OR ".join("(account = ? AND key = ?)" for _ in chunk)
+            params = [v for pair in chunk for v in pair]
+            for jid, account, key in c.execute(
+                    f"SELECT id, account, key FROM jobs WHERE {where}", params):
+                found[(account, key)] = jid
+        return found
+
+    def _jobs_by_ids(self, ids: Sequence[str]) -> list[Job]:
+        result = []
+        for i in range(0, len(ids), 500):
+            chunk = list(ids[i:i + 500])
+            marks = ", ".join("?" for _ in chunk)
+            result += [_job(r) for r in self._rows(
+                f"SELECT * FROM jobs WHERE id IN ({marks})", chunk)]
+        return result
+
+    def get_job(self, job_id: str) -> Job:
+        job_id = job_id.strip().lower()
+        rows = self._rows("SELECT * FROM jobs WHERE id = ?", (job_id,))
+        if not rows and job_id and len(job_id) >= 3:
+            rows = self._rows("SELECT * FROM jobs WHERE id >= ? AND id < ? LIMIT 2",
+                              (job_id, job_id + "\uffff"))
+            if len(rows) > 1:
+                raise UsageError(f"job id {job_id!r} is ambiguous; give more characters")
+        if not rows:
+            raise NotFound(f"unknown job {job_id!r} (see 'autopost list')")
+        return _job(rows[0])
+
+    def list_jobs(self, flt: JobFilter) -> list[Job]:
+        where, params = [], []
+        if flt.status is not None:
+            where.append("status = ?")
+            params.append(str(flt.status))
+        if flt.account is not None:
+            where.append("account = ?")
+            params.append(flt.account)
+        if flt.platform is not None:
+            where.append("platform = ?")
+            params.append(flt.platform)
+        sql = "SELECT * FROM jobs"
+        if where:
+            sql += " WHERE " + " AND ".join(where)
+        sql += " ORDER BY scheduled_at, id"
+        if flt.limit is not None:
+            sql += " LIMIT ?"
+            params.append(flt.limit)
+        return [_job(r) for r in self._rows(sql, params)]
+
+    def attempts_for(self, job_id: str) -> list[Attempt]:
+        rows = self._rows("SELECT * FROM attempts WHERE job_id = ? ORDER BY id", (job_id,))
+        return [_attempt(r) for r in rows]
+
+    def cancel_job(self, job_id: str, *, now: datetime) -> CancelOutcome:
+        job = self.get_job(job_id)
+        with self._write() as c:
+            cur = c.execute(
+                "UPDATE jobs SET status = 'cancelled', next_attempt_at = NULL, updated_at = ? "
+                "WHERE id = ? AND status = 'pending'", (to_db(now), job.id))
+            if cur.rowcount:
+                _audit(c, job.id, job.attempts, None, now, "cancelled", "cancelled by operator")
+        fresh = self.get_job(job.id)
+        if cur.rowcount:
+            return CancelOutcome(fresh, True)
+        reasons = {
+            JobStatus.RUNNING: "it is being published right now by a run",
+            JobStatus.POSTED: "it is already posted",
+            JobStatus.CANCELLED: "it is already cancelled",
+        }
+        reason = reasons.get(fresh.status, f"it is {fresh.status}")
+        return CancelOutcome(fresh, False, reason)
+
+    def retry_job(self, job_id: str, *, now: datetime) -> Job:
+        job = self.get_job(job_id)
+        with self._write() as c:
+            cur = c.execute(
+                "UPDATE jobs SET status = 'pending', next_attempt_at = ?, "
+                "max_attempts = max(max_attempts, attempts + 1), last_error = NULL, "
+                "last_error_kind = NULL, updated_at = ? "
+                "WHERE id = ? AND status IN ('failed', 'missed', 'cancelled')",
+                (to_db(now), to_db(now), job.id))
+            if cur.rowcount == 0:
+                raise UsageError(
+                    f"job {job.id} is {job.status}; only failed, missed or cancelled jobs "
+                    "can be retried")
+            _audit(c, job.id, job.attempts, None, now, "retried", "set pending by operator")
+        return self.get_job(job.id)
+
+    def resolve_job(self, job_id: str, *, posted_url: str | None, now: datetime) -> Job:
+        job = self.get_job(job_id)
+        with self._write() as c:
+            if posted_url is not None:
+                cur = c.execute(
+                    "UPDATE jobs SET status = 'posted', platform_url = ?, posted_at = ?, "
+                    "next_attempt_at = NULL, lease_owner = NULL, lease_expires_at = NULL, "
+                    "updated_at = ? WHERE id = ? AND status = 'unknown' AND "
+                    "(lease_owner IS NULL OR lease_expires_at <= ?)",
+                    (posted_url, to_db(now), to_db(now), job.id, to_db(now)))
+                decision = f"operator: posted at {posted_url}"
+            else:
+                cur = c.execute(
+                    "UPDATE jobs SET status = 'pending', next_attempt_at = ?, lease_owner = NULL, "
+                    "lease_expires_at = NULL, dispatched = 0, "
+                    "max_attempts = max(max_attempts, attempts + 1), updated_at = ? "
+                    "WHERE id = ? AND status = 'unknown' AND "
+                    "(lease_owner IS NULL OR lease_expires_at <= ?)",
+                    (to_db(now), to_db(now), job.id, to_db(now)))
+                decision = "operator: not posted; will be sent again"
+            if cur.rowcount == 0:
+                raise UsageError(f"job {job.id} is {job.status}, not unknown; nothing to resolve")
+            _audit(c, job.id, job.attempts, None, now, "resolved", decision)
+        return self.get_job(job.id)
+
+    def count_by_status(self) -> dict[JobStatus, int]:
+        rows = self._rows("SELECT status, count(*) AS n FROM jobs GROUP BY status")
+        counts = {s: 0 for s in JobStatus}
+        for r in rows:
+            counts[JobStatus(r["status"])] = r["n"]
+        return counts
+
+    def quota_usage(self, account: str, *, now: datetime) -> tuple[int, int]:
+        stamps = _usage(self.conn, account, now)
+        hour = sum(1 for t in stamps if t > now - HOUR)
+        return hour, len(stamps)
+
+    def prune(self, *, before: datetime) -> tuple[int, int]:
+        cutoff = to_db(before)
+        with self._write() as c:
+            c.execute(
+                "DELETE FROM attempts WHERE job_id IN (SELECT id FROM jobs WHERE status IN "
+                "('posted', 'failed', 'cancelled', 'missed') AND updated_at < ?)", (cutoff,))
+            jobs = c.execute(
+                "DELETE FROM jobs WHERE status IN ('posted', 'failed', 'cancelled', 'missed') "
+                "AND updated_at < ?", (cutoff,)).rowcount
+            runs = c.execute("DELETE FROM runs WHERE started_at < ?", (cutoff,)).rowcount
+        return jobs, runs
+
+    # -- jobs: the engine --------------------------------------------------------
+    def rescue_expired(self, run_id: str, *, now: datetime) -> list[Job]:
+        stamp = to_db(now)
+        with self._write() as c:
+            rows = c.execute(
+                "SELECT id, dispatched, attempts, lease_owner FROM jobs "
+                "WHERE status = 'running' AND lease_expires_at <= ?", (stamp,)).fetchall()
+            ids = []
+            for jid, dispatched, attempts, owner in rows:
+                ids.append(jid)
+                if dispatched:
+                    c.execute(
+                        "UPDATE jobs SET status = 'unknown', next_attempt_at = ?, "
+                        "lease_owner = NULL, lease_expires_at = NULL, "
+                        "last_error = 'the run publishing it stopped before recording the "
+                        "outcome', last_error_kind = 'ambiguous', updated_at = ? WHERE id = ?",
+                        (stamp, stamp, jid))
+                    c.execute(
+                        "UPDATE attempts SET finished_at = ?, outcome = 'lost', "
+                        "error_kind = 'ambiguous', decision = ? WHERE job_id = ? AND number = ? "
+                        "AND finished_at IS NULL",
+                        (stamp, f"lease of run {owner} expired; reconcile before any retry",
+                         jid, attempts))
+                else:
+                    c.execute(
+                        "UPDATE jobs SET status = 'pending', lease_owner = NULL, "
+                        "lease_expires_at = NULL, updated_at = ? WHERE id = ?", (stamp, jid))
+        return self._jobs_by_ids(ids)
+
+    def mark_missed(self, *, now: datetime, window: float) -> list[Job]:
+        if window <= 0:
+            return []
+        cutoff = to_db(now - timedelta(seconds=window))
+        with self._write() as c:
+            ids = [r[0] for r in c.execute(
+                "SELECT id FROM jobs WHERE status = 'pending' AND next_attempt_at < ? "
+                "AND attempts = 0", (cutoff,))]
+            for jid in ids:
+                c.execute(
+                    "UPDATE jobs SET status = 'missed', last_error = ?, updated_at = ? "
+                    "WHERE id = ?",
+                    (f"not started within the catch-up window ({int(window)} s)",
+                     to_db(now), jid))
+                _audit(c, jid, 0, None, now, "missed",
+                       "no run started it in time; 'autopost retry' sends it anyway")
+        return self._jobs_by_ids(ids)
+
+    def claim_unknown(self, run_id: str, *, now: datetime, lease: float, limit: int) -> list[Job]:
+        stamp = to_db(now)
+        with self._write() as c:
+            cur = c.execute(
+                "UPDATE jobs SET lease_owner = ?, lease_expires_at = ?, updated_at = ? "
+                "WHERE id IN (SELECT id FROM jobs WHERE status = 'unknown' AND "
+                "next_attempt_at <= ? AND (lease_owner IS NULL OR lease_expires_at <= ?) "
+                "ORDER BY next_attempt_at LIMIT ?) RETURNING *",
+                (run_id, to_db(now + timedelta(seconds=lease)), stamp, stamp, stamp, limit))
+            cols = [d[0] for d in cur.description]
+            rows = cur.fetchall()
+        return [_job(dict(zip(cols, r, strict=True))) for r in rows]
+
+    def claim(self, run_id, *, now, lease, limit, per_account, limits_for: LimitsFor) -> Claim:
+        stamp = to_db(now)
+        chosen: list[str] = []
+        deferred: list[tuple[str, datetime]] = []
+        with self._write() as c:
+            c.row_factory = sqlite3.Row
+            try:
+                candidates = c.execute(
+                    "SELECT j.id, j.account, j.attempts FROM jobs j "
+                    "JOIN accounts a ON a.name = j.account "
+                    "WHERE j.status = 'pending' AND j.next_attempt_at <= ? "
+                    "AND a.state = 'ok' AND (a.blocked_until IS NULL OR a.blocked_until <= ?) "
+                    "AND j.account NOT IN (SELECT account FROM jobs WHERE status = 'running') "
+                    "ORDER BY j.next_attempt_at, j.scheduled_at, j.id LIMIT ?",
+                    (stamp, stamp, max(limit * 4, 64))).fetchall()
+                accounts: dict[str, Account] = {}
+                usage: dict[str, list[datetime]] = {}
+                taken: dict[str, int] = {}
+                for row in candidates:
+                    if len(chosen) >= limit:
+                        break
+                    name = row["account"]
+                    if name not in accounts:
+                        accounts[name] = _account(dict(c.execute(
+                            "SELECT * FROM accounts WHERE name = ?", (name,)).fetchone()))
+                        usage[name] = _usage(c, name, now)
+                        taken[name] = 0
+                    if taken[name] >= per_account:
+                        continue
+                    hourly, daily = limits_for(accounts[name])
+                    slot = next_free_slot(usage[name], now, hourly=hourly, daily=daily)
+                    if slot is not None:
+                        deferred.append((row["id"], slot))
+                        continue
+                    usage[name].append(now)
+                    taken[name] += 1
+                    chosen.append(row["id"])
+            finally:
+                c.row_factory = None
+            until = to_db(now + timedelta(seconds=lease))
+            for jid in chosen:
+                c.execute(
+                    "UPDATE jobs SET status = 'running', lease_owner = ?, lease_expires_at = ?, "
+                    "dispatched = 0, updated_at = ? WHERE id = ?", (run_id, until, stamp, jid))
+            for jid, slot in deferred:
+                c.execute("UPDATE jobs SET next_attempt_at = ?, updated_at = ? WHERE id = ?",
+                          (to_db(slot), stamp, jid))
+                n = c.execute("SELECT attempts FROM jobs WHERE id = ?", (jid,)).fetchone()[0]
+                _audit(c, jid, n, run_id, now, "deferred",
+                       f"account quota reached; deferred to {to_db(slot)}")
+        jobs = {j.id: j for j in self._jobs_by_ids(chosen + [j for j, _ in deferred])}
+        return Claim(jobs=[jobs[j] for j in chosen],
+                     deferred=[(jobs[j], slot) for j, slot in deferred])
+
+    def dispatch(self, job_ids, run_id, *, now):
+        numbers: dict[str, int] = {}
+        stamp = to_db(now)
+        with self._write() as c:
+            for jid in job_ids:
+                row = c.execute(
+                    "UPDATE jobs SET dispatched = 1, attempts = attempts + 1, updated_at = ? "
+                    "WHERE id = ? AND lease_owner = ? AND status = 'running' "
+                    "RETURNING attempts", (stamp, jid, run_id)).fetchone()
+                if row is None:
+                    continue
+                numbers[jid] = row[0]
+                c.execute("INSERT INTO attempts (job_id, number, run_id, started_at) "
+                          "VALUES (?, ?, ?, ?)", (jid, row[0], run_id, stamp))
+        return numbers
+
+    def record(self, results: Sequence[Result]) -> list[bool]:
+        applied = []
+        with self._write() as c:
+            for res in results:
+                applied.append(_record_one(c, res))
+        return applied
+
+    def release(self, job_ids, run_id, *, now):
+        n = 0
+        with self._write() as c:
+            for jid in job_ids:
+                n += c.execute(
+                    "UPDATE jobs SET status = 'pending', lease_owner = NULL, "
+                    "lease_expires_at = NULL, updated_at = ? WHERE id = ? AND lease_owner = ? "
+                    "AND status = 'running' AND dispatched = 0",
+                    (to_db(now), jid, run_id)).rowcount
+        return n
+
+    def save_ref(self, job_id, run_id, ref, *, now):
+        with self._write() as c:
+            cur = c.execute(
+                "UPDATE jobs SET ref = ?, updated_at = ? WHERE id = ? AND lease_owner = ?",
+                (json.dumps(ref), to_db(now), job_id, run_id))
+            if cur.rowcount == 0:
+                raise UsageError(f"job {job_id}: lease lost while saving its reference")
+
+    def next_due_at(self, *, now: datetime) -> datetime | None:
+        stamp = to_db(now)
+        rows = self._rows(
+            "SELECT min(j.next_attempt_at) AS t FROM jobs j JOIN accounts a ON a.name = j.account "
+            "WHERE j.status = 'pending' AND a.state = 'ok' "
+            "AND (a.blocked_until IS NULL OR a.blocked_until <= ?)", (stamp,))
+        due = from_db(rows[0]["t"]) if rows else None
+        blocked = self._rows(
+            "SELECT min(blocked_until) AS t FROM accounts WHERE state = 'ok' AND "
+            "blocked_until > ? AND name IN (SELECT account FROM jobs WHERE status = 'pending')",
+            (stamp,))
+        unblock = from_db(blocked[0]["t"]) if blocked else None
+        unknown = self._rows(
+            "SELECT min(next_attempt_at) AS t FROM jobs WHERE status = 'unknown'")
+        recheck = from_db(unknown[0]["t"]) if unknown else None
+        times = [t for t in (due, unblock, recheck) if t is not None]
+        return min(times) if times else None
+
+    # -- runs --------------------------------------------------------------------
+    def start_run(self, run: Run) -> None:
+        with self._write() as c:
+            c.execute("INSERT INTO runs (id, started_at, host, pid, counts) VALUES (?, ?, ?, ?, ?)",
+                      (run.id, to_db(run.started_at), run.host, run.pid, json.dumps(run.counts)))
+
+    def finish_run(self, run_id, *, now, counts):
+        with self._write() as c:
+            c.execute("UPDATE runs SET finished_at = ?, counts = ? WHERE id = ?",
+                      (to_db(now), json.dumps(counts), run_id))
+
+    def last_run(self) -> Run | None:
+        rows = self._rows("SELECT * FROM runs ORDER BY started_at DESC LIMIT 1")
+        if not rows:
+            return None
+        r = rows[0]
+        return Run(id=r["id"], started_at=from_db(r["started_at"]),
+                   finished_at=from_db(r["finished_at"]), host=r["host"], pid=r["pid"],
+                   counts=json.loads(r["counts"]))
+
+
+# -- helpers (module level: they take a cursor, hold no state) --------------------
+
+def _usage(c, account: str, now: datetime) -> list[datetime]:
+    """Times of posts in the last day for quota, with in-flight jobs counted as now."""
+    since = to_db(now - DAY)
+    stamps = [from_db(r[0]) for r in c.execute(
+        "SELECT posted_at FROM jobs WHERE account = ? AND status = 'posted' AND posted_at > ?",
+        (account, since))]
+    inflight = c.execute(
+        "SELECT count(*) FROM jobs WHERE account = ? AND status IN ('running', 'unknown')",
+        (account,)).fetchone()[0]
+    return sorted(stamps) + [now] * inflight
+
+
+def _record_one(c, res: Result) -> bool:
+    stamp = to_db(res.finished_at)
+    posted_at = stamp if res.status == JobStatus.POSTED else None
+    cur = c.execute(
+        "UPDATE jobs SET status = ?, next_attempt_at = ?, lease_owner = NULL, "
+        "lease_expires_at = NULL, dispatched = 0, last_error = ?, last_error_kind = ?, "
+        "platform_post_id = coalesce(?, platform_post_id), "
+        "platform_url = coalesce(?, platform_url), posted_at = coalesce(?, posted_at), "
+        "updated_at = ? WHERE id = ? AND lease_owner = ? AND status IN ('running', 'unknown')",
+        (str(res.status), to_db(res.next_attempt_at),
+         res.message if res.status != JobStatus.POSTED else None,
+         str(res.error_kind) if res.error_kind and res.status != JobStatus.POSTED else None,
+         res.platform_post_id, res.platform_url, posted_at, stamp, res.job_id, res.run_id))
+    if cur.rowcount == 0:
+        return False
+    attempts, account = c.execute(
+        "SELECT attempts, account FROM jobs WHERE id = ?", (res.job_id,)).fetchone()
+    values = (stamp, res.outcome, str(res.error_kind) if res.error_kind else None,
+              res.http_status, res.message, res.platform_post_id, res.decision)
+    if res.closes_attempt:
+        c.execute(
+            "UPDATE attempts SET finished_at = ?, outcome = ?, error_kind = ?, http_status = ?, "
+            "message = ?, platform_post_id = ?, decision = ? WHERE job_id = ? AND number = ? "
+            "AND finished_at IS NULL", (*values, res.job_id, attempts))
+    else:
+        c.execute(
+            "INSERT INTO attempts (finished_at, outcome, error_kind, http_status, message, "
+            "platform_post_id, decision, job_id, number, run_id, started_at) "
+            "VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)",
+            (*values, res.job_id, attempts, res.run_id, stamp))
+    if res.block_account_until is not None:
+        c.execute(
+            "UPDATE accounts SET blocked_until = max(coalesce(blocked_until, ''), ?), "
+            "updated_at = ? WHERE name = ?", (to_db(res.block_account_until), stamp, account))
+    if res.account_state is not None:
+        c.execute("UPDATE accounts SET state = ?, state_reason = ?, updated_at = ? WHERE name = ?",
+                  (str(res.account_state), res.account_reason, stamp, account))
+    return True
+
+
+def _audit(c, job_id: str, number: int, run_id: str | None, now: datetime, outcome: str,
+           decision: str) -> None:
+    stamp = to_db(now)
+    c.execute(
+        "INSERT INTO attempts (job_id, number, run_id, started_at, finished_at, outcome, "
+        "decision) VALUES (?, ?, ?, ?, ?, ?, ?)",
+        (job_id, number, run_id, stamp, stamp, outcome, decision))
+
+
+def _new_job_row(job: NewJob, job_id: str, stamp: str) -> dict[str, Any]:
+    return {
+        "id": job_id,
+        "account": job.account,
+        "platform": job.platform,
+        "text": job.text,
+        "media": json.dumps([m.to_dict() for m in job.media]),
+        "options": json.dumps(job.options),
+        "scheduled_at": to_db(job.scheduled_at),
+        "status": "pending",
+        "attempts": 0,
+        "max_attempts": job.max_attempts,
+        "next_attempt_at": to_db(job.scheduled_at),
+        "key": job.key,
+        "idempotency_key": secrets.token_hex(16),
+        "group_id": job.group_id,
+        "ref": "{}",
+        "created_at": stamp,
+        "updated_at": stamp,
+    }
+
+
+def _account_row(account: Account, now: datetime) -> dict[str, Any]:
+    return {
+        "name": account.name,
+        "platform": account.platform,
+        "base_url": account.base_url,
+        "credentials": json.dumps(account.credentials),
+        "state": str(account.state),
+        "state_reason": account.state_reason,
+        "blocked_until": to_db(account.blocked_until),
+        "token_expires_at": to_db(account.token_expires_at),
+        "hourly_limit": account.hourly_limit,
+        "daily_limit": account.daily_limit,
+        "created_at": to_db(now),
+        "updated_at": to_db(now),
+    }
+
+
+def _account(r: dict[str, Any]) -> Account:
+    return Account(
+        name=r["name"], platform=r["platform"], base_url=r["base_url"],
+        credentials=json.loads(r["credentials"]), state=AccountState(r["state"]),
+        state_reason=r["state_reason"], blocked_until=from_db(r["blocked_until"]),
+        token_expires_at=from_db(r["token_expires_at"]), hourly_limit=r["hourly_limit"],
+        daily_limit=r["daily_limit"], created_at=from_db(r["created_at"]))
+
+
+def _job(r: dict[str, Any]) -> Job:
+    return Job(
+        id=r["id"], account=r["account"], platform=r["platform"], text=r["text"],
+        media=tuple(Media(**m) for m in json.loads(r["media"])),
+        options=json.loads(r["options"]),
+        scheduled_at=from_db(r["scheduled_at"]), next_attempt_at=from_db(r["next_attempt_at"]),
+        status=JobStatus(r["status"]), attempts=r["attempts"], max_attempts=r["max_attempts"],
+        key=r["key"], idempotency_key=r["idempotency_key"], group_id=r["group_id"],
+        lease_owner=r["lease_owner"], lease_expires_at=from_db(r["lease_expires_at"]),
+        last_error=r["last_error"],
+        last_error_kind=ErrorKind(r["last_error_kind"]) if r["last_error_kind"] else None,
+        platform_post_id=r["platform_post_id"], platform_url=r["platform_url"],
+        posted_at=from_db(r["posted_at"]), ref=json.loads(r["ref"]),
+        created_at=from_db(r["created_at"]), updated_at=from_db(r["updated_at"]))
+
+
+def _attempt(r: dict[str, Any]) -> Attempt:
+    return Attempt(
+        job_id=r["job_id"], number=r["number"], run_id=r["run_id"],
+        started_at=from_db(r["started_at"]), finished_at=from_db(r["finished_at"]),
+        outcome=r["outcome"],
+        error_kind=ErrorKind(r["error_kind"]) if r["error_kind"] else None,
+        http_status=r["http_status"], message=r["message"],
+        platform_post_id=r["platform_post_id"], decision=r["decision"])

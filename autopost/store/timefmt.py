@@ -1,0 +1,21 @@
+"""The store's one time format: fixed-width UTC text that sorts as time sorts."""
+
+from __future__ import annotations
+
+from datetime import UTC, datetime
+
+_FMT = "%Y-%m-%dT%H:%M:%S.%fZ"
+
+
+def to_db(value: datetime | None) -> str | None:
+    if value is None:
+        return None
+    if value.tzinfo is None:
+        raise ValueError("naive datetime given to the store")
+    return value.astimezone(UTC).strftime(_FMT)
+
+
+def from_db(value: str | None) -> datetime | None:
+    if value is None:
+        return None
+    return datetime.strptime(value, _FMT).replace(tzinfo=UTC)

@@ -1,0 +1,149 @@
+"""Turn what an operator types for `--at` into an aware UTC datetime, and durations into seconds.
+
+Accepted WHEN forms:
+  now                          the current instant
+  +30s  +15m  +2h  +1d  +1w    relative to now (combinations like +1h30m too)
+  2026-12-01T09:00:00+01:00    ISO 8601 with an offset: that instant
+  2026-12-01T09:00 / 2026-12-01 09:00
+                               naive: wall time in --tz (default: the local zone)
+  tomorrow 09:00, today 17:30, monday 9am, Dec 1 09:00
+                               phrases python-dateutil understands, in --tz
+
+A wall time that does not exist in the zone (the hour skipped when clocks go forward)
+is an error; one that happens twice (clocks go back) means the first of the two.
+"""
+
+from __future__ import annotations
+
+import re
+from datetime import UTC, datetime, timedelta, tzinfo
+
+from autopost.errors import UsageError
+
+_UNITS = {"s": 1, "m": 60, "h": 3600, "d": 86400, "w": 604800}
+_DURATION = re.compile(r"(\d+(?:\.\d+)?)\s*([smhdw])")
+_RELATIVE = re.compile(r"^\+\s*((?:\d+(?:\.\d+)?\s*[smhdw]\s*)+)$")
+
+
+def parse_duration(value: str | int | float, *, name: str = "duration") -> float:
+    """`90`, `90s`, `5m`, `2h`, `1d`, `1h30m` -> seconds. Negative or empty is an error."""
+    if isinstance(value, bool):
+        raise UsageError(f"{name}: expected a duration like 90s, 5m or 2h, got {value!r}")
+    if isinstance(value, int | float):
+        if value < 0:
+            raise UsageError(f"{name}: a duration cannot be negative ({value})")
+        return float(value)
+    text = str(value).strip().lower()
+    try:
+        seconds = float(text)
+    except ValueError:
+        pass
+    else:
+        if seconds < 0:
+            raise UsageError(f"{name}: a duration cannot be negative ({value})")
+        return seconds
+    if not text or _DURATION.sub("", text).strip():
+        raise UsageError(f"{name}: expected a duration like 90s, 5m or 2h, got {value!r}")
+    return float(sum(float(n) * _UNITS[u] for n, u in _DURATION.findall(text)))
+
+
+def get_zone(name: str | None) -> tzinfo:
+    """The named IANA zone, or the machine's local zone when name is None."""
+    if name is None:
+        local = datetime.now().astimezone().tzinfo
+        assert local is not None
+        return local
+    from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
+
+    try:
+        return ZoneInfo(name)
+    except (ZoneInfoNotFoundError, ValueError):
+        raise UsageError(f"unknown time zone {name!r} (use an IANA name like Europe/Berlin)")
+
+
+def parse_when(text: str, *, now: datetime, tz: str | None = None) -> datetime:
+    """Parse WHEN relative to `now` (aware). Returns an aware UTC datetime."""
+    if now.tzinfo is None:
+        raise ValueError("now must be timezone-aware")
+    raw = text
+    text = text.strip()
+    if not text:
+        raise UsageError("--at: empty time (try 'now', '+15m', 'tomorrow 09:00' or an ISO date)")
+    low = text.lower()
+    if low == "now":
+        return now.astimezone(UTC)
+    rel = _RELATIVE.match(low)
+    if rel:
+        return (now + timedelta(seconds=parse_duration(rel.group(1)))).astimezone(UTC)
+    zone = get_zone(tz)
+    parsed = _parse_absolute(text, now=now, zone=zone, raw=raw)
+    return parsed.astimezone(UTC)
+
+
+def _parse_absolute(text: str, *, now: datetime, zone: tzinfo, raw: str) -> datetime:
+    local_now = now.astimezone(zone)
+    try:
+        iso = datetime.fromisoformat(text)
+    except ValueError:
+        iso = None
+    if iso is not None:
+        return iso if iso.tzinfo is not None else _localize(iso, zone, raw)
+    if _looks_iso_date(text):
+        # fromisoformat refused a date that has the ISO shape: it is impossible (Feb 30).
+        raise UsageError(f"--at: {raw!r} is not a valid date")
+    day_offset = 0
+    words = text.split()
+    if words and words[0].lower() in ("today", "tomorrow"):
+        day_offset = 1 if words[0].lower() == "tomorrow" else 0
+        words = words[1:]
+        if not words:
+            raise UsageError(f"--at: {raw!r} needs a time of day, like 'tomorrow 09:00'")
+    from dateutil import parser as dateparser
+
+    base = local_now.replace(hour=0, minute=0, second=0, microsecond=0, tzinfo=None)
+    base = base + timedelta(days=day_offset)
+    try:
+        result = dateparser.parse(" ".join(words), default=base)
+    except (ValueError, OverflowError, dateparser.ParserError):
+        raise UsageError(
+            f"--at: cannot read {raw!r} as a time "
+            "(try 'now', '+15m', 'tomorrow 09:00' or 2026-12-01T09:00)"
+        ) from None
+    if result.tzinfo is not None:
+        return result
+    if day_offset and result.date() != base.date():
+        raise UsageError(f"--at: {raw!r} names a date as well as 'today'/'tomorrow'")
+    return _localize(result, zone, raw)
+
+
+_ISO_DATE = re.compile(r"^\d{4}-\d{2}-\d{2}([T ].*)?$")
+
+
+def _looks_iso_date(text: str) -> bool:
+    return bool(_ISO_DATE.match(text))
+
+
+def _localize(naive: datetime, zone: tzinfo, raw: str) -> datetime:
+    """Attach `zone`, refusing wall times that do not exist there."""
+    first = naive.replace(tzinfo=zone, fold=0)
+    # A wall time exists iff converting to UTC and back gives the same wall time.
+    back = first.astimezone(UTC).astimezone(zone).replace(tzinfo=None)
+    if back != naive:
+        second = naive.replace(tzinfo=zone, fold=1)
+        back2 = second.astimezone(UTC).astimezone(zone).replace(tzinfo=None)
+        if back2 != naive:
+            raise UsageError(
+                f"--at: {raw!r} does not exist in {_zone_name(zone)} "
+                "(the clocks skip that hour); pick another time"
+            )
+        return second
+    return first
+
+
+def _zone_name(zone: tzinfo) -> str:
+    return getattr(zone, "key", None) or str(zone)
+
+
+def format_utc(value: datetime) -> str:
+    """ISO 8601 UTC with a Z, as every --json output shows times."""
+    return value.astimezone(UTC).strftime("%Y-%m-%dT%H:%M:%SZ")
