@@ -58,7 +58,8 @@ def get_zone(name: str | None) -> tzinfo:
     try:
         return ZoneInfo(name)
     except (ZoneInfoNotFoundError, ValueError):
-        raise UsageError(f"unknown time zone {name!r} (use an IANA name like Europe/Berlin)")
+        raise UsageError(
+            f"unknown time zone {name!r} (use an IANA name like Europe/Berlin)") from None
 
 
 def parse_when(text: str, *, now: datetime, tz: str | None = None) -> datetime:

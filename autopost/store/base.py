@@ -59,6 +59,8 @@ class Result:
     decision: str | None = None
     # Whether this result closes a platform attempt (False for a reconcile).
     closes_attempt: bool = True
+    # The attempt does not count against max_attempts (the account needs re-auth).
+    refund_attempt: bool = False
     # Account-wide consequences.
     block_account_until: datetime | None = None
     account_state: AccountState | None = None
@@ -194,6 +196,10 @@ class Store(ABC):
     @abstractmethod
     def save_ref(self, job_id: str, run_id: str, ref: dict[str, Any], *, now: datetime) -> None:
         """Persist adapter state needed to reconcile (a container id, an upload URL)."""
+
+    @abstractmethod
+    def due_jobs(self, *, now: datetime, limit: int | None) -> list[Job]:
+        """Read-only: the pending jobs a claim would consider now, in claim order."""
 
     @abstractmethod
     def next_due_at(self, *, now: datetime) -> datetime | None:

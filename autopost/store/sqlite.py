@@ -178,7 +178,7 @@ class SqliteStore(Store):
             byid = {j.id: j for j in self._jobs_by_ids([i for i, _ in out])}
             return [(byid[i], created) for i, created in out]
         # Large imports: build the dataclasses from what was inserted, not by re-reading.
-        made = {r["id"]: _job(r) for r in rows}
+        made = {r["id"]: _job({**_UNSET_COLUMNS, **r}) for r in rows}
         missing = [i for i, created in out if not created]
         made.update({j.id: j for j in self._jobs_by_ids(missing)})
         return [(made[i], created) for i, created in out]
@@ -480,6 +480,16 @@ class SqliteStore(Store):
             if cur.rowcount == 0:
                 raise UsageError(f"job {job_id}: lease lost while saving its reference")
 
+    def due_jobs(self, *, now: datetime, limit: int | None) -> list[Job]:
+        stamp = to_db(now)
+        rows = self._rows(
+            "SELECT j.* FROM jobs j JOIN accounts a ON a.name = j.account "
+            "WHERE j.status = 'pending' AND j.next_attempt_at <= ? AND a.state = 'ok' "
+            "AND (a.blocked_until IS NULL OR a.blocked_until <= ?) "
+            "ORDER BY j.next_attempt_at, j.scheduled_at, j.id LIMIT ?",
+            (stamp, stamp, -1 if limit is None else limit))
+        return [_job(r) for r in rows]
+
     def next_due_at(self, *, now: datetime) -> datetime | None:
         stamp = to_db(now)
         rows = self._rows(
@@ -563,6 +573,8 @@ def _record_one(c, res: Result) -> bool:
             "platform_post_id, decision, job_id, number, run_id, started_at) "
             "VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)",
             (*values, res.job_id, attempts, res.run_id, stamp))
+    if res.refund_attempt:
+        c.execute("UPDATE jobs SET attempts = max(0, attempts - 1) WHERE id = ?", (res.job_id,))
     if res.block_account_until is not None:
         c.execute(
             "UPDATE accounts SET blocked_until = max(coalesce(blocked_until, ''), ?), "
@@ -580,6 +592,12 @@ def _audit(c, job_id: str, number: int, run_id: str | None, now: datetime, outco
         "INSERT INTO attempts (job_id, number, run_id, started_at, finished_at, outcome, "
         "decision) VALUES (?, ?, ?, ?, ?, ?, ?)",
         (job_id, number, run_id, stamp, stamp, outcome, decision))
+
+
+# Columns a new row leaves to their NULL defaults (for building a Job without re-reading).
+_UNSET_COLUMNS: dict[str, Any] = dict.fromkeys((
+    "lease_owner", "lease_expires_at", "last_error", "last_error_kind", "platform_post_id",
+    "platform_url", "posted_at"))
 
 
 def _new_job_row(job: NewJob, job_id: str, stamp: str) -> dict[str, Any]:

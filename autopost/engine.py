@@ -1,0 +1,522 @@
+"""run_due: publish what is due, keeping DESIGN.md's promises under crashes and overlap.
+
+One run:
+  rescue expired leases (running -> unknown if it reached the platform, else pending)
+  -> mark jobs unstarted past the catch-up window as missed
+  -> reconcile unknown jobs that are due for it
+  -> claim a batch (quota-checked, one transaction) -> publish -> record -> claim again
+  -> with --linger, wait for the next job to fall due until the linger time is up.
+
+Threads: the main thread is the only one that writes the run's bookkeeping. Worker
+threads publish (one account's jobs in order, one at a time) and talk to the main
+thread through a queue: "about to publish job X" (the main thread commits the attempt's
+started_at and only then lets the worker call the platform) and "job X ended so". The
+main thread commits whatever has queued up in one transaction (group commit), so the
+fsync per commit is shared by all the workers waiting on it.
+"""
+
+from __future__ import annotations
+
+import os
+import queue
+import random
+import socket
+import threading
+import time
+from collections.abc import Callable
+from concurrent.futures import Future
+from dataclasses import dataclass, field
+from datetime import UTC, datetime, timedelta
+from typing import Any
+
+from autopost.accounts import needs_proactive_refresh, refresh_account, resolve_credentials
+from autopost.config import Settings
+from autopost.errors import UsageError
+from autopost.models import Account, AccountState, ErrorKind, Job, JobStatus, Run
+from autopost.platforms.base import Adapter, PlatformError, Published, Reconciled
+from autopost.platforms.registry import adapter_class
+from autopost.policy import (
+    Decision,
+    decide_error,
+    decide_reconcile,
+    decide_reconcile_error,
+)
+from autopost.store.base import Result, Store
+from autopost.store.sqlite import new_id
+
+BATCH = 100
+POLL = 1.0  # how often a lingering run looks for newly added jobs
+STOP_GRACE = 10.0
+
+
+def utcnow() -> datetime:
+    return datetime.now(UTC)
+
+
+@dataclass(frozen=True)
+class RunOptions:
+    limit: int | None = None
+    concurrency: int | None = None
+    linger: float = 0.0
+    dry_run: bool = False
+
+
+@dataclass(frozen=True)
+class Problem:
+    """One line of run-due's output: something a human should know about."""
+
+    job_id: str | None
+    account: str
+    status: str
+    message: str
+
+    def line(self) -> str:
+        if self.job_id is None:
+            return f"account {self.account}: {self.message}"
+        return f"job {self.job_id} ({self.account}): {self.status}: {self.message}"
+
+
+@dataclass
+class RunSummary:
+    run_id: str
+    posted: int = 0
+    retried: int = 0
+    deferred: int = 0
+    failed: int = 0
+    unknown: int = 0
+    missed: int = 0
+    rescued: int = 0
+    reconciled: int = 0
+    released: int = 0
+    problems: list[Problem] = field(default_factory=list)
+    would_publish: list[Job] = field(default_factory=list)
+    disabled: bool = False
+
+    @property
+    def needs_attention(self) -> bool:
+        return bool(self.problems)
+
+    def counts(self) -> dict[str, int]:
+        return {k: getattr(self, k) for k in (
+            "posted", "retried", "deferred", "failed", "unknown", "missed", "rescued",
+            "reconciled", "released")}
+
+
+# -- messages between workers and the main thread -------------------------------------
+
+@dataclass
+class _Dispatch:
+    job_id: str
+    reply: Future
+
+
+@dataclass
+class _SaveRef:
+    job_id: str
+    ref: dict[str, Any]
+    reply: Future
+
+
+@dataclass
+class _Done:
+    job: Job
+    result: Result
+    problem: Problem | None
+    counter: str
+
+
+@dataclass
+class _ChainEnd:
+    account: str
+    unstarted: list[Job]
+    account_state: tuple[AccountState, str] | None = None
+
+
+class _Pool:
+    """A fixed set of daemon threads: a run that must exit never waits for a hung call."""
+
+    def __init__(self, size: int):
+        self.tasks: queue.Queue[Callable[[], None] | None] = queue.Queue()
+        self.threads = [threading.Thread(target=self._work, daemon=True, name=f"publish-{i}")
+                        for i in range(size)]
+        for t in self.threads:
+            t.start()
+
+    def _work(self) -> None:
+        while (task := self.tasks.get()) is not None:
+            task()
+
+    def submit(self, task: Callable[[], None]) -> None:
+        self.tasks.put(task)
+
+    def shutdown(self) -> None:
+        for _ in self.threads:
+            self.tasks.put(None)
+
+
+class Engine:
+    def __init__(self, store: Store, settings: Settings, *,
+                 store_factory: Callable[[], Store],
+                 clock: Callable[[], datetime] = utcnow,
+                 sleep: Callable[[float], None] = time.sleep,
+                 rng: random.Random | None = None,
+                 client_factory: Callable[[], Any] | None = None,
+                 stop: threading.Event | None = None):
+        self.store = store
+        self.settings = settings
+        self.store_factory = store_factory
+        self.clock = clock
+        self.sleep = sleep
+        self.rng = rng or random.Random()
+        self.client_factory = client_factory
+        self.stop = stop or threading.Event()
+        self._client: Any = None
+        self._client_lock = threading.Lock()
+        self._rng_lock = threading.Lock()
+
+    # -- the run ---------------------------------------------------------------
+    def run(self, opts: RunOptions) -> RunSummary:
+        run_id = new_id(12)
+        summary = RunSummary(run_id=run_id)
+        if not self.settings.run.enabled:
+            summary.disabled = True
+            return summary
+        if opts.dry_run:
+            summary.would_publish = self.store.due_jobs(now=self.clock(), limit=opts.limit)
+            return summary
+        start = self.clock()
+        self.store.start_run(Run(id=run_id, started_at=start, finished_at=None,
+                                 host=socket.gethostname(), pid=os.getpid()))
+        deadline = start + timedelta(seconds=max(0.0, opts.linger))
+        concurrency = max(1, opts.concurrency or self.settings.run.max_concurrent_jobs)
+        pool = _Pool(concurrency)
+        try:
+            budget = opts.limit
+            claim_until = deadline if opts.linger > 0 else None
+            while not self.stop.is_set():
+                self._housekeeping(run_id, summary)
+                budget = self._drain(run_id, summary, pool, concurrency, budget, claim_until)
+                if self.stop.is_set() or (budget is not None and budget <= 0):
+                    break
+                if not self._wait_for_work(deadline):
+                    break
+        finally:
+            pool.shutdown()
+            self.store.finish_run(run_id, now=self.clock(), counts=summary.counts())
+            if self._client is not None:
+                self._client.close()
+        return summary
+
+    def _housekeeping(self, run_id: str, summary: RunSummary) -> None:
+        now = self.clock()
+        for job in self.store.rescue_expired(run_id, now=now):
+            summary.rescued += 1
+            if job.status == JobStatus.UNKNOWN:
+                summary.unknown += 1
+        for job in self.store.mark_missed(now=now, window=self.settings.run.catch_up_window):
+            summary.missed += 1
+            summary.problems.append(Problem(
+                job.id, job.account, "missed",
+                "not started within the catch-up window; 'autopost retry' sends it anyway"))
+
+    def _wait_for_work(self, deadline: datetime) -> bool:
+        """Sleep until something may be due; False when the linger time is over."""
+        while not self.stop.is_set():
+            now = self.clock()
+            if now >= deadline:
+                return False
+            nxt = self.store.next_due_at(now=now)
+            if nxt is not None and nxt <= now:
+                return True
+            until = min(deadline, nxt) if nxt is not None else deadline
+            self._pause(min(POLL, max(0.0, (until - now).total_seconds())))
+        return False
+
+    def _pause(self, seconds: float) -> None:
+        """Sleep, but wake at once on SIGTERM (unless a test injected its own sleep)."""
+        if self.sleep is time.sleep:
+            self.stop.wait(seconds)
+        else:
+            self.sleep(seconds)
+
+    # -- claim, publish, record --------------------------------------------------
+    def _drain(self, run_id: str, summary: RunSummary, pool: _Pool, concurrency: int,
+               budget: int | None, claim_until: datetime | None) -> int | None:
+        """Claim and publish until nothing claimable is left (or the budget is spent)."""
+        inbox: queue.Queue[Any] = queue.Queue()
+        active: set[str] = set()
+        lease = self.settings.run.lease_seconds
+        stop_at: float | None = None
+        want_claim = True
+        while True:
+            if self.stop.is_set() and stop_at is None:
+                stop_at = time.monotonic() + STOP_GRACE
+            now = self.clock()
+            if (want_claim and not self.stop.is_set() and len(active) < concurrency
+                    and (budget is None or budget > 0)
+                    and (claim_until is None or now < claim_until)):
+                unknown = self.store.claim_unknown(run_id, now=now, lease=lease, limit=BATCH)
+                for job in unknown:
+                    name = f"reconcile:{job.id}"
+                    active.add(name)
+                    self._start(pool, inbox, run_id, name, job.account, [job], reconcile=True)
+                size = BATCH if budget is None else min(BATCH, budget)
+                claim = self.store.claim(run_id, now=now, lease=lease, limit=size,
+                                         per_account=size, limits_for=self._limits_for)
+                summary.deferred += len(claim.deferred)
+                if budget is not None:
+                    budget -= len(claim.jobs)
+                chains: dict[str, list[Job]] = {}
+                for job in claim.jobs:
+                    chains.setdefault(job.account, []).append(job)
+                for account, jobs in chains.items():
+                    jobs.sort(key=lambda j: (j.scheduled_at, j.id))
+                    active.add(account)
+                    self._start(pool, inbox, run_id, account, account, jobs, reconcile=False)
+                want_claim = bool(claim.jobs or unknown) and len(active) < concurrency
+            if not active:
+                return budget
+            if stop_at is not None and time.monotonic() > stop_at:
+                return budget
+            finished = self._serve(inbox, run_id, summary)
+            if finished:
+                active.difference_update(finished)
+                want_claim = True
+
+    def _serve(self, inbox: queue.Queue, run_id: str, summary: RunSummary) -> list[str]:
+        """Wait for workers' messages and commit them in as few transactions as possible."""
+        try:
+            first = inbox.get(timeout=0.5)
+        except queue.Empty:
+            return []
+        batch = [first]
+        while True:
+            try:
+                batch.append(inbox.get_nowait())
+            except queue.Empty:
+                break
+        now = self.clock()
+        dispatches = [m for m in batch if isinstance(m, _Dispatch)]
+        if dispatches:
+            numbers = self.store.dispatch([m.job_id for m in dispatches], run_id, now=now)
+            for m in dispatches:
+                m.reply.set_result(numbers.get(m.job_id))
+        for m in batch:
+            if isinstance(m, _SaveRef):
+                try:
+                    self.store.save_ref(m.job_id, run_id, m.ref, now=now)
+                    m.reply.set_result(True)
+                except Exception as exc:  # the worker decides what a lost ref means
+                    m.reply.set_exception(exc)
+        done = [m for m in batch if isinstance(m, _Done)]
+        if done:
+            applied = self.store.record([m.result for m in done])
+            for m, ok in zip(done, applied, strict=True):
+                if not ok:
+                    continue
+                setattr(summary, m.counter, getattr(summary, m.counter) + 1)
+                if m.problem is not None:
+                    summary.problems.append(m.problem)
+        finished = []
+        for m in batch:
+            if isinstance(m, _ChainEnd):
+                if m.unstarted:
+                    summary.released += self.store.release(
+                        [j.id for j in m.unstarted], run_id, now=now)
+                if m.account_state is not None:
+                    state, reason = m.account_state
+                    self.store.set_account_state(m.account, state, reason, now=now)
+                    summary.problems.append(Problem(None, m.account, str(state), reason))
+                finished.append(m.account)
+        return finished
+
+    def _limits_for(self, account: Account) -> tuple[int | None, int | None]:
+        policy = self.settings.policy(account.platform)
+        hourly = account.hourly_limit if account.hourly_limit is not None else policy.hourly_limit
+        daily = account.daily_limit if account.daily_limit is not None else policy.daily_limit
+        return hourly or None, daily or None
+
+    # -- worker side ---------------------------------------------------------------
+    def _start(self, pool: _Pool, inbox: queue.Queue, run_id: str, name: str,
+               account_name: str, jobs: list[Job], *, reconcile: bool) -> None:
+        # Read on the main thread: only it uses the run's database connection.
+        account = self.store.get_account(account_name)
+        pool.submit(lambda: self._chain(inbox, run_id, name, account, jobs, reconcile))
+
+    def _chain(self, inbox: queue.Queue, run_id: str, name: str, account: Account,
+               jobs: list[Job], reconcile: bool) -> None:
+        end = _ChainEnd(name, [])
+        try:
+            end = self._chain_body(inbox, run_id, name, account, jobs, reconcile)
+        except Exception as exc:  # a bug must not leave the main thread waiting forever
+            end = _ChainEnd(name, [], None)
+            _report_bug(exc)
+        finally:
+            inbox.put(end)
+
+    def _chain_body(self, inbox: queue.Queue, run_id: str, name: str, account: Account,
+                    jobs: list[Job], reconcile: bool) -> _ChainEnd:
+        store = None
+        try:
+            adapter = self._adapter(account)
+        except PlatformError as exc:
+            if reconcile:
+                return _ChainEnd(name, [])
+            return _ChainEnd(name, jobs, (AccountState.NEEDS_REAUTH, exc.message))
+        except UsageError as exc:  # e.g. a platform this install does not support
+            return _ChainEnd(name, [] if reconcile else jobs,
+                             (AccountState.NEEDS_REAUTH, str(exc)))
+        seen = account.credentials
+        try:
+            if not reconcile and needs_proactive_refresh(account, adapter, self.clock()):
+                store = self.store_factory()
+                seen = refresh_account(store, adapter, seen, run_id, clock=self.clock,
+                                       sleep=self.sleep).credentials
+            for i, job in enumerate(jobs):
+                if self.stop.is_set():
+                    return _ChainEnd(name, [] if reconcile else jobs[i:])
+                if reconcile:
+                    inbox.put(self._reconcile(adapter, job, run_id))
+                    continue
+                reply: Future = Future()
+                inbox.put(_Dispatch(job.id, reply))
+                number = reply.result()
+                if number is None:
+                    continue  # the lease is no longer ours: another run owns the job
+                done, seen, store = self._attempt(adapter, job, number, run_id, inbox, seen,
+                                                  store)
+                inbox.put(done)
+                if done.result.block_account_until is not None or done.result.account_state:
+                    return _ChainEnd(name, jobs[i + 1:])
+            return _ChainEnd(name, [])
+        except PlatformError as exc:  # a proactive refresh that failed
+            return _ChainEnd(name, [] if reconcile else jobs,
+                             (AccountState.NEEDS_REAUTH, exc.message))
+        finally:
+            if store is not None:
+                store.close()
+
+    def _adapter(self, account: Account) -> Adapter:
+        cls = adapter_class(account.platform)
+        credentials = resolve_credentials(account)
+        client = self._http_client() if cls.needs_http else None
+        return cls(account, credentials, client, clock=self.clock, sleep=self.sleep)
+
+    def _http_client(self) -> Any:
+        with self._client_lock:
+            if self._client is None:
+                if self.client_factory is not None:
+                    self._client = self.client_factory()
+                else:
+                    from autopost.platforms.http import make_client
+
+                    self._client = make_client()
+            return self._client
+
+    def _attempt(self, adapter: Adapter, job: Job, number: int, run_id: str,
+                 inbox: queue.Queue, seen: dict, store: Store | None):
+        def save_ref(ref: dict[str, Any]) -> None:
+            reply: Future = Future()
+            inbox.put(_SaveRef(job.id, {**job.ref, **ref}, reply))
+            reply.result()
+
+        refreshed = False
+        while True:
+            try:
+                published = adapter.publish(job, save_ref)
+            except PlatformError as exc:
+                if exc.kind == ErrorKind.AUTH_EXPIRED and adapter.refreshable and not refreshed:
+                    refreshed = True
+                    try:
+                        store = store or self.store_factory()
+                        seen = refresh_account(store, adapter, seen, run_id, clock=self.clock,
+                                               sleep=self.sleep).credentials
+                        continue
+                    except PlatformError as again:
+                        exc = again
+                return self._failed(adapter, job, number, run_id, exc), seen, store
+            except Exception as exc:  # an adapter bug: the post may or may not have gone out
+                _report_bug(exc)
+                err = PlatformError(ErrorKind.AMBIGUOUS,
+                                    f"internal error in the {adapter.platform} adapter "
+                                    f"({type(exc).__name__})")
+                return self._failed(adapter, job, number, run_id, err), seen, store
+            return self._posted(job, run_id, published, refreshed), seen, store
+
+    def _posted(self, job: Job, run_id: str, published: Published, refreshed: bool) -> _Done:
+        note = "posted" + (" after refreshing the token" if refreshed else "")
+        result = Result(job.id, run_id, self.clock(), JobStatus.POSTED, "posted",
+                        platform_post_id=published.post_id, platform_url=published.url,
+                        decision=note)
+        return _Done(job, result, None, "posted")
+
+    def _failed(self, adapter: Adapter, job: Job, number: int, run_id: str,
+                exc: PlatformError) -> _Done:
+        now = self.clock()
+        policy = self.settings.policy(job.platform)
+        with self._rng_lock:
+            d = decide_error(exc, job=job, attempt=number, policy=policy, now=now, rng=self.rng,
+                             can_reconcile=adapter.can_reconcile)
+        return self._done(job, run_id, now, d, exc, closes_attempt=True)
+
+    def _reconcile(self, adapter: Adapter, job: Job, run_id: str) -> _Done:
+        try:
+            found: Reconciled = adapter.reconcile(job)
+        except PlatformError as exc:
+            now = self.clock()
+            with self._rng_lock:
+                d = decide_reconcile_error(exc, job=job, policy=self.settings.policy(
+                    job.platform), now=now, rng=self.rng)
+            return self._done(job, run_id, now, d, exc, closes_attempt=False, reconcile=True)
+        now = self.clock()
+        d = decide_reconcile(found, job=job, now=now)
+        published = found.published
+        result = Result(
+            job.id, run_id, now, d.status, "reconciled",
+            next_attempt_at=d.next_attempt_at,
+            error_kind=job.last_error_kind if d.status != JobStatus.POSTED else None,
+            message=None if d.status == JobStatus.POSTED else (job.last_error or found.message),
+            platform_post_id=published.post_id if published else None,
+            platform_url=published.url if published else None,
+            decision=d.why, closes_attempt=False)
+        problem = _problem(job, d, found.message)
+        counter = {JobStatus.POSTED: "posted", JobStatus.FAILED: "failed",
+                   JobStatus.UNKNOWN: "unknown"}.get(d.status, "reconciled")
+        return _Done(job, result, problem, counter)
+
+    def _done(self, job: Job, run_id: str, now: datetime, d: Decision, exc: PlatformError, *,
+              closes_attempt: bool, reconcile: bool = False) -> _Done:
+        result = Result(
+            job.id, run_id, now, d.status, "reconcile_error" if reconcile else "error",
+            next_attempt_at=d.next_attempt_at, error_kind=exc.kind, http_status=exc.http_status,
+            message=exc.message, decision=d.why, closes_attempt=closes_attempt,
+            refund_attempt=d.refund_attempt, block_account_until=d.block_until,
+            account_state=d.account_state,
+            account_reason=exc.message if d.account_state else None)
+        problem = None if reconcile else _problem(job, d, exc.message)
+        counter = {JobStatus.FAILED: "failed", JobStatus.UNKNOWN: "unknown"}.get(
+            d.status, "retried")
+        if reconcile:
+            counter = "reconciled"
+        return _Done(job, result, problem, counter)
+
+
+def _problem(job: Job, d: Decision, message: str) -> Problem | None:
+    if d.status == JobStatus.FAILED:
+        return Problem(job.id, job.account, "failed", message)
+    if d.status == JobStatus.UNKNOWN and d.next_attempt_at is None:
+        return Problem(job.id, job.account, "unknown",
+                       f"{message}; check {job.platform} and run 'autopost resolve {job.id} "
+                       "--posted URL' or '--not-posted'")
+    if d.account_state == AccountState.NEEDS_REAUTH:
+        return Problem(None, job.account, "needs_reauth", message)
+    return None
+
+
+def _report_bug(exc: BaseException) -> None:
+    import sys
+    import traceback
+
+    print(f"autopost: internal error: {type(exc).__name__}", file=sys.stderr)
+    if os.environ.get("AUTOPOST_DEBUG"):
+        traceback.print_exception(exc, file=sys.stderr)

@@ -1,0 +1,109 @@
+"""What a run does after each attempt: the decision table of DESIGN.md, as pure functions.
+
+    kind            action
+    auth_expired    (the engine refreshed once already) -> as auth_revoked
+    auth_revoked    account -> needs_reauth; the job waits (attempt refunded), none fail
+    rate_limited    account blocked until the reset; job retried then (counts an attempt)
+    quota_exceeded  retried like rate_limited where the platform's policy says so, else failed
+    network/server  retried with backoff while attempts remain, else failed
+    ambiguous       unknown -> reconcile before any retry (operator if it cannot tell)
+    duplicate       unknown -> reconcile: it may be our own earlier attempt
+    invalid         failed at once, with the platform's message
+"""
+
+from __future__ import annotations
+
+import random
+from dataclasses import dataclass
+from datetime import datetime, timedelta
+
+from autopost.config import PlatformPolicy
+from autopost.models import AccountState, ErrorKind, Job, JobStatus
+from autopost.platforms.base import PlatformError, Reconciled, Verdict
+
+# How soon a run looks at a job whose outcome became unknown.
+RECONCILE_DELAY = timedelta(seconds=5)
+
+
+@dataclass(frozen=True)
+class Decision:
+    status: JobStatus
+    next_attempt_at: datetime | None
+    why: str
+    block_until: datetime | None = None
+    account_state: AccountState | None = None
+    refund_attempt: bool = False
+
+
+def backoff_delay(policy: PlatformPolicy, attempt: int, rng: random.Random) -> float:
+    """min(max_delay, base_delay * multiplier ** (attempt - 1)), with equal jitter:
+    a uniform pick in [d/2, d], so retries spread out but never exceed the cap."""
+    exponent = max(0, attempt - 1)
+    try:
+        raw = policy.base_delay * policy.backoff_multiplier ** exponent
+    except OverflowError:
+        raw = policy.max_delay
+    delay = min(policy.max_delay, raw)
+    return delay * (0.5 + 0.5 * rng.random())
+
+
+def retry_time(policy: PlatformPolicy, attempt: int, now: datetime, rng: random.Random,
+               not_before: datetime | None = None) -> datetime:
+    at = now + timedelta(seconds=backoff_delay(policy, attempt, rng))
+    if not_before is not None and not_before > at:
+        at = not_before
+    return at
+
+
+def decide_error(err: PlatformError, *, job: Job, attempt: int, policy: PlatformPolicy,
+                 now: datetime, rng: random.Random, can_reconcile: bool) -> Decision:
+    kind = err.kind
+    if kind in (ErrorKind.AUTH_EXPIRED, ErrorKind.AUTH_REVOKED):
+        return Decision(JobStatus.PENDING, now, "account needs re-auth; the job waits for it",
+                        account_state=AccountState.NEEDS_REAUTH, refund_attempt=True)
+    if kind in (ErrorKind.AMBIGUOUS, ErrorKind.DUPLICATE):
+        if can_reconcile:
+            return Decision(JobStatus.UNKNOWN, now + RECONCILE_DELAY,
+                            "outcome unknown; reconcile with the platform before any retry")
+        return Decision(JobStatus.UNKNOWN, None,
+                        "outcome unknown and the platform cannot be asked; "
+                        "waits for 'autopost resolve'")
+    if kind == ErrorKind.INVALID:
+        return Decision(JobStatus.FAILED, None, "the platform refused the post")
+    retryable = kind in (ErrorKind.NETWORK, ErrorKind.SERVER, ErrorKind.RATE_LIMITED) or (
+        kind in policy.retryable)
+    if not retryable:
+        return Decision(JobStatus.FAILED, None, f"{kind} is not retried for this platform")
+    if attempt >= job.max_attempts:
+        return Decision(JobStatus.FAILED, None, f"gave up after {attempt} attempt(s)")
+    at = retry_time(policy, attempt, now, rng, err.retry_at)
+    block = None
+    if kind in (ErrorKind.RATE_LIMITED, ErrorKind.QUOTA_EXCEEDED):
+        block = err.retry_at or at
+    return Decision(JobStatus.PENDING, at, f"retry at {at.isoformat(timespec='seconds')}",
+                    block_until=block)
+
+
+def decide_reconcile(found: Reconciled, *, job: Job, now: datetime) -> Decision:
+    if found.verdict == Verdict.POSTED:
+        return Decision(JobStatus.POSTED, None, f"reconciled: posted ({found.message})")
+    if found.verdict == Verdict.CANNOT_TELL:
+        return Decision(JobStatus.UNKNOWN, None,
+                        f"cannot tell whether it was posted ({found.message}); "
+                        "waits for 'autopost resolve'")
+    if job.last_error_kind == ErrorKind.DUPLICATE:
+        return Decision(JobStatus.FAILED, None,
+                        "the platform calls it a duplicate of a post that is not ours")
+    if job.attempts >= job.max_attempts:
+        return Decision(JobStatus.FAILED, None,
+                        f"not posted, and {job.attempts} attempt(s) are spent")
+    return Decision(JobStatus.PENDING, now, f"reconciled: not posted ({found.message}); resend")
+
+
+def decide_reconcile_error(err: PlatformError, *, job: Job, policy: PlatformPolicy,
+                           now: datetime, rng: random.Random) -> Decision:
+    """The platform could not be asked this time: stay unknown, ask again later."""
+    at = retry_time(policy, max(1, job.attempts), now, rng, err.retry_at)
+    return Decision(JobStatus.UNKNOWN, at,
+                    f"reconcile failed ({err.kind}); asking again at "
+                    f"{at.isoformat(timespec='seconds')}")
