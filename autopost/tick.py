@@ -1,7 +1,100 @@
-"""The idle run-due tick (placeholder until the engine lands): defer to the full CLI."""
+"""The idle run-due tick, answered with the standard library alone.
+
+cron calls `autopost run-due` 1,440-2,880 times a day and almost every call finds
+nothing to do. This module recognises that call, asks the database one read-only
+question ("is anything due, expired or waiting for a reconcile?") and, when the
+answer is no, records the tick and exits, without importing Typer, rich, httpx,
+sqlite-utils or any platform. Whenever anything is unusual (other flags, an error,
+work to do, a schema to migrate) it returns None and the full CLI takes over.
+"""
 
 from __future__ import annotations
 
+import os
+import time
+
+_GLOBAL_VALUED = ("--db", "--config")
+_RUN_VALUED = ("--limit", "--concurrency", "--linger")
+POLL = 1.0
+
+
+def _parse(argv: list[str]) -> dict[str, str] | None:
+    """The options of a plain `[--db X] [--config Y] run-due [...]`, else None."""
+    opts: dict[str, str] = {}
+    args = list(argv)
+    seen_command = False
+    while args:
+        arg = args.pop(0)
+        name, eq, value = arg.partition("=")
+        if not seen_command and arg == "run-due":
+            seen_command = True
+            continue
+        allowed = _RUN_VALUED if seen_command else _GLOBAL_VALUED
+        if name not in allowed:
+            return None
+        if not eq:
+            if not args:
+                return None
+            value = args.pop(0)
+        opts[name] = value
+    return opts if seen_command else None
+
 
 def try_idle(argv: list[str]) -> int | None:
-    return None
+    opts = _parse(argv)
+    if opts is None:
+        return None
+    try:
+        linger = float(opts.get("--linger", "0"))
+        if linger < 0 or (opts.get("--limit") is not None and int(opts["--limit"]) < 1):
+            return None
+        return _idle(opts, linger, argv)
+    except Exception:  # anything unusual is the full CLI's to explain
+        return None
+
+
+def _idle(opts: dict[str, str], linger: float, argv: list[str]) -> int | None:
+    from autopost.config import load_settings, resolve_db_path
+    from autopost.store.connect import open_connection
+    from autopost.store.probe import has_work, record_idle_tick, schema_version
+    from autopost.store.schema import SCHEMA_VERSION
+    from autopost.store.timefmt import to_db
+
+    settings = load_settings(opts.get("--config"))
+    if not settings.run.enabled:
+        return None
+    path = resolve_db_path(opts.get("--db"))
+    if not path.exists():
+        return None
+    start = time.monotonic()
+    conn = open_connection(path, create=False)
+    try:
+        if schema_version(conn) != SCHEMA_VERSION:
+            return None
+        from datetime import UTC, datetime
+
+        while True:
+            if has_work(conn, to_db(datetime.now(UTC))):
+                _hand_over(argv, linger - (time.monotonic() - start))
+                return None
+            left = linger - (time.monotonic() - start)
+            if left <= 0:
+                break
+            time.sleep(min(POLL, left))
+        import secrets
+        import socket
+
+        record_idle_tick(conn, secrets.token_hex(6), to_db(datetime.now(UTC)),
+                         socket.gethostname(), os.getpid())
+        return 0
+    finally:
+        conn.close()
+
+
+def _hand_over(argv: list[str], linger_left: float) -> None:
+    """Shorten --linger by the time already spent watching, in place."""
+    for i, arg in enumerate(argv):
+        if arg == "--linger" and i + 1 < len(argv):
+            argv[i + 1] = f"{max(0.0, linger_left):.3f}"
+        elif arg.startswith("--linger="):
+            argv[i] = f"--linger={max(0.0, linger_left):.3f}"

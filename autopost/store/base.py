@@ -133,7 +133,9 @@ class Store(ABC):
     def attempts_for(self, job_id: str) -> list[Attempt]: ...
 
     @abstractmethod
-    def cancel_job(self, job_id: str, *, now: datetime) -> CancelOutcome: ...
+    def cancel_job(self, job_id: str, *, now: datetime) -> CancelOutcome:
+        """pending -> cancelled; failed / missed -> cancelled too (the operator's way to
+        acknowledge them). A running, posted or unknown job is not cancelled."""
 
     @abstractmethod
     def retry_job(self, job_id: str, *, now: datetime) -> Job:

@@ -40,7 +40,13 @@ HOUR = timedelta(hours=1)
 
 
 def new_id(length: int = _ID_LENGTH) -> str:
-    return "".join(secrets.choice(_ID_ALPHABET) for _ in range(length))
+    # One urandom read per id (secrets.choice per character is slow for large imports).
+    n = int.from_bytes(secrets.token_bytes(16), "big")
+    chars = []
+    for _ in range(length):
+        n, r = divmod(n, len(_ID_ALPHABET))
+        chars.append(_ID_ALPHABET[r])
+    return "".join(chars)
 
 
 class SqliteStore(Store):
@@ -245,7 +251,7 @@ class SqliteStore(Store):
         with self._write() as c:
             cur = c.execute(
                 "UPDATE jobs SET status = 'cancelled', next_attempt_at = NULL, updated_at = ? "
-                "WHERE id = ? AND status = 'pending'", (to_db(now), job.id))
+                "WHERE id = ? AND status IN ('pending', 'failed', 'missed')", (to_db(now), job.id))
             if cur.rowcount:
                 _audit(c, job.id, job.attempts, None, now, "cancelled", "cancelled by operator")
         fresh = self.get_job(job.id)
@@ -360,7 +366,8 @@ class SqliteStore(Store):
         with self._write() as c:
             ids = [r[0] for r in c.execute(
                 "SELECT id FROM jobs WHERE status = 'pending' AND next_attempt_at < ? "
-                "AND attempts = 0", (cutoff,))]
+                "AND attempts = 0 AND account IN (SELECT name FROM accounts WHERE state = 'ok')",
+                (cutoff,))]
             for jid in ids:
                 c.execute(
                     "UPDATE jobs SET status = 'missed', last_error = ?, updated_at = ? "
@@ -467,7 +474,9 @@ class SqliteStore(Store):
             for jid in job_ids:
                 n += c.execute(
                     "UPDATE jobs SET status = 'pending', lease_owner = NULL, "
-                    "lease_expires_at = NULL, updated_at = ? WHERE id = ? AND lease_owner = ? "
+                    "lease_expires_at = NULL, updated_at = ?, next_attempt_at = max("
+                    "next_attempt_at, coalesce((SELECT blocked_until FROM accounts "
+                    "WHERE name = jobs.account), '')) WHERE id = ? AND lease_owner = ? "
                     "AND status = 'running' AND dispatched = 0",
                     (to_db(now), jid, run_id)).rowcount
         return n
@@ -576,9 +585,14 @@ def _record_one(c, res: Result) -> bool:
     if res.refund_attempt:
         c.execute("UPDATE jobs SET attempts = max(0, attempts - 1) WHERE id = ?", (res.job_id,))
     if res.block_account_until is not None:
+        until = to_db(res.block_account_until)
         c.execute(
             "UPDATE accounts SET blocked_until = max(coalesce(blocked_until, ''), ?), "
-            "updated_at = ? WHERE name = ?", (to_db(res.block_account_until), stamp, account))
+            "updated_at = ? WHERE name = ?", (until, stamp, account))
+        # The account's other jobs wait for the reset too (a deferral, not an attempt).
+        c.execute(
+            "UPDATE jobs SET next_attempt_at = ? WHERE account = ? AND status = 'pending' "
+            "AND next_attempt_at < ?", (until, account, until))
     if res.account_state is not None:
         c.execute("UPDATE accounts SET state = ?, state_reason = ?, updated_at = ? WHERE name = ?",
                   (str(res.account_state), res.account_reason, stamp, account))

@@ -18,4 +18,6 @@ def to_db(value: datetime | None) -> str | None:
 def from_db(value: str | None) -> datetime | None:
     if value is None:
         return None
-    return datetime.strptime(value, _FMT).replace(tzinfo=UTC)
+    # fromisoformat reads the Z suffix (3.11+) and is ~30x faster than strptime,
+    # which matters when a large import builds its jobs.
+    return datetime.fromisoformat(value).astimezone(UTC)

@@ -1,0 +1,253 @@
+"""The commands that drive the engine: run-due, status, resolve, demo, accounts check."""
+
+from __future__ import annotations
+
+import json
+import signal
+import sys
+import threading
+from datetime import UTC, datetime, timedelta
+from pathlib import Path
+
+import typer
+
+from autopost.cli import accounts_app, app, get_settings, get_store
+from autopost.errors import NeedsAttention, UsageError
+from autopost.models import AccountState, JobFilter, JobStatus
+from autopost.timeparse import format_utc
+
+
+def _now() -> datetime:
+    return datetime.now(UTC)
+
+
+@app.command("run-due")
+def run_due(
+    limit: int = typer.Option(None, "--limit", min=1, help="Publish at most N jobs."),
+    concurrency: int = typer.Option(None, "--concurrency", min=1,
+                                    help="Parallel publishes (default [run] max_concurrent_jobs)."),
+    linger: float = typer.Option(0.0, "--linger", min=0.0,
+                                 help="Keep watching for jobs falling due until S seconds "
+                                      "after start."),
+    dry_run: bool = typer.Option(False, "--dry-run", help="Show what is due; change nothing."),
+    as_json: bool = typer.Option(False, "--json", help="Print a JSON summary."),
+) -> None:
+    """Publish the jobs that are due, then exit (run it from cron every 30-60 s)."""
+    from autopost.engine import Engine, RunOptions
+
+    settings = get_settings()
+    if not settings.run.enabled:
+        print("autopost: run-due is disabled (AUTOPOST_ENABLED=false or [run] enabled = false);"
+              " nothing done")
+        return
+    store = get_store()
+    stop = threading.Event()
+    _on_signals(stop)
+    engine = Engine(store, settings, store_factory=lambda: type(store)(store.path), stop=stop)
+    summary = engine.run(RunOptions(limit=limit, concurrency=concurrency, linger=linger,
+                                    dry_run=dry_run))
+    if dry_run:
+        _show_dry_run(summary.would_publish, as_json)
+        return
+    if as_json:
+        print(json.dumps({"run_id": summary.run_id, **summary.counts(),
+                          "problems": [p.line() for p in summary.problems]}, indent=2))
+    else:
+        for problem in summary.problems:
+            print(problem.line())
+    if summary.needs_attention:
+        raise typer.Exit(1)
+
+
+def _on_signals(stop: threading.Event) -> None:
+    def handler(signum, frame):  # noqa: ARG001
+        stop.set()
+
+    if threading.current_thread() is threading.main_thread():
+        signal.signal(signal.SIGTERM, handler)
+        signal.signal(signal.SIGINT, handler)
+
+
+def _show_dry_run(jobs, as_json: bool) -> None:
+    from autopost.render import job_to_dict
+
+    if as_json:
+        print(json.dumps([job_to_dict(j) for j in jobs], indent=2))
+        return
+    if not jobs:
+        print("nothing is due")
+    for job in jobs:
+        text = " ".join(job.text.split())
+        print(f"would publish {job.id} to {job.account} ({job.platform}), "
+              f"due {format_utc(job.next_attempt_at)}: {text[:60]}")
+
+
+@app.command()
+def status(as_json: bool = typer.Option(False, "--json")) -> None:
+    """Health: last run, overdue, unknown and failed jobs, accounts needing re-auth.
+    Exits 1 when anything needs attention."""
+    settings = get_settings()
+    store = get_store()
+    now = _now()
+    report = _health(store, settings, now)
+    if as_json:
+        print(json.dumps(report, indent=2))
+    else:
+        _print_health(report)
+    if report["problems"]:
+        raise typer.Exit(1)
+
+
+def _health(store, settings, now: datetime) -> dict:
+    last = store.last_run()
+    interval = settings.run.expected_interval
+    counts = store.count_by_status()
+    problems: list[str] = []
+    age = None
+    if last is None:
+        problems.append("run-due has never run (add it to cron: 'autopost cron')")
+    else:
+        seen = last.finished_at or last.started_at
+        age = (now - seen).total_seconds()
+        if age > 3 * interval:
+            problems.append(f"no run for {int(age)} s (expected every {int(interval)} s)")
+    overdue = [j for j in store.due_jobs(now=now - timedelta(seconds=3 * interval), limit=50)]
+    if overdue:
+        problems.append(f"{len(overdue)} job(s) overdue by more than {int(3 * interval)} s")
+    unknown = store.list_jobs(JobFilter(status=JobStatus.UNKNOWN))
+    waiting = [j for j in unknown if j.next_attempt_at is None]
+    if waiting:
+        problems.append(f"{len(waiting)} job(s) with an unknown outcome wait for "
+                        "'autopost resolve'")
+    if counts[JobStatus.FAILED]:
+        problems.append(f"{counts[JobStatus.FAILED]} job(s) failed ('autopost list --status "
+                        "failed'; retry or cancel them)")
+    if counts[JobStatus.MISSED]:
+        problems.append(f"{counts[JobStatus.MISSED]} job(s) missed their time ('autopost retry' "
+                        "or cancel them)")
+    reauth = [a for a in store.list_accounts() if a.state == AccountState.NEEDS_REAUTH]
+    for account in reauth:
+        problems.append(f"account {account.name} needs re-auth: {account.state_reason or ''}"
+                        .rstrip(": "))
+    blocked = [a for a in store.list_accounts() if a.is_blocked(now)]
+    return {
+        "now": format_utc(now),
+        "last_run": None if last is None else {
+            "id": last.id, "started_at": format_utc(last.started_at),
+            "finished_at": format_utc(last.finished_at) if last.finished_at else None,
+            "host": last.host, "pid": last.pid, "counts": last.counts},
+        "last_run_age_seconds": None if age is None else round(age, 1),
+        "counts": {str(k): v for k, v in counts.items()},
+        "overdue": [j.id for j in overdue],
+        "unknown": [j.id for j in unknown],
+        "needs_reauth": [a.name for a in reauth],
+        "blocked": {a.name: format_utc(a.blocked_until) for a in blocked},
+        "problems": problems,
+    }
+
+
+def _print_health(report: dict) -> None:
+    last = report["last_run"]
+    if last:
+        print(f"last run: {last['finished_at'] or last['started_at']} "
+              f"({int(report['last_run_age_seconds'])} s ago) on {last['host']}")
+    print("jobs: " + ", ".join(f"{k} {v}" for k, v in report["counts"].items() if v) or "none")
+    for name, until in report["blocked"].items():
+        print(f"account {name} is rate-limited until {until}")
+    if report["problems"]:
+        for line in report["problems"]:
+            print(f"attention: {line}")
+    else:
+        print("healthy")
+
+
+@app.command()
+def resolve(
+    job_id: str = typer.Argument(..., metavar="JOB"),
+    posted: str = typer.Option(None, "--posted", metavar="URL",
+                               help="It was posted: its URL (or id)."),
+    not_posted: bool = typer.Option(False, "--not-posted",
+                                    help="It was not posted: send it again."),
+) -> None:
+    """Settle a job whose outcome is unknown, after checking the platform yourself."""
+    if (posted is None) == (not not_posted):
+        raise UsageError("give exactly one of --posted URL or --not-posted")
+    store = get_store()
+    job = store.resolve_job(job_id, posted_url=posted, now=_now())
+    print(f"job {job.id} is now {job.status}")
+
+
+@accounts_app.command("check")
+def accounts_check(name: str = typer.Argument(...)) -> None:
+    """Verify an account's credentials with a cheap call; exit 1 if it needs re-auth."""
+    from autopost.accounts import resolve_credentials
+    from autopost.platforms.base import PlatformError
+    from autopost.platforms.registry import adapter_class
+
+    store = get_store()
+    account = store.get_account(name)
+    cls = adapter_class(account.platform)
+    client = None
+    if cls.needs_http:
+        from autopost.platforms.http import make_client
+
+        client = make_client()
+    try:
+        adapter = cls(account, resolve_credentials(account), client)
+        info = adapter.check()
+    except PlatformError as exc:
+        from autopost.models import ErrorKind
+
+        if exc.kind in (ErrorKind.AUTH_REVOKED, ErrorKind.AUTH_EXPIRED):
+            store.set_account_state(name, AccountState.NEEDS_REAUTH, exc.message, now=_now())
+            raise NeedsAttention(f"account {name} needs re-auth: {exc.message}") from None
+        raise NeedsAttention(f"account {name}: check failed: {exc.message}") from None
+    finally:
+        if client is not None:
+            client.close()
+    if account.state != AccountState.OK:
+        store.set_account_state(name, AccountState.OK, None, now=_now())
+    print(f"{name} ({account.platform}): ok, {info.display}")
+    if info.url:
+        print(f"  {info.url}")
+    expires = info.token_expires_at or account.token_expires_at
+    if expires:
+        print(f"  token expires {format_utc(expires)}")
+
+
+@app.command()
+def demo(
+    folder: Path = typer.Option(None, "--dir", help="Where to keep the demo's database and "
+                                "outbox (default: a new temporary folder)."),
+) -> None:
+    """Schedule three posts to a local outbox, publish them, and show the result."""
+    import subprocess
+    import tempfile
+
+    base = Path(folder) if folder else Path(tempfile.mkdtemp(prefix="autopost-demo-"))
+    base.mkdir(parents=True, exist_ok=True)
+    db = base / "autopost.db"
+    outbox = base / "outbox"
+    cmd = [sys.executable, "-m", "autopost", "--db", str(db)]
+
+    def step(*args: str, stdin: str | None = None) -> None:
+        print("$ autopost " + " ".join(args), flush=True)
+        done = subprocess.run(cmd + list(args), input=stdin, text=True)
+        if done.returncode not in (0,):
+            raise NeedsAttention(f"demo step failed: autopost {' '.join(args)}")
+
+    print(f"demo folder: {base}")
+    creds = json.dumps({"path": str(outbox)})
+    step("accounts", "add", "demo", "--platform", "outbox", "--credentials", "-", stdin=creds)
+    step("add", "Hello from autopost: posted right away", "--account", "demo", "--at", "now")
+    step("add", "A second post, due in 2 seconds", "--account", "demo", "--at", "+2s")
+    step("add", "A third post, due in 4 seconds", "--account", "demo", "--at", "+4s")
+    step("run-due", "--linger", "6")
+    step("list")
+    files = sorted(outbox.glob("*.json"))
+    print(f"\n{len(files)} post(s) in the outbox {outbox}:")
+    for path in files:
+        doc = json.loads(path.read_text())
+        print(f"  {path.name}: {doc['text']}")
+    if len(files) != 3:
+        raise NeedsAttention("the demo expected 3 posts in the outbox")
