@@ -615,18 +615,19 @@ _UNSET_COLUMNS: dict[str, Any] = dict.fromkeys((
 
 
 def _new_job_row(job: NewJob, job_id: str, stamp: str) -> dict[str, Any]:
+    scheduled = to_db(job.scheduled_at)
     return {
         "id": job_id,
         "account": job.account,
         "platform": job.platform,
         "text": job.text,
-        "media": json.dumps([m.to_dict() for m in job.media]),
-        "options": json.dumps(job.options),
-        "scheduled_at": to_db(job.scheduled_at),
+        "media": json.dumps([m.to_dict() for m in job.media]) if job.media else "[]",
+        "options": json.dumps(job.options) if job.options else "{}",
+        "scheduled_at": scheduled,
         "status": "pending",
         "attempts": 0,
         "max_attempts": job.max_attempts,
-        "next_attempt_at": to_db(job.scheduled_at),
+        "next_attempt_at": scheduled,
         "key": job.key,
         "idempotency_key": secrets.token_hex(16),
         "group_id": job.group_id,
@@ -662,11 +663,20 @@ def _account(r: dict[str, Any]) -> Account:
         daily_limit=r["daily_limit"], created_at=from_db(r["created_at"]))
 
 
+def _loads(text: str) -> Any:
+    """json.loads with a fast path for the empty list/object most rows hold."""
+    if text == "{}":
+        return {}
+    if text == "[]":
+        return []
+    return json.loads(text)
+
+
 def _job(r: dict[str, Any]) -> Job:
     return Job(
         id=r["id"], account=r["account"], platform=r["platform"], text=r["text"],
-        media=tuple(Media(**m) for m in json.loads(r["media"])),
-        options=json.loads(r["options"]),
+        media=tuple(Media(**m) for m in _loads(r["media"])),
+        options=_loads(r["options"]),
         scheduled_at=from_db(r["scheduled_at"]), next_attempt_at=from_db(r["next_attempt_at"]),
         status=JobStatus(r["status"]), attempts=r["attempts"], max_attempts=r["max_attempts"],
         key=r["key"], idempotency_key=r["idempotency_key"], group_id=r["group_id"],
@@ -674,7 +684,7 @@ def _job(r: dict[str, Any]) -> Job:
         last_error=r["last_error"],
         last_error_kind=ErrorKind(r["last_error_kind"]) if r["last_error_kind"] else None,
         platform_post_id=r["platform_post_id"], platform_url=r["platform_url"],
-        posted_at=from_db(r["posted_at"]), ref=json.loads(r["ref"]),
+        posted_at=from_db(r["posted_at"]), ref=_loads(r["ref"]),
         created_at=from_db(r["created_at"]), updated_at=from_db(r["updated_at"]))
 
 

@@ -12,7 +12,8 @@ def to_db(value: datetime | None) -> str | None:
         return None
     if value.tzinfo is None:
         raise ValueError("naive datetime given to the store")
-    return value.astimezone(UTC).strftime(_FMT)
+    # Same text as strftime(_FMT), several times faster.
+    return value.astimezone(UTC).isoformat(timespec="microseconds").replace("+00:00", "Z")
 
 
 def from_db(value: str | None) -> datetime | None:
