@@ -50,9 +50,7 @@ def parse_duration(value: str | int | float, *, name: str = "duration") -> float
 def get_zone(name: str | None) -> tzinfo:
     """The named IANA zone, or the machine's local zone when name is None."""
     if name is None:
-        local = datetime.now().astimezone().tzinfo
-        assert local is not None
-        return local
+        return local_zone()
     from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
 
     try:
@@ -60,6 +58,32 @@ def get_zone(name: str | None) -> tzinfo:
     except (ZoneInfoNotFoundError, ValueError):
         raise UsageError(
             f"unknown time zone {name!r} (use an IANA name like Europe/Berlin)") from None
+
+
+def local_zone() -> tzinfo:
+    """The machine's zone with its DST rules ($TZ, else /etc/localtime).
+
+    datetime.now().astimezone() would give today's fixed offset, which puts a naive
+    time on the far side of a DST change an hour off; it is only the last resort.
+    """
+    import os
+    from zoneinfo import ZoneInfo
+
+    name = os.environ.get("TZ", "").lstrip(":")
+    real = os.path.realpath("/etc/localtime")
+    try:
+        if name:
+            return ZoneInfo(name)
+        if "/zoneinfo/" in real:
+            return ZoneInfo(real.split("/zoneinfo/", 1)[1])
+        if os.path.exists(real):
+            with open(real, "rb") as fh:
+                return ZoneInfo.from_file(fh, key="localtime")
+    except (OSError, ValueError, KeyError):
+        pass
+    local = datetime.now().astimezone().tzinfo
+    assert local is not None
+    return local
 
 
 def parse_when(text: str, *, now: datetime, tz: str | None = None) -> datetime:
