@@ -224,7 +224,8 @@ class TelegramAdapter(Adapter):
             # re-auth: its jobs wait instead of failing, and `status` shows it.
             return err(ErrorKind.AUTH_REVOKED,
                        f"{text}; the bot cannot post to this chat: make it an admin of the "
-                       "channel with the right to post messages, then check the account")
+                       "channel with the right to post messages, then run "
+                       f"`autopost accounts check {self.account.name}`")
         if status >= 500 or code >= 500:
             # The message may have been sent before the server failed.
             kind = ErrorKind.AMBIGUOUS if is_create else ErrorKind.SERVER
