@@ -298,7 +298,8 @@ class Engine:
         now = self.clock()
         dispatches = [m for m in batch if isinstance(m, _Dispatch)]
         if dispatches:
-            numbers = self.store.dispatch([m.job_id for m in dispatches], run_id, now=now)
+            numbers = self.store.dispatch([m.job_id for m in dispatches], run_id, now=now,
+                                          lease=self.settings.run.lease_seconds)
             for m in dispatches:
                 m.reply.set_result(numbers.get(m.job_id))
         for m in batch:

@@ -182,10 +182,12 @@ class Store(ABC):
         next free slot (an audit row, not an attempt); mark the rest running, leased."""
 
     @abstractmethod
-    def dispatch(self, job_ids: Sequence[str], run_id: str, *, now: datetime) -> dict[str, int]:
+    def dispatch(self, job_ids: Sequence[str], run_id: str, *, now: datetime,
+                 lease: float | None = None) -> dict[str, int]:
         """Mark jobs as about to reach the platform: attempts += 1 and an attempt row with
         started_at, committed before the call. Returns {job_id: attempt number} for the
-        jobs whose lease is still ours."""
+        jobs whose lease is still ours. With `lease`, every job the run holds gets its
+        lease renewed to now + lease (the run's heartbeat)."""
 
     @abstractmethod
     def record(self, results: Sequence[Result]) -> list[bool]:

@@ -341,9 +341,10 @@ class SqliteStore(Store):
             for jid, dispatched, attempts, owner in rows:
                 ids.append(jid)
                 if dispatched:
+                    # The lease owner stays: if that run is alive after all, its result
+                    # still applies until a reconcile takes the job over.
                     c.execute(
                         "UPDATE jobs SET status = 'unknown', next_attempt_at = ?, "
-                        "lease_owner = NULL, lease_expires_at = NULL, "
                         "last_error = 'the run publishing it stopped before recording the "
                         "outcome', last_error_kind = 'ambiguous', updated_at = ? WHERE id = ?",
                         (stamp, stamp, jid))
@@ -445,10 +446,14 @@ class SqliteStore(Store):
         return Claim(jobs=[jobs[j] for j in chosen],
                      deferred=[(jobs[j], slot) for j, slot in deferred])
 
-    def dispatch(self, job_ids, run_id, *, now):
+    def dispatch(self, job_ids, run_id, *, now, lease=None):
         numbers: dict[str, int] = {}
         stamp = to_db(now)
         with self._write() as c:
+            if lease is not None:
+                # A heartbeat: the run is alive, so its claimed jobs keep their leases.
+                c.execute("UPDATE jobs SET lease_expires_at = ? WHERE status = 'running' "
+                          "AND lease_owner = ?", (to_db(now + timedelta(seconds=lease)), run_id))
             for jid in job_ids:
                 row = c.execute(
                     "UPDATE jobs SET dispatched = 1, attempts = attempts + 1, updated_at = ? "
