@@ -101,8 +101,8 @@ class _LogScrubber(logging.Filter):
 
 
 def install_log_filter() -> None:
-    """Scrub URL-borne secrets from httpx's request log lines (idempotent)."""
-    for name in ("httpx", "httpcore"):
-        logger = logging.getLogger(name)
-        if not any(isinstance(f, _LogScrubber) for f in logger.filters):
-            logger.addFilter(_LogScrubber())
+    """Scrub URL-borne secrets from httpx's request log lines (idempotent). httpcore's
+    debug lines name only the host and the method, never the path."""
+    logger = logging.getLogger("httpx")
+    if not any(isinstance(f, _LogScrubber) for f in logger.filters):
+        logger.addFilter(_LogScrubber())
