@@ -15,6 +15,7 @@ is an error; one that happens twice (clocks go back) means the first of the two.
 
 from __future__ import annotations
 
+import functools
 import re
 from datetime import UTC, datetime, timedelta, tzinfo
 
@@ -67,9 +68,16 @@ def local_zone() -> tzinfo:
     time on the far side of a DST change an hour off; it is only the last resort.
     """
     import os
+
+    return _local_zone(os.environ.get("TZ", ""))
+
+
+@functools.lru_cache(maxsize=8)
+def _local_zone(tz_env: str) -> tzinfo:
+    import os
     from zoneinfo import ZoneInfo
 
-    name = os.environ.get("TZ", "").lstrip(":")
+    name = tz_env.lstrip(":")
     real = os.path.realpath("/etc/localtime")
     try:
         if name:
