@@ -8,6 +8,7 @@ from __future__ import annotations
 import contextlib
 import os
 import sqlite3
+import time
 from collections.abc import Iterator
 from pathlib import Path
 
@@ -40,15 +41,30 @@ def open_connection(path: Path, *, create: bool = True, busy_timeout: float | No
                                check_same_thread=False)
         try:
             conn.execute(f"PRAGMA busy_timeout = {int(timeout * 1000)}")
-            mode = conn.execute("PRAGMA journal_mode").fetchone()[0]
-            if mode.lower() != "wal":
-                conn.execute("PRAGMA journal_mode = WAL")
+            _ensure_wal(conn, timeout)
             conn.execute("PRAGMA synchronous = FULL")
             conn.execute("PRAGMA foreign_keys = ON")
         except BaseException:
             conn.close()
             raise
     return conn
+
+
+def _ensure_wal(conn: sqlite3.Connection, timeout: float) -> None:
+    """Switch a new database to WAL. The switch needs the database to itself and SQLite
+    does not wait for that (no busy handler), so two processes creating the database at
+    once would see "database is locked" at once: retry until the busy timeout."""
+    deadline = time.monotonic() + timeout
+    while True:
+        try:
+            mode = conn.execute("PRAGMA journal_mode").fetchone()[0]
+            if mode.lower() != "wal":
+                conn.execute("PRAGMA journal_mode = WAL")
+            return
+        except sqlite3.OperationalError as exc:
+            if "locked" not in str(exc).lower() or time.monotonic() > deadline:
+                raise
+        time.sleep(0.01)
 
 
 def _create_private(path: Path) -> None:
