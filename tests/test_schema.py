@@ -1,0 +1,183 @@
+"""Migrations build exactly the declared schema, once, safely, even from several processes."""
+
+from __future__ import annotations
+
+import multiprocessing
+import os
+import sqlite3
+import stat
+import time
+
+import pytest
+
+from autopost.errors import EnvironmentTrouble
+from autopost.store import schema
+from autopost.store.connect import check_sqlite_version, open_connection
+from autopost.store.sqlite import SqliteStore
+
+# The declared schema (DESIGN.md's data model): table -> [(column, type, not null, pk)].
+# (STRICT tables make a TEXT primary key NOT NULL.)
+TABLES = {
+    "accounts": [
+        ("name", "TEXT", 1, 1), ("platform", "TEXT", 1, 0), ("base_url", "TEXT", 0, 0),
+        ("credentials", "TEXT", 1, 0), ("state", "TEXT", 1, 0), ("state_reason", "TEXT", 0, 0),
+        ("blocked_until", "TEXT", 0, 0), ("token_expires_at", "TEXT", 0, 0),
+        ("hourly_limit", "INTEGER", 0, 0), ("daily_limit", "INTEGER", 0, 0),
+        ("refresh_owner", "TEXT", 0, 0), ("refresh_until", "TEXT", 0, 0),
+        ("created_at", "TEXT", 1, 0), ("updated_at", "TEXT", 1, 0),
+    ],
+    "jobs": [
+        ("id", "TEXT", 1, 1), ("account", "TEXT", 1, 0), ("platform", "TEXT", 1, 0),
+        ("text", "TEXT", 1, 0), ("media", "TEXT", 1, 0), ("options", "TEXT", 1, 0),
+        ("scheduled_at", "TEXT", 1, 0), ("status", "TEXT", 1, 0),
+        ("attempts", "INTEGER", 1, 0), ("max_attempts", "INTEGER", 1, 0),
+        ("next_attempt_at", "TEXT", 0, 0), ("lease_owner", "TEXT", 0, 0),
+        ("lease_expires_at", "TEXT", 0, 0), ("dispatched", "INTEGER", 1, 0),
+        ("last_error", "TEXT", 0, 0), ("last_error_kind", "TEXT", 0, 0), ("key", "TEXT", 0, 0),
+        ("idempotency_key", "TEXT", 1, 0), ("group_id", "TEXT", 0, 0),
+        ("platform_post_id", "TEXT", 0, 0), ("platform_url", "TEXT", 0, 0),
+        ("posted_at", "TEXT", 0, 0), ("ref", "TEXT", 1, 0), ("created_at", "TEXT", 1, 0),
+        ("updated_at", "TEXT", 1, 0),
+    ],
+    "attempts": [
+        ("id", "INTEGER", 0, 1), ("job_id", "TEXT", 1, 0), ("number", "INTEGER", 1, 0),
+        ("run_id", "TEXT", 0, 0), ("started_at", "TEXT", 1, 0), ("finished_at", "TEXT", 0, 0),
+        ("outcome", "TEXT", 0, 0), ("error_kind", "TEXT", 0, 0),
+        ("http_status", "INTEGER", 0, 0), ("message", "TEXT", 0, 0),
+        ("platform_post_id", "TEXT", 0, 0), ("decision", "TEXT", 0, 0),
+    ],
+    "runs": [
+        ("id", "TEXT", 1, 1), ("started_at", "TEXT", 1, 0), ("finished_at", "TEXT", 0, 0),
+        ("host", "TEXT", 1, 0), ("pid", "INTEGER", 1, 0), ("counts", "TEXT", 1, 0),
+    ],
+}
+# index -> (table, columns, unique, partial)
+INDEXES = {
+    "jobs_due": ("jobs", ["status", "next_attempt_at"], 0, 0),
+    "jobs_account": ("jobs", ["account", "status", "posted_at"], 0, 0),
+    "jobs_scheduled": ("jobs", ["scheduled_at"], 0, 0),
+    "jobs_account_key": ("jobs", ["account", "key"], 1, 1),
+    "attempts_job": ("attempts", ["job_id", "id"], 0, 0),
+    "runs_started": ("runs", ["started_at"], 0, 0),
+}
+
+
+def dump(conn: sqlite3.Connection) -> list[tuple]:
+    return conn.execute("SELECT type, name, tbl_name, sql FROM sqlite_master "
+                        "ORDER BY type, name").fetchall()
+
+
+def actual_schema(conn: sqlite3.Connection):
+    tables = {}
+    for (name,) in conn.execute("SELECT name FROM sqlite_master WHERE type = 'table' "
+                                "AND name NOT LIKE 'sqlite_%'"):
+        tables[name] = [(r[1], r[2], r[3], r[5]) for r in conn.execute(
+            f"PRAGMA table_info({name})")]
+    indexes = {}
+    for (name, table) in conn.execute("SELECT name, tbl_name FROM sqlite_master "
+                                      "WHERE type = 'index' AND sql IS NOT NULL"):
+        cols = [r[2] for r in conn.execute(f"PRAGMA index_info({name})")]
+        info = {r[1]: r for r in conn.execute(f"PRAGMA index_list({table})")}
+        indexes[name] = (table, cols, info[name][2], info[name][4])
+    return tables, indexes
+
+
+@pytest.fixture
+def db(tmp_path):
+    return tmp_path / "data" / "autopost.db"
+
+
+def test_migrations_build_the_declared_schema(db):
+    SqliteStore(db).close()
+    conn = sqlite3.connect(db)
+    tables, indexes = actual_schema(conn)
+    assert tables == TABLES
+    assert indexes == INDEXES
+    for (sql,) in conn.execute("SELECT sql FROM sqlite_master WHERE type = 'table'"):
+        assert sql.rstrip().endswith("STRICT"), sql  # no silent type coercion
+    assert conn.execute("PRAGMA user_version").fetchone()[0] == schema.SCHEMA_VERSION
+    assert schema.SCHEMA_VERSION == len(schema.MIGRATIONS) >= 1
+
+
+def test_running_migrations_again_changes_nothing(db):
+    store = SqliteStore(db)
+    store.conn.execute("INSERT INTO runs (id, started_at, host, pid) VALUES ('r', 't', 'h', 1)")
+    before = dump(store.conn)
+    assert schema.migrate(store.conn) == schema.SCHEMA_VERSION
+    assert dump(store.conn) == before
+    store.close()
+    data = db.read_bytes()
+    SqliteStore(db).close()  # opening an up-to-date database writes nothing
+    assert db.read_bytes() == data
+    conn = sqlite3.connect(db)
+    assert conn.execute("SELECT id FROM runs").fetchall() == [("r",)]
+
+
+def test_a_failing_migration_leaves_the_previous_version(db, monkeypatch):
+    SqliteStore(db).close()
+    broken = "CREATE TABLE half_done (x INTEGER); CREATE TABLE jobs (nope INTEGER)"
+    monkeypatch.setattr(schema, "MIGRATIONS", [*schema.MIGRATIONS, broken])
+    monkeypatch.setattr(schema, "SCHEMA_VERSION", len(schema.MIGRATIONS))
+    conn = open_connection(db)
+    with pytest.raises(sqlite3.OperationalError):
+        schema.migrate(conn)
+    assert conn.execute("PRAGMA user_version").fetchone()[0] == len(schema.MIGRATIONS) - 1
+    names = {r[0] for r in conn.execute("SELECT name FROM sqlite_master")}
+    assert "half_done" not in names
+    conn.close()
+
+
+def test_a_newer_schema_is_refused(db):
+    SqliteStore(db).close()
+    conn = sqlite3.connect(db)
+    conn.execute(f"PRAGMA user_version = {schema.SCHEMA_VERSION + 1}")
+    conn.close()
+    with pytest.raises(EnvironmentTrouble, match="newer"):
+        SqliteStore(db)
+
+
+def _open_at(path: str, start: float) -> None:
+    while time.time() < start:
+        time.sleep(0.001)
+    SqliteStore(path).close()
+
+
+def test_processes_migrating_at_once_are_safe(db):
+    db.parent.mkdir(mode=0o700)
+    ctx = multiprocessing.get_context("spawn")
+    start = time.time() + 1.5  # after every child has imported autopost
+    procs = [ctx.Process(target=_open_at, args=(str(db), start)) for _ in range(4)]
+    for p in procs:
+        p.start()
+    for p in procs:
+        p.join(60)
+    assert [p.exitcode for p in procs] == [0, 0, 0, 0]
+    conn = sqlite3.connect(db)
+    tables, indexes = actual_schema(conn)
+    assert tables == TABLES and indexes == INDEXES
+    assert conn.execute("PRAGMA user_version").fetchone()[0] == schema.SCHEMA_VERSION
+
+
+def test_database_is_private_wal_and_durable(db):
+    store = SqliteStore(db)
+    assert stat.S_IMODE(os.stat(db).st_mode) == 0o600
+    assert stat.S_IMODE(os.stat(db.parent).st_mode) == 0o700
+    assert store.conn.execute("PRAGMA journal_mode").fetchone()[0] == "wal"
+    assert store.conn.execute("PRAGMA synchronous").fetchone()[0] == 2  # FULL
+    assert store.conn.execute("PRAGMA busy_timeout").fetchone()[0] > 0
+    store.close()
+
+
+def test_due_scan_uses_the_status_index(db):
+    store = SqliteStore(db)
+    plan = " ".join(r[3] for r in store.conn.execute(
+        "EXPLAIN QUERY PLAN SELECT id FROM jobs WHERE status = 'pending' "
+        "AND next_attempt_at <= '2026-01-01'"))
+    store.close()
+    assert "jobs_due" in plan and "SCAN jobs" not in plan
+
+
+def test_old_sqlite_is_refused():
+    with pytest.raises(EnvironmentTrouble, match="3.35"):
+        check_sqlite_version((3, 34, 1))
+    check_sqlite_version((3, 35, 0))
