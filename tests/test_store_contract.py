@@ -400,8 +400,8 @@ def test_claim_skips_blocked_and_reauth_accounts(store):
 def test_claim_skips_an_account_with_a_job_running(store):
     account(store, "a")
     account(store, "b")
-    a1, a2, b1 = add(store, new("a", NOW - timedelta(minutes=2)), new("a", NOW - timedelta(minutes=1)),
-                     new("b"))
+    a1, a2, b1 = add(store, new("a", NOW - timedelta(minutes=2)),
+                     new("a", NOW - timedelta(minutes=1)), new("b"))
     assert [j.id for j in claim(store, "r1", per_account=1, limit=1).jobs] == [a1.id]
     # Another run must not start a's next post while a1 is in flight.
     assert [j.id for j in claim(store, "r2").jobs] == [b1.id]
@@ -638,7 +638,8 @@ def test_due_jobs_and_next_due_at(store):
     account(store, "a")
     account(store, "blocked", blocked_until=NOW + timedelta(minutes=5))
     assert store.next_due_at(now=NOW) is None
-    due, later = add(store, new("a", NOW - timedelta(minutes=1)), new("a", NOW + timedelta(hours=1)))
+    due, later = add(store, new("a", NOW - timedelta(minutes=1)),
+                     new("a", NOW + timedelta(hours=1)))
     add(store, new("blocked"))
     assert [j.id for j in store.due_jobs(now=NOW, limit=None)] == [due.id]
     assert store.next_due_at(now=NOW) == due.scheduled_at

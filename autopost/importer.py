@@ -1,0 +1,357 @@
+"""`autopost import FILE`: read CSV (with a header) or JSON Lines into checked NewJobs.
+
+Columns / fields: account, at, text (required); key, media, alt, tz (optional).
+Several media files go in one cell separated by '|', with their alt texts in the same
+order ('a.png|b.png' and 'first|second'); in JSON Lines, media and alt may be lists.
+Relative media paths are read relative to the import file's folder.
+
+Every row is checked before anything is written: one bad row and nothing is imported.
+The error names the row (1 = the first row of data) and the column.
+"""
+
+from __future__ import annotations
+
+import csv
+import io
+import json
+from collections.abc import Callable, Iterator
+from dataclasses import dataclass
+from datetime import UTC, datetime, tzinfo
+from pathlib import Path
+from typing import Any
+
+from autopost.config import Settings
+from autopost.errors import NotFound, UsageError
+from autopost.models import Account, Media, NewJob
+from autopost.platforms.base import Adapter
+from autopost.services import PAST_GRACE, check_media, existing_keys, platform_adapter
+from autopost.store.base import Store
+from autopost.timeparse import _localize, get_zone, parse_when
+
+REQUIRED = ("account", "at", "text")
+OPTIONAL = ("key", "media", "alt", "tz")
+COLUMNS = REQUIRED + OPTIONAL
+
+
+class RowError(UsageError):
+    def __init__(self, row: int, column: str | None, message: str, line: int | None = None):
+        self.row, self.column, self.detail, self.line = row, column, message, line
+        where = f"row {row}" + (f" (line {line})" if line is not None else "")
+        if column:
+            where += f", column {column}"
+        super().__init__(f"{where}: {message}")
+
+
+@dataclass
+class Parsed:
+    jobs: list[NewJob]
+    rows: list[int]        # the row number of each job (for messages)
+    format: str
+
+
+Progress = Callable[[int], None]
+
+
+def detect_format(path: Path, head: str) -> str:
+    suffix = path.suffix.lower()
+    if suffix in (".jsonl", ".ndjson", ".json"):
+        return "jsonl"
+    if suffix in (".csv", ".tsv"):
+        return "csv"
+    return "jsonl" if head.lstrip().startswith("{") else "csv"
+
+
+def read_text(path: Path) -> str:
+    try:
+        if path.is_dir():
+            raise UsageError(f"{path}: is a folder, not a file")
+        return path.read_text(encoding="utf-8-sig")
+    except FileNotFoundError:
+        raise UsageError(f"{path}: no such file") from None
+    except UnicodeDecodeError as exc:
+        raise UsageError(f"{path}: not UTF-8 text (byte {exc.start})") from None
+    except OSError as exc:
+        raise UsageError(f"{path}: cannot read ({exc.strerror})") from None
+
+
+def raw_rows(text: str, fmt: str) -> Iterator[tuple[int, int, dict[str, Any]]]:
+    """(row number, line number, fields) for every data row."""
+    if fmt == "jsonl":
+        yield from _jsonl_rows(text)
+    else:
+        yield from _csv_rows(text)
+
+
+def _jsonl_rows(text: str) -> Iterator[tuple[int, int, dict[str, Any]]]:
+    row = 0
+    for lineno, line in enumerate(text.splitlines(), start=1):
+        if not line.strip():
+            continue
+        row += 1
+        try:
+            data = json.loads(line)
+        except json.JSONDecodeError as exc:
+            raise RowError(row, None, f"not valid JSON ({exc.msg}, column {exc.colno})",
+                           lineno) from None
+        if not isinstance(data, dict):
+            raise RowError(row, None, "expected a JSON object", lineno)
+        unknown = sorted(set(data) - set(COLUMNS))
+        if unknown:
+            raise RowError(row, unknown[0], f"unknown field (expected {', '.join(COLUMNS)})",
+                           lineno)
+        yield row, lineno, data
+
+
+def _csv_rows(text: str) -> Iterator[tuple[int, int, dict[str, Any]]]:
+    reader = csv.reader(io.StringIO(text, newline=""), delimiter=_delimiter(text))
+    try:
+        header = next(reader)
+    except StopIteration:
+        return
+    except csv.Error as exc:
+        raise RowError(0, None, f"malformed header ({exc})", 1) from None
+    header = [h.strip().lower() for h in header]
+    for name in header:
+        if name not in COLUMNS:
+            raise UsageError(f"header: unknown column {name!r} (expected {', '.join(COLUMNS)})")
+    dupes = {h for h in header if header.count(h) > 1}
+    if dupes:
+        raise UsageError(f"header: column {sorted(dupes)[0]!r} appears twice")
+    missing = [c for c in REQUIRED if c not in header]
+    if missing:
+        raise UsageError(f"header: missing column {missing[0]!r} "
+                         f"(a CSV import needs {', '.join(REQUIRED)})")
+    row = 0
+    while True:
+        start = reader.line_num + 1
+        try:
+            values = next(reader)
+        except StopIteration:
+            return
+        except csv.Error as exc:
+            raise RowError(row + 1, None, f"malformed CSV ({exc})", start) from None
+        if not values or (len(values) == 1 and not values[0].strip()):
+            continue
+        row += 1
+        if len(values) != len(header):
+            raise RowError(row, None, f"has {len(values)} fields; the header has "
+                           f"{len(header)}", start)
+        yield row, start, dict(zip(header, values, strict=True))
+
+
+def _delimiter(text: str) -> str:
+    """Comma, unless the header line is clearly split by tabs or semicolons."""
+    first = text.split("\n", 1)[0]
+    for delim in (",", "\t", ";"):
+        names = [n.strip().strip('"').lower() for n in first.split(delim)]
+        if "account" in names and all(n in COLUMNS for n in names):
+            return delim
+    return ","
+
+
+class _Bad(Exception):
+    """A bad value in the current row (turned into a RowError with the row's position)."""
+
+    def __init__(self, column: str | None, message: str):
+        super().__init__(message)
+        self.column, self.message = column, message
+
+
+_NO_OPTIONS: dict[str, Any] = {}
+
+
+def _check_types(data: dict[str, Any]) -> None:
+    for column, value in data.items():
+        if value is None or isinstance(value, str):
+            continue
+        if column in ("media", "alt") and isinstance(value, list) \
+                and all(isinstance(v, str) for v in value):
+            continue
+        if column == "key" and isinstance(value, int) and not isinstance(value, bool):
+            data[column] = str(value)
+            continue
+        raise _Bad(column, f"expected a string, got {type(value).__name__}")
+
+
+class RowChecker:
+    """Checks rows one by one, caching what rows share (accounts, adapters, zones, media)."""
+
+    def __init__(self, store: Store, settings: Settings, *, now: datetime, base: Path,
+                 default_tz: str | None, typed: bool = False):
+        self.store, self.settings, self.now, self.base = store, settings, now, base
+        self.earliest = now - PAST_GRACE
+        self.typed = typed  # JSON values may be other than strings: check them
+        self.default_tz = default_tz
+        self.accounts: dict[str, Account] = {}
+        self.adapters: dict[str, type[Adapter]] = {}
+        self.attempts: dict[str, int] = {}
+        self.zones: dict[str | None, tzinfo] = {}
+        self.media: dict[str, str] = {}
+        self.keys: dict[tuple[str, str], int] = {}
+        # Rows in the past are fine only if their (account, key) was imported before.
+        self.past: list[tuple[int, int | None, NewJob]] = []
+
+    def account(self, name: str) -> Account:
+        found = self.accounts.get(name)
+        if found is None:
+            found = self.store.get_account(name)
+            _, cls = platform_adapter(found.platform)
+            self.adapters[name] = cls
+            self.attempts[name] = self.settings.policy(found.platform).max_attempts
+            self.accounts[name] = found
+        return found
+
+    def zone(self, name: str | None) -> tzinfo:
+        zone = self.zones.get(name)
+        if zone is None:
+            zone = self.zones[name] = get_zone(name)
+        return zone
+
+    def media_path(self, path: str) -> str:
+        found = self.media.get(path)
+        if found is None:
+            found = self.media[path] = check_media(path, self.base)
+        return found
+
+    def when(self, at: str, tz: str | None, zone: tzinfo) -> datetime:
+        """parse_when, with a fast path for the ISO 8601 times machine-made files hold."""
+        try:
+            iso = datetime.fromisoformat(at)
+        except ValueError:
+            return parse_when(at, now=self.now, tz=tz)
+        if iso.tzinfo is not None:
+            return iso.astimezone(UTC)
+        return _localize(iso, zone, at).astimezone(UTC)
+
+    def check(self, row: int, line: int | None, data: dict[str, Any]) -> NewJob:
+        try:
+            return self._check(row, line, data)
+        except _Bad as bad:
+            raise RowError(row, bad.column, bad.message, line) from None
+
+    def _check(self, row: int, line: int | None, data: dict[str, Any]) -> NewJob:
+        get = data.get
+        if self.typed:
+            _check_types(data)
+        name = (get("account") or "").strip()
+        if not name:
+            raise _Bad("account", "empty")
+        account = self.accounts.get(name)
+        if account is None:
+            try:
+                account = self.account(name)
+            except NotFound:
+                raise _Bad("account", f"unknown account {name!r}") from None
+            except UsageError as exc:
+                raise _Bad("account", str(exc)) from None
+        tz = (get("tz") or "").strip() or self.default_tz
+        try:
+            zone = self.zone(tz)
+        except UsageError as exc:
+            raise _Bad("tz", str(exc)) from None
+        at = (get("at") or "").strip()
+        if not at:
+            raise _Bad("at", "empty")
+        try:
+            when = self.when(at, tz, zone)
+        except UsageError as exc:
+            raise _Bad("at", str(exc).removeprefix("--at: ")) from None
+        media = self._media(get("media"), get("alt")) if get("media") or get("alt") else ()
+        text = get("text") or ""
+        try:
+            self.adapters[name].validate(text, media, _NO_OPTIONS)
+        except UsageError as exc:
+            raise _Bad("text", str(exc)) from None
+        key = get("key")
+        if key is not None:
+            key = key.strip() or None
+        if key is not None:
+            first = self.keys.setdefault((name, key), row)
+            if first != row:
+                raise _Bad("key", f"key {key!r} for {name} is already used on row {first}")
+        job = NewJob(account=name, platform=account.platform, text=text, scheduled_at=when,
+                     media=media, max_attempts=self.attempts[name], key=key)
+        if when < self.earliest:
+            if key is None:
+                raise _Bad("at", f"{at!r} is in the past")
+            self.past.append((row, line, job))
+        return job
+
+    def _media(self, media: str | list[str] | None, alt: str | list[str] | None
+               ) -> tuple[Media, ...]:
+        paths = _split(media)
+        alts = _split(alt, keep_empty=True)
+        if len(alts) > len(paths):
+            raise _Bad("alt", f"{len(alts)} alt texts for {len(paths)} media file(s)")
+        out = []
+        for i, path in enumerate(paths):
+            try:
+                full = self.media_path(path)
+            except UsageError as exc:
+                raise _Bad("media", str(exc)) from None
+            text = alts[i] if i < len(alts) and alts[i] else None
+            out.append(Media(full, text))
+        return tuple(out)
+
+    def check_past(self) -> None:
+        """Past rows must all be re-imports of jobs that already exist."""
+        if not self.past:
+            return
+        known = existing_keys(self.store, {job.account for _, _, job in self.past})
+        for row, line, job in self.past:
+            if (job.account, job.key) not in known:
+                raise RowError(row, "at", "is in the past", line)
+
+
+def _split(value: str | list[str] | None, *, keep_empty: bool = False) -> list[str]:
+    if value is None:
+        return []
+    parts = value if isinstance(value, list) else value.split("|")
+    parts = [p.strip() for p in parts]
+    if keep_empty:
+        while parts and not parts[-1]:
+            parts.pop()
+        return parts
+    return [p for p in parts if p]
+
+
+def parse_file(path: Path, store: Store, settings: Settings, *, now: datetime,
+               default_tz: str | None = None, progress: Progress | None = None,
+               text: str | None = None) -> Parsed:
+    """Read and check every row. Raises UsageError naming the first bad row and column."""
+    if text is None:
+        text = read_text(path)
+    fmt = detect_format(path, text[:200])
+    checker = RowChecker(store, settings, now=now, base=path.parent.absolute(),
+                         default_tz=default_tz, typed=fmt == "jsonl")
+    jobs: list[NewJob] = []
+    rows: list[int] = []
+    first_error: UsageError | None = None
+    bad = 0
+    try:
+        for row, line, data in raw_rows(text, fmt):
+            try:
+                job = checker.check(row, line, data)
+            except UsageError as exc:
+                # Keep counting so the message can say how many rows need fixing.
+                bad += 1
+                first_error = first_error or exc
+                continue
+            jobs.append(job)
+            rows.append(row)
+            if progress is not None and row % 1000 == 0:
+                progress(row)
+    except UsageError as exc:
+        # A broken file (header, quoting, a line that is not JSON): stop at once.
+        bad += 1
+        first_error = first_error or exc
+    if first_error is not None:
+        more = f" ({bad - 1} more bad row{'s' if bad > 2 else ''})" if bad > 1 else ""
+        raise UsageError(f"{path.name} {first_error}{more}; nothing was imported")
+    if not jobs:
+        raise UsageError(f"{path.name}: no rows to import")
+    try:
+        checker.check_past()
+    except UsageError as exc:
+        raise UsageError(f"{path.name} {exc}; nothing was imported") from None
+    return Parsed(jobs=jobs, rows=rows, format=fmt)

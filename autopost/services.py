@@ -1,0 +1,265 @@
+"""The thin layer between the CLI and the store: turn what an operator typed into
+checked Accounts and NewJobs. Everything here validates before anything is written,
+so bad input raises a UsageError and changes nothing."""
+
+from __future__ import annotations
+
+import json
+import os
+import re
+import secrets
+import sys
+from collections.abc import Sequence
+from dataclasses import dataclass
+from datetime import UTC, datetime, timedelta
+from pathlib import Path
+from typing import Any
+
+from autopost.config import Settings, canonical_platform
+from autopost.errors import UsageError
+from autopost.models import Account, Job, JobFilter, Media, NewJob
+from autopost.platforms.base import Adapter
+from autopost.store.base import Store
+
+# A new job may be "now" give or take the time it took to type the command.
+PAST_GRACE = timedelta(seconds=60)
+_NAME = re.compile(r"^[A-Za-z0-9][A-Za-z0-9_.@+-]{0,63}$")
+
+
+def utcnow() -> datetime:
+    return datetime.now(UTC)
+
+
+# -- platforms and accounts ------------------------------------------------------------
+
+def platform_adapter(name: str) -> tuple[str, type[Adapter]]:
+    """(canonical platform name, its Adapter class); UsageError if unknown or unbuilt."""
+    from autopost.platforms.registry import adapter_class
+
+    raw = name.strip().lower()
+    if not raw:
+        raise UsageError("--platform: empty platform name")
+    cls = adapter_class(raw)
+    return getattr(cls, "platform", None) or canonical_platform(raw), cls
+
+
+def check_account_name(name: str) -> str:
+    if not _NAME.match(name):
+        raise UsageError(
+            f"account name {name!r}: use up to 64 letters, digits and . _ @ + - "
+            "(starting with a letter or digit)")
+    return name
+
+
+def read_credentials(source: str) -> dict[str, Any]:
+    """A JSON object from a file, or from stdin for '-'. Values are never echoed."""
+    where = "stdin" if source == "-" else source
+    try:
+        if source == "-":
+            raw = sys.stdin.read()
+        else:
+            path = Path(source).expanduser()
+            if path.is_dir():
+                raise UsageError(f"--credentials {source}: is a folder, not a JSON file")
+            raw = path.read_text(encoding="utf-8")
+    except FileNotFoundError:
+        raise UsageError(f"--credentials {source}: no such file") from None
+    except UnicodeDecodeError:
+        raise UsageError(f"--credentials {where}: not UTF-8 text") from None
+    except OSError as exc:
+        raise UsageError(f"--credentials {source}: cannot read ({exc.strerror})") from None
+    try:
+        data = json.loads(raw)
+    except json.JSONDecodeError as exc:
+        # The position only: the message must not quote the (secret) content.
+        raise UsageError(f"credentials from {where}: not valid JSON "
+                         f"(line {exc.lineno}, column {exc.colno})") from None
+    if not isinstance(data, dict):
+        raise UsageError(f"credentials from {where}: expected a JSON object of fields")
+    for key, value in data.items():
+        if isinstance(value, dict):
+            if set(value) != {"env"} or not isinstance(value["env"], str) \
+                    or not re.match(r"^[A-Za-z_][A-Za-z0-9_]*$", value["env"]):
+                raise UsageError(f"credential field {key!r}: an object value must be "
+                                 '{"env": "VARIABLE_NAME"}')
+        elif not isinstance(value, str | int | float | bool) and value is not None:
+            raise UsageError(f"credential field {key!r}: expected a string or "
+                             '{"env": "VARIABLE_NAME"}')
+    return data
+
+
+def build_account(name: str, platform: str, credentials: dict[str, Any], *,
+                  base_url: str | None, hourly_limit: int | None, daily_limit: int | None,
+                  existing: Account | None = None) -> Account:
+    check_account_name(name)
+    canon, cls = platform_adapter(platform)
+    if existing is not None and existing.platform != canon:
+        raise UsageError(f"account {name!r} is a {existing.platform} account; remove it "
+                         f"first to make it a {canon} account")
+    if base_url is not None and not re.match(r"^https?://[^\s/]+", base_url):
+        raise UsageError(f"--base-url {base_url!r}: expected an http:// or https:// URL")
+    cls.check_credentials(credentials)
+    if canon == "outbox" and isinstance(credentials.get("path"), str):
+        # cron runs elsewhere: a relative folder must mean what it meant here.
+        credentials = {**credentials,
+                       "path": str(Path(credentials["path"]).expanduser().absolute())}
+    if existing is not None:
+        hourly_limit = existing.hourly_limit if hourly_limit is None else hourly_limit
+        daily_limit = existing.daily_limit if daily_limit is None else daily_limit
+        base_url = existing.base_url if base_url is None else base_url
+    return Account(
+        name=name, platform=canon, base_url=base_url, credentials=credentials,
+        blocked_until=existing.blocked_until if existing else None,
+        hourly_limit=hourly_limit, daily_limit=daily_limit)
+
+
+def account_limits(account: Account, settings: Settings) -> tuple[int | None, int | None]:
+    """(hourly, daily) posts allowed: the account's overrides, else the platform's."""
+    policy = settings.policy(account.platform)
+    hourly = account.hourly_limit if account.hourly_limit is not None else policy.hourly_limit
+    daily = account.daily_limit if account.daily_limit is not None else policy.daily_limit
+    return hourly, daily
+
+
+# -- media ---------------------------------------------------------------------------
+
+def check_media(path: str, base: Path | None = None) -> str:
+    """An existing, readable regular file; returned as an absolute path."""
+    if not path.strip():
+        raise UsageError("--media: empty file name")
+    p = Path(path).expanduser()
+    if not p.is_absolute():
+        p = (base or Path.cwd()) / p
+    try:
+        if not p.exists():
+            raise UsageError(f"media file not found: {path}")
+        if not p.is_file():
+            raise UsageError(f"media {path}: not a regular file")
+        with p.open("rb") as fh:
+            fh.read(1)
+    except PermissionError:
+        raise UsageError(f"media {path}: permission denied") from None
+    except OSError as exc:
+        if isinstance(exc, UsageError):
+            raise
+        raise UsageError(f"media {path}: cannot read ({exc.strerror})") from None
+    return str(p.absolute())
+
+
+def pair_media(media: Sequence[str], alts: Sequence[str], order: Sequence[str]
+               ) -> list[tuple[str, str | None]]:
+    """Pair each --alt with the --media before it. `order` is the sequence of 'media'
+    and 'alt' as they appeared on the command line."""
+    if len(order) != len(media) + len(alts) or order.count("media") != len(media):
+        # Options given in a form we could not follow: pair in order, strictly.
+        if len(alts) > len(media):
+            raise UsageError("--alt: more --alt than --media options")
+        order = [x for m in range(len(media)) for x in (("media", "alt") if m < len(alts)
+                                                        else ("media",))]
+    pairs: list[tuple[str, str | None]] = []
+    mi = ai = 0
+    for kind in order:
+        if kind == "media":
+            pairs.append((media[mi], None))
+            mi += 1
+        else:
+            if not pairs:
+                raise UsageError("--alt must follow the --media it describes")
+            if pairs[-1][1] is not None:
+                raise UsageError(f"--alt given twice for --media {pairs[-1][0]}")
+            pairs[-1] = (pairs[-1][0], alts[ai])
+            ai += 1
+    return pairs
+
+
+def option_order(raw_args: Sequence[str], names: dict[str, str],
+                 takes_value: Sequence[str]) -> list[str]:
+    """The order in which the options in `names` (flag -> label) appear in raw_args."""
+    order = []
+    skip = False
+    for token in raw_args:
+        if skip:
+            skip = False
+            continue
+        if token == "--":
+            break
+        flag = token.split("=", 1)[0]
+        if flag in names:
+            order.append(names[flag])
+            skip = "=" not in token
+        elif flag in takes_value and "=" not in token:
+            skip = True
+    return order
+
+
+# -- jobs ----------------------------------------------------------------------------
+
+@dataclass
+class AddRequest:
+    text: str
+    accounts: list[str]
+    when: datetime
+    media: tuple[Media, ...] = ()
+    key: str | None = None
+    max_attempts: int | None = None
+
+
+def build_jobs(store: Store, settings: Settings, req: AddRequest, *, now: datetime
+               ) -> list[NewJob]:
+    """Check everything `add` was given and return the jobs to insert."""
+    if not req.accounts:
+        raise UsageError("give at least one --account")
+    seen = set()
+    for name in req.accounts:
+        if name in seen:
+            raise UsageError(f"--account {name} given twice")
+        seen.add(name)
+    if req.key is not None and not req.key.strip():
+        raise UsageError("--key: empty key")
+    if req.max_attempts is not None and req.max_attempts < 1:
+        raise UsageError("--max-attempts: must be at least 1")
+    accounts = [store.get_account(name) for name in req.accounts]
+    group = secrets.token_hex(6) if len(accounts) > 1 else None
+    jobs = []
+    for account in accounts:
+        _, cls = platform_adapter(account.platform)
+        try:
+            cls.validate(req.text, req.media, {})
+        except UsageError as exc:
+            raise UsageError(f"{account.name}: {exc}") from None
+        jobs.append(NewJob(
+            account=account.name, platform=account.platform, text=req.text,
+            scheduled_at=req.when, media=req.media,
+            max_attempts=req.max_attempts or settings.policy(account.platform).max_attempts,
+            key=req.key, group_id=group))
+    if req.when < now - PAST_GRACE:
+        missing = [j.account for j in jobs if existing_job(store, j.account, j.key) is None]
+        if missing:
+            raise UsageError(f"--at: {req.when.strftime('%Y-%m-%d %H:%M:%S')} UTC is in the "
+                             "past (use 'now' to post right away)")
+    return jobs
+
+
+def existing_job(store: Store, account: str, key: str | None) -> Job | None:
+    """The job added earlier with this key, if any (only asked for rare cases)."""
+    if key is None:
+        return None
+    for job in store.list_jobs(JobFilter(account=account)):
+        if job.key == key:
+            return job
+    return None
+
+
+def existing_keys(store: Store, accounts: set[str]) -> set[tuple[str, str]]:
+    found = set()
+    for account in accounts:
+        for job in store.list_jobs(JobFilter(account=account)):
+            if job.key is not None:
+                found.add((account, job.key))
+    return found
+
+
+def env_is_set(credentials: dict[str, Any]) -> list[str]:
+    """Environment variables the credentials refer to that are not set here."""
+    return sorted(str(v["env"]) for v in credentials.values()
+                  if isinstance(v, dict) and "env" in v and str(v["env"]) not in os.environ)
