@@ -24,6 +24,7 @@ from autopost.errors import UsageError
 _UNITS = {"s": 1, "m": 60, "h": 3600, "d": 86400, "w": 604800}
 _DURATION = re.compile(r"(\d+(?:\.\d+)?)\s*([smhdw])")
 _RELATIVE = re.compile(r"^\+\s*((?:\d+(?:\.\d+)?\s*[smhdw]\s*)+)$")
+_BARE_DURATION = re.compile(r"^-?\s*(?:\d+(?:\.\d+)?\s*[smhdw]\s*)+$")
 
 
 def parse_duration(value: str | int | float, *, name: str = "duration") -> float:
@@ -107,7 +108,14 @@ def parse_when(text: str, *, now: datetime, tz: str | None = None) -> datetime:
         return now.astimezone(UTC)
     rel = _RELATIVE.match(low)
     if rel:
-        return (now + timedelta(seconds=parse_duration(rel.group(1)))).astimezone(UTC)
+        try:
+            return (now + timedelta(seconds=parse_duration(rel.group(1)))).astimezone(UTC)
+        except OverflowError:
+            raise UsageError(f"--at: {raw!r} is too far in the future") from None
+    if _BARE_DURATION.match(low):
+        # dateutil would read "5m" as 00:05 today and "-1h" as 01:00: refuse instead.
+        raise UsageError(f"--at: {raw!r} is not a time; write '+{low.lstrip('+-').strip()}' "
+                         "for that long from now")
     zone = get_zone(tz)
     parsed = _parse_absolute(text, now=now, zone=zone, raw=raw)
     return parsed.astimezone(UTC)
