@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+import os
 import signal
 import sys
 import threading
@@ -180,7 +181,8 @@ def resolve(
 @accounts_app.command("check")
 def accounts_check(name: str = typer.Argument(...)) -> None:
     """Verify an account's credentials with a cheap call; exit 1 if it needs re-auth."""
-    from autopost.accounts import resolve_credentials
+    from autopost.accounts import refresh_account, resolve_credentials
+    from autopost.models import ErrorKind
     from autopost.platforms.base import PlatformError
     from autopost.platforms.registry import adapter_class
 
@@ -194,10 +196,16 @@ def accounts_check(name: str = typer.Argument(...)) -> None:
         client = make_client()
     try:
         adapter = cls(account, resolve_credentials(account), client)
-        info = adapter.check()
+        try:
+            info = adapter.check()
+        except PlatformError as exc:
+            if exc.kind != ErrorKind.AUTH_EXPIRED or not adapter.refreshable:
+                raise
+            # An idle token simply expired: refresh it (once, serialised) and ask again.
+            refresh_account(store, adapter, account.credentials, f"check-{os.getpid()}",
+                            clock=_now)
+            info = adapter.check()
     except PlatformError as exc:
-        from autopost.models import ErrorKind
-
         if exc.kind in (ErrorKind.AUTH_REVOKED, ErrorKind.AUTH_EXPIRED):
             store.set_account_state(name, AccountState.NEEDS_REAUTH, exc.message, now=_now())
             raise NeedsAttention(f"account {name} needs re-auth: {exc.message}") from None
