@@ -433,8 +433,7 @@ def show(
     job = store.get_job(job_id)
     attempts = store.attempts_for(job.id)
     if as_json:
-        render.print_json({**render.job_to_dict(job),
-                           "attempts": [render.attempt_to_dict(a) for a in attempts]})
+        render.print_json(render.job_with_attempts(job, attempts))
     else:
         render.show_job(job, attempts)
 

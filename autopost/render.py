@@ -85,6 +85,15 @@ def attempt_to_dict(attempt: Attempt) -> dict[str, Any]:
     }
 
 
+def job_with_attempts(job: Job, attempts: Sequence[Attempt]) -> dict[str, Any]:
+    """`show --json`: the job, with "attempts" as the list of its attempt records (the
+    count moves to "attempt_count")."""
+    data = job_to_dict(job)
+    data["attempt_count"] = data["attempts"]
+    data["attempts"] = [attempt_to_dict(a) for a in attempts]
+    return data
+
+
 def credential_summary(credentials: dict[str, Any]) -> dict[str, str]:
     """Which fields are set and where from; never a value."""
     summary = {}
