@@ -14,7 +14,7 @@ import pytest
 from autopost.config import load_settings
 from autopost.models import Account, JobFilter, JobStatus, NewJob
 from autopost.store.sqlite import SqliteStore
-from tests.enginekit import Kit, T0
+from tests.enginekit import T0, Kit
 
 
 def _ledger_adapter():
