@@ -407,26 +407,30 @@ class SqliteStore(Store):
                     "AND j.account NOT IN (SELECT account FROM jobs WHERE status = 'running') "
                     "ORDER BY j.next_attempt_at, j.scheduled_at, j.id LIMIT ?",
                     (stamp, stamp, max(limit * 4, 64))).fetchall()
-                accounts: dict[str, Account] = {}
+                limits: dict[str, tuple[int | None, int | None]] = {}
                 usage: dict[str, list[datetime]] = {}
                 taken: dict[str, int] = {}
                 for row in candidates:
                     if len(chosen) >= limit:
                         break
                     name = row["account"]
-                    if name not in accounts:
-                        accounts[name] = _account(dict(c.execute(
+                    if name not in limits:
+                        account = _account(dict(c.execute(
                             "SELECT * FROM accounts WHERE name = ?", (name,)).fetchone()))
-                        usage[name] = _usage(c, name, now)
+                        limits[name] = limits_for(account)
+                        # The day's post times are read only for an account with a limit.
+                        if limits[name] != (None, None):
+                            usage[name] = _usage(c, name, now)
                         taken[name] = 0
                     if taken[name] >= per_account:
                         continue
-                    hourly, daily = limits_for(accounts[name])
-                    slot = next_free_slot(usage[name], now, hourly=hourly, daily=daily)
-                    if slot is not None:
-                        deferred.append((row["id"], slot))
-                        continue
-                    usage[name].append(now)
+                    if name in usage:
+                        hourly, daily = limits[name]
+                        slot = next_free_slot(usage[name], now, hourly=hourly, daily=daily)
+                        if slot is not None:
+                            deferred.append((row["id"], slot))
+                            continue
+                        usage[name].append(now)
                     taken[name] += 1
                     chosen.append(row["id"])
             finally:
