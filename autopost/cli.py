@@ -289,6 +289,8 @@ def add(
     now = _now()
     if text == "-":
         text = sys.stdin.read().rstrip("\n")
+    if tz is not None:
+        get_zone(tz)  # a bad --tz is an error even when WHEN does not need it
     when = parse_when(at, now=now, tz=tz)
     media_list, alt_list = media or [], alt or []
     order = services.option_order(ctx.meta.get("autopost.raw_args", []),

@@ -103,7 +103,8 @@ def _jsonl_rows(text: str) -> Iterator[tuple[int, int, dict[str, Any]]]:
 
 
 def _csv_rows(text: str) -> Iterator[tuple[int, int, dict[str, Any]]]:
-    reader = csv.reader(io.StringIO(text, newline=""), delimiter=_delimiter(text))
+    # strict: a stray quote is an error, not a field that swallows the rows after it
+    reader = csv.reader(io.StringIO(text, newline=""), delimiter=_delimiter(text), strict=True)
     try:
         header = next(reader)
     except StopIteration:
