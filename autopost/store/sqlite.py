@@ -7,7 +7,7 @@ import secrets
 import sqlite3
 from collections.abc import Iterator, Sequence
 from contextlib import contextmanager
-from datetime import datetime, timedelta
+from datetime import UTC, datetime, timedelta
 from pathlib import Path
 from typing import Any
 
@@ -39,14 +39,13 @@ DAY = timedelta(days=1)
 HOUR = timedelta(hours=1)
 
 
+# Random bytes mapped onto the alphabet (a slight skew towards its first letters is
+# harmless for ids; a clash is retried). One urandom read per id keeps large imports fast.
+_ID_TABLE = bytes(ord(_ID_ALPHABET[b % len(_ID_ALPHABET)]) for b in range(256))
+
+
 def new_id(length: int = _ID_LENGTH) -> str:
-    # One urandom read per id (secrets.choice per character is slow for large imports).
-    n = int.from_bytes(secrets.token_bytes(16), "big")
-    chars = []
-    for _ in range(length):
-        n, r = divmod(n, len(_ID_ALPHABET))
-        chars.append(_ID_ALPHABET[r])
-    return "".join(chars)
+    return secrets.token_bytes(length).translate(_ID_TABLE).decode("ascii")
 
 
 class SqliteStore(Store):
@@ -161,6 +160,7 @@ class SqliteStore(Store):
         out: list[tuple[str, bool]] = []
         rows: list[dict[str, Any]] = []
         seen: dict[tuple[str, str], str] = {}
+        inserted: list[NewJob] = []
         with self._write() as c:
             existing = self._existing_keys(c, jobs)
             for job in jobs:
@@ -175,6 +175,7 @@ class SqliteStore(Store):
                 if pair is not None:
                     seen[pair] = row["id"]
                 rows.append(row)
+                inserted.append(job)
                 out.append((row["id"], True))
             if rows:
                 cols = ", ".join(rows[0])
@@ -184,7 +185,9 @@ class SqliteStore(Store):
             byid = {j.id: j for j in self._jobs_by_ids([i for i, _ in out])}
             return [(byid[i], created) for i, created in out]
         # Large imports: build the dataclasses from what was inserted, not by re-reading.
-        made = {r["id"]: _job({**_UNSET_COLUMNS, **r}) for r in rows}
+        created_at = from_db(stamp)
+        made = {r["id"]: _inserted_job(r, job, created_at)
+                for r, job in zip(rows, inserted, strict=True)}
         missing = [i for i, created in out if not created]
         made.update({j.id: j for j in self._jobs_by_ids(missing)})
         return [(made[i], created) for i, created in out]
@@ -451,31 +454,19 @@ class SqliteStore(Store):
                      deferred=[(jobs[j], slot) for j, slot in deferred])
 
     def dispatch(self, job_ids, run_id, *, now, lease=None):
-        numbers: dict[str, int] = {}
-        stamp = to_db(now)
         with self._write() as c:
-            if lease is not None:
-                # A heartbeat: the run is alive, so its claimed jobs keep their leases.
-                c.execute("UPDATE jobs SET lease_expires_at = ? WHERE status = 'running' "
-                          "AND lease_owner = ?", (to_db(now + timedelta(seconds=lease)), run_id))
-            for jid in job_ids:
-                row = c.execute(
-                    "UPDATE jobs SET dispatched = 1, attempts = attempts + 1, updated_at = ? "
-                    "WHERE id = ? AND lease_owner = ? AND status = 'running' "
-                    "RETURNING attempts", (stamp, jid, run_id)).fetchone()
-                if row is None:
-                    continue
-                numbers[jid] = row[0]
-                c.execute("INSERT INTO attempts (job_id, number, run_id, started_at) "
-                          "VALUES (?, ?, ?, ?)", (jid, row[0], run_id, stamp))
-        return numbers
+            return _dispatch(c, job_ids, run_id, now, lease)
 
     def record(self, results: Sequence[Result]) -> list[bool]:
-        applied = []
         with self._write() as c:
-            for res in results:
-                applied.append(_record_one(c, res))
-        return applied
+            return [_record_one(c, res) for res in results]
+
+    def dispatch_and_record(self, job_ids, results, run_id, *, now, lease=None):
+        # One transaction, so one fsync'd commit where dispatch() + record() took two.
+        with self._write() as c:
+            numbers = _dispatch(c, job_ids, run_id, now, lease) if job_ids else {}
+            applied = [_record_one(c, res) for res in results]
+        return numbers, applied
 
     def release(self, job_ids, run_id, *, now):
         n = 0
@@ -561,6 +552,27 @@ def _usage(c, account: str, now: datetime) -> list[datetime]:
     return sorted(stamps) + [now] * inflight
 
 
+def _dispatch(c, job_ids: Sequence[str], run_id: str, now: datetime,
+              lease: float | None) -> dict[str, int]:
+    numbers: dict[str, int] = {}
+    stamp = to_db(now)
+    if lease is not None:
+        # A heartbeat: the run is alive, so its claimed jobs keep their leases.
+        c.execute("UPDATE jobs SET lease_expires_at = ? WHERE status = 'running' "
+                  "AND lease_owner = ?", (to_db(now + timedelta(seconds=lease)), run_id))
+    for jid in job_ids:
+        row = c.execute(
+            "UPDATE jobs SET dispatched = 1, attempts = attempts + 1, updated_at = ? "
+            "WHERE id = ? AND lease_owner = ? AND status = 'running' "
+            "RETURNING attempts", (stamp, jid, run_id)).fetchone()
+        if row is None:
+            continue
+        numbers[jid] = row[0]
+        c.execute("INSERT INTO attempts (job_id, number, run_id, started_at) "
+                  "VALUES (?, ?, ?, ?)", (jid, row[0], run_id, stamp))
+    return numbers
+
+
 def _record_one(c, res: Result) -> bool:
     stamp = to_db(res.finished_at)
     posted_at = stamp if res.status == JobStatus.POSTED else None
@@ -617,10 +629,15 @@ def _audit(c, job_id: str, number: int, run_id: str | None, now: datetime, outco
         (job_id, number, run_id, stamp, stamp, outcome, decision))
 
 
-# Columns a new row leaves to their NULL defaults (for building a Job without re-reading).
-_UNSET_COLUMNS: dict[str, Any] = dict.fromkeys((
-    "lease_owner", "lease_expires_at", "last_error", "last_error_kind", "platform_post_id",
-    "platform_url", "posted_at"))
+def _inserted_job(row: dict[str, Any], job: NewJob, created_at: datetime) -> Job:
+    """The Job that `row`, just inserted from `job`, reads back as (without reading it)."""
+    scheduled = job.scheduled_at.astimezone(UTC)
+    return Job(
+        id=row["id"], account=job.account, platform=job.platform, text=job.text,
+        scheduled_at=scheduled, next_attempt_at=scheduled, status=JobStatus.PENDING,
+        media=tuple(job.media), options=dict(job.options), attempts=0,
+        max_attempts=job.max_attempts, key=job.key, idempotency_key=row["idempotency_key"],
+        group_id=job.group_id, created_at=created_at, updated_at=created_at)
 
 
 def _new_job_row(job: NewJob, job_id: str, stamp: str) -> dict[str, Any]:
