@@ -198,6 +198,9 @@ def accounts_add(
     daily_limit: Annotated[int | None, typer.Option(
         "--daily-limit", min=1, help="Posts per day for this account (overrides config).")
     ] = None,
+    offline: Annotated[bool, typer.Option(
+        "--offline", help="Store the credentials without contacting the platform (where "
+        "it would log in now, the first run does).")] = False,
 ) -> None:
     """Add an account. Secrets come from a file, stdin or a prompt, never the command line."""
     services.check_account_name(name)
@@ -207,19 +210,22 @@ def accounts_add(
     else:
         creds = services.read_credentials(credentials)
     store = get_store()
-    existing = None
-    if update:
-        try:
-            existing = store.get_account(name)
-        except NotFound:
-            existing = None
+    try:
+        existing = store.get_account(name)
+    except NotFound:
+        existing = None
+    if existing is not None and not update:
+        raise UsageError(f"account {name!r} exists (use --update to replace it)")
     account = services.build_account(name, canon, creds, base_url=base_url,
                                      hourly_limit=hourly_limit, daily_limit=daily_limit,
                                      existing=existing)
-    store.add_account(account, now=_now(), replace=update)
+    unset = services.env_is_set(account.credentials)
+    if not offline and not unset:
+        account = services.setup_account(account, cls)
+    store.add_account(account, now=_now(), replace=existing is not None)
     verb = "updated" if existing else "added"
     print(f"{verb} account {name} ({account.platform})")
-    for var in services.env_is_set(account.credentials):
+    for var in unset:
         print(f"note: ${var} is not set in this shell; runs will need it", file=sys.stderr)
 
 
@@ -414,9 +420,9 @@ def list_(
                     account=account, limit=limit,
                     platform=_platform_filter(platform) if platform is not None else None)
     store = get_store()
-    if account is not None:
-        store.get_account(account)
     jobs = store.list_jobs(flt)
+    if account is not None and not jobs:
+        store.get_account(account)  # a typo gets "unknown account", not "no jobs"
     if as_json:
         render.print_json([render.job_to_dict(j) for j in jobs])
     elif not jobs:

@@ -10,7 +10,7 @@ import re
 import secrets
 import sys
 from collections.abc import Sequence
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
 from typing import Any
@@ -111,6 +111,39 @@ def build_account(name: str, platform: str, credentials: dict[str, Any], *,
         name=name, platform=canon, base_url=base_url, credentials=credentials,
         blocked_until=existing.blocked_until if existing else None,
         hourly_limit=hourly_limit, daily_limit=daily_limit)
+
+
+def setup_account(account: Account, cls: type[Adapter]) -> Account:
+    """Let the platform exchange what the operator gave for what runs need (a login that
+    yields a session, for example). Most platforms need nothing and make no call."""
+    if cls.setup is Adapter.setup:
+        return account  # nothing to set up: no call, no client
+    from autopost.accounts import resolve_credentials
+    from autopost.errors import EnvironmentTrouble
+    from autopost.models import ErrorKind
+    from autopost.platforms.base import PlatformError
+
+    client = None
+    if cls.needs_http:
+        from autopost.platforms.http import make_client
+
+        client = make_client()
+    try:
+        fresh = cls(account, resolve_credentials(account), client).setup()
+    except PlatformError as exc:
+        if exc.kind in (ErrorKind.NETWORK, ErrorKind.SERVER, ErrorKind.RATE_LIMITED,
+                        ErrorKind.AMBIGUOUS):
+            raise EnvironmentTrouble(f"cannot set up {account.name} on {account.platform}: "
+                                     f"{exc.message} (nothing was stored)") from None
+        raise UsageError(f"{account.platform} refused the credentials for {account.name}: "
+                         f"{exc.message} (nothing was stored)") from None
+    finally:
+        if client is not None:
+            client.close()
+    if fresh is None:
+        return account
+    return replace(account, credentials=fresh.credentials,
+                   token_expires_at=fresh.token_expires_at or account.token_expires_at)
 
 
 def account_limits(account: Account, settings: Settings) -> tuple[int | None, int | None]:

@@ -12,8 +12,9 @@ from datetime import UTC, datetime, timedelta
 
 import pytest
 
-from autopost.models import JobStatus
+from autopost.models import ErrorKind, JobStatus
 from autopost.platforms import registry
+from autopost.platforms.base import PlatformError, Refreshed
 from autopost.platforms.outbox import OutboxAdapter
 from autopost.store.base import Result
 from autopost.store.sqlite import SqliteStore
@@ -40,13 +41,36 @@ class SecretiveAdapter(OutboxAdapter):
     secret_fields = ("token",)
 
 
+class LoginAdapter(OutboxAdapter):
+    """Logs in at `accounts add`, as Bluesky does, without any network."""
+
+    platform = "login"
+    required_fields = ("user", "password")
+    optional_fields = ("session",)
+    secret_fields = ("password", "session")
+    calls: list[dict] = []
+
+    def setup(self):
+        LoginAdapter.calls.append(dict(self.credentials))
+        if self.credentials["password"] == "wrong":
+            raise PlatformError(ErrorKind.AUTH_REVOKED, "login refused")
+        if self.credentials["password"] == "offline":
+            raise PlatformError(ErrorKind.NETWORK, "cannot connect")
+        return Refreshed({**self.account.credentials, "session": "sess-1"}, EXPIRES)
+
+
+EXPIRES = datetime(2031, 1, 1, tzinfo=UTC)
+
+
 @pytest.fixture(autouse=True)
 def test_platforms():
     registry.register("tiny", TinyAdapter)
     registry.register("secretive", SecretiveAdapter)
+    registry.register("login", LoginAdapter)
+    LoginAdapter.calls.clear()
     yield
-    registry.unregister("tiny")
-    registry.unregister("secretive")
+    for name in ("tiny", "secretive", "login"):
+        registry.unregister(name)
 
 
 @pytest.fixture
@@ -160,6 +184,43 @@ def test_credentials_are_checked_against_the_platform(cli, creds, why):
               input=json.dumps(creds))
     assert out.code == 2 and why in out.stderr
     assert cli("accounts", "list", "--json").json() == []
+
+
+def test_accounts_add_sets_up_the_session_where_the_platform_has_one(cli, monkeypatch):
+    monkeypatch.setenv("LOGIN_PW", "right")
+    creds = {"user": "me", "password": {"env": "LOGIN_PW"}}
+    out = cli("accounts", "add", "me", "--platform", "login", "--credentials", "-",
+              input=json.dumps(creds))
+    assert out.code == 0, out.stderr
+    assert LoginAdapter.calls == [{"user": "me", "password": "right"}]  # env resolved
+    with opened(cli) as store:
+        account = store.get_account("me")
+    # The session is stored; the password stays a reference, never its value.
+    assert account.credentials == {**creds, "session": "sess-1"}
+    assert account.token_expires_at == EXPIRES
+
+
+@pytest.mark.parametrize(("password", "code", "why"), [
+    ("wrong", 2, "login refused the credentials for me: login refused"),
+    ("offline", 3, "cannot set up me on login: cannot connect"),
+])
+def test_accounts_add_stores_nothing_when_setup_fails(cli, password, code, why):
+    out = cli("accounts", "add", "me", "--platform", "login", "--credentials", "-",
+              input=json.dumps({"user": "me", "password": password}))
+    assert out.code == code
+    assert out.err_lines == [f"autopost: {why} (nothing was stored)"]
+    assert cli("accounts", "list", "--json").json() == []
+    offline = cli("accounts", "add", "me", "--platform", "login", "--credentials", "-",
+                  "--offline", input=json.dumps({"user": "me", "password": password}))
+    assert offline.code == 0
+    assert len(LoginAdapter.calls) == 1  # --offline made no call
+
+
+def test_accounts_add_with_an_unset_variable_skips_setup(cli):
+    out = cli("accounts", "add", "me", "--platform", "login", "--credentials", "-",
+              input=json.dumps({"user": "me", "password": {"env": "NOT_SET_ANYWHERE"}}))
+    assert out.code == 0 and "NOT_SET_ANYWHERE" in out.stderr
+    assert LoginAdapter.calls == []
 
 
 # -- add --------------------------------------------------------------------------------------
