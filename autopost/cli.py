@@ -11,7 +11,7 @@ import importlib.util
 import shlex
 import sys
 from collections.abc import Callable
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from datetime import datetime, timedelta
 from pathlib import Path
 from typing import TYPE_CHECKING, Annotated, Any
@@ -330,8 +330,11 @@ def import_(
         "--tz", metavar="ZONE", help="Zone for rows without a tz column or offset.")] = None,
     as_json: Annotated[bool, typer.Option("--json", help="Print a JSON summary.")] = False,
 ) -> None:
-    """Import many posts at once: columns account, at, text and optional key, media, alt,
-    tz. Every row is checked first; one bad row and nothing is imported."""
+    """Import many posts from a CSV or JSON Lines file, all or nothing.
+
+    Columns: account, at, text, and optional key, media, alt, tz. Every row is checked
+    first; one bad row and nothing is imported. Rows with a key already imported are
+    left as they are, so importing the same file again is safe."""
     from autopost import importer
 
     text = importer.read_text(file)
@@ -404,6 +407,10 @@ def _status(value: str) -> JobStatus:
                          f"{', '.join(s.value for s in JobStatus)})") from None
 
 
+# A table longer than this helps nobody (and takes rich a while to lay out).
+TABLE_ROWS = 1000
+
+
 @app.command("list")
 def list_(
     status: Annotated[str | None, typer.Option("--status", "-s", help="pending, running, "
@@ -420,6 +427,8 @@ def list_(
                     account=account, limit=limit,
                     platform=_platform_filter(platform) if platform is not None else None)
     store = get_store()
+    if not as_json and limit is None:
+        flt = replace(flt, limit=TABLE_ROWS + 1)
     jobs = store.list_jobs(flt)
     if account is not None and not jobs:
         store.get_account(account)  # a typo gets "unknown account", not "no jobs"
@@ -428,7 +437,11 @@ def list_(
     elif not jobs:
         print("no jobs")
     else:
-        render.out().print(render.jobs_table(jobs))
+        shown = jobs if limit is not None else jobs[:TABLE_ROWS]
+        render.out().print(render.jobs_table(shown))
+        if len(shown) < len(jobs):
+            print(f"(the first {len(shown)} jobs; there are more: narrow it with --status, "
+                  "--account or --limit, or use --json for all)")
 
 
 @app.command()
@@ -460,8 +473,10 @@ def _jobs(store, ids: list[str]):
 def cancel(
     job_ids: Annotated[list[str], typer.Argument(metavar="JOB...", help="Job ids.")],
 ) -> None:
-    """Cancel jobs that have not started. Exits 1 if one could not be cancelled (it is
-    being published right now, or already posted)."""
+    """Cancel jobs that have not been published.
+
+    Exits 1 if one could not be cancelled (a run is publishing it right now, or it is
+    already posted)."""
     store = get_store()
     jobs = _jobs(store, job_ids)
     failed = False
@@ -587,8 +602,9 @@ def prune(
         "(30d, 12h, ...).")] = "30d",
     as_json: Annotated[bool, typer.Option("--json", help="Print JSON.")] = False,
 ) -> None:
-    """Delete finished jobs (posted, failed, cancelled, missed), their attempts, and old
-    runs."""
+    """Delete old finished jobs, their attempts, and old run records.
+
+    Finished means posted, failed, cancelled or missed."""
     seconds = parse_duration(older_than, name="--older-than")
     now = _now()
     before = now - timedelta(seconds=seconds)
@@ -602,8 +618,7 @@ def prune(
 
 @app.command()
 def cron(ctx: typer.Context) -> None:
-    """Print a crontab line and a systemd service + timer that run `run-due` for this
-    install and database."""
+    """Print crontab and systemd timer lines that run `run-due` for this install."""
     state = _state(ctx)
     command = [sys.executable, "-m", "autopost", "--db",
                str(resolve_db_path(state.db).absolute())]
