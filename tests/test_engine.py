@@ -339,3 +339,31 @@ def test_missing_env_secret_is_an_account_problem_not_a_failure(kit, monkeypatch
     kit.store.set_account_state("envy", AccountState.OK, None, now=kit.clock())
     kit.run()
     assert kit.job(job.id).status == JobStatus.POSTED
+
+
+def test_token_close_to_expiry_is_refreshed_before_publishing(kit):
+    soon = kit.clock() + timedelta(minutes=2)
+    kit.store.save_credentials("a", {"token": "t1", "refresh": "r"}, soon, now=kit.clock())
+    kit.world.valid_token = "t2"  # the platform will only accept the refreshed token
+    job = kit.add("a", "fresh token")
+    kit.run()
+    assert kit.job(job.id).status == JobStatus.POSTED
+    assert kit.world.refreshes == 1
+    assert kit.world.calls == [("a", "fresh token")]  # no failed call with the old token
+    assert kit.store.get_account("a").credentials == {"token": "t2", "refresh": "r"}
+
+
+def test_unknown_jobs_count_against_the_quota(tmp_path):
+    (tmp_path / "config.toml").write_text("[platforms.default]\nhourly_limit = 1\n")
+    k = Kit(tmp_path)
+    k.account("a")
+    k.account("blind", platform="scripted-blind")
+    lost = k.add("blind", "lost", platform="scripted-blind")
+    k.world.script["lost"] = [("posted-then", err(ErrorKind.AMBIGUOUS))]
+    k.run()
+    assert k.job(lost.id).status == JobStatus.UNKNOWN
+    nxt = k.add("blind", "next", platform="scripted-blind")
+    k.clock.advance(60)
+    summary = k.run()
+    assert summary.deferred == 1 and k.job(nxt.id).status == JobStatus.PENDING
+    assert k.world.posted("next") == 0
