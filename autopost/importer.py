@@ -16,7 +16,7 @@ import io
 import json
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass
-from datetime import UTC, datetime, tzinfo
+from datetime import UTC, datetime, timezone, tzinfo
 from pathlib import Path
 from typing import Any
 
@@ -159,6 +159,8 @@ class _Bad(Exception):
 
 
 _NO_OPTIONS: dict[str, Any] = {}
+_UTC_NAMES = {"UTC", "Etc/UTC", "Etc/UCT", "Etc/Universal", "Etc/Zulu", "Universal", "Zulu",
+              "Etc/GMT", "GMT"}
 
 
 def _check_types(data: dict[str, Any]) -> None:
@@ -187,6 +189,7 @@ class RowChecker:
         self.adapters: dict[str, type[Adapter]] = {}
         self.attempts: dict[str, int] = {}
         self.zones: dict[str | None, tzinfo] = {}
+        self.fixed: set[tzinfo] = set()  # zones with one offset all year
         self.media: dict[str, str] = {}
         self.keys: dict[tuple[str, str], int] = {}
         # Rows in the past are fine only if their (account, key) was imported before.
@@ -206,6 +209,8 @@ class RowChecker:
         zone = self.zones.get(name)
         if zone is None:
             zone = self.zones[name] = get_zone(name)
+            if isinstance(zone, timezone) or getattr(zone, "key", None) in _UTC_NAMES:
+                self.fixed.add(zone)
         return zone
 
     def media_path(self, path: str) -> str:
@@ -222,6 +227,8 @@ class RowChecker:
             return parse_when(at, now=self.now, tz=tz)
         if iso.tzinfo is not None:
             return iso.astimezone(UTC)
+        if zone in self.fixed:
+            return iso.replace(tzinfo=zone).astimezone(UTC)  # no DST: nothing to check
         return _localize(iso, zone, at).astimezone(UTC)
 
     def check(self, row: int, line: int | None, data: dict[str, Any]) -> NewJob:
