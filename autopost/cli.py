@@ -630,11 +630,10 @@ def cron(ctx: typer.Context) -> None:
 
 
 CRON_TEMPLATE = """
-# crontab (crontab -e): every minute; cron mails whatever it prints, and it prints
-# only problems.
-* * * * * {command}
-# For every 30 s, add this second line too:
-# * * * * * sleep 30; {command}
+# crontab (crontab -e): every minute, each run watching for 55 s, so a post goes out
+# within about a second of its time. cron mails whatever it prints: only problems.
+* * * * * {command} --linger 55
+# Without --linger a post waits up to a minute for the next tick.
 
 # systemd instead: ~/.config/systemd/user/autopost.service
 [Unit]

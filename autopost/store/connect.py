@@ -35,7 +35,7 @@ def open_connection(path: Path, *, create: bool = True, busy_timeout: float | No
         _create_private(path)
     elif not os.access(path, os.R_OK):
         raise EnvironmentTrouble(f"cannot read the database {path}: permission denied")
-    timeout = BUSY_TIMEOUT_S if busy_timeout is None else busy_timeout
+    timeout = _busy_timeout() if busy_timeout is None else busy_timeout
     with translate_errors(path):
         conn = sqlite3.connect(str(path), timeout=timeout, isolation_level=None,
                                check_same_thread=False)
@@ -68,6 +68,22 @@ def _ensure_wal(conn: sqlite3.Connection, timeout: float) -> None:
             if "locked" not in str(exc).lower() or time.monotonic() > deadline:
                 raise
         time.sleep(0.01)
+
+
+def _busy_timeout() -> float:
+    """How long to wait for another process's write lock (AUTOPOST_BUSY_TIMEOUT, seconds)."""
+    raw = os.environ.get("AUTOPOST_BUSY_TIMEOUT")
+    if raw is None:
+        return BUSY_TIMEOUT_S
+    try:
+        value = float(raw)
+    except ValueError:
+        value = -1.0
+    if value < 0:
+        from autopost.errors import ConfigError
+
+        raise ConfigError(f"AUTOPOST_BUSY_TIMEOUT: expected seconds, got {raw!r}")
+    return value
 
 
 def _create_private(path: Path) -> None:
