@@ -297,9 +297,13 @@ class Engine:
                 break
         now = self.clock()
         dispatches = [m for m in batch if isinstance(m, _Dispatch)]
-        if dispatches:
-            numbers = self.store.dispatch([m.job_id for m in dispatches], run_id, now=now,
-                                          lease=self.settings.run.lease_seconds)
+        done = [m for m in batch if isinstance(m, _Done)]
+        applied: list[bool] = []
+        if dispatches or done:
+            # Dispatch marks and results share one commit; workers hear back only after it.
+            numbers, applied = self.store.dispatch_and_record(
+                [m.job_id for m in dispatches], [m.result for m in done], run_id, now=now,
+                lease=self.settings.run.lease_seconds)
             for m in dispatches:
                 m.reply.set_result(numbers.get(m.job_id))
         for m in batch:
@@ -309,9 +313,7 @@ class Engine:
                     m.reply.set_result(True)
                 except Exception as exc:  # the worker decides what a lost ref means
                     m.reply.set_exception(exc)
-        done = [m for m in batch if isinstance(m, _Done)]
         if done:
-            applied = self.store.record([m.result for m in done])
             for m, ok in zip(done, applied, strict=True):
                 if not ok:
                     continue
