@@ -47,6 +47,9 @@ from autopost.store.sqlite import new_id
 BATCH = 100
 POLL = 1.0  # how often a lingering run looks for newly added jobs
 STOP_GRACE = 10.0
+# Leases are renewed with a dispatch at most this often (and at most every tenth of the
+# lease): renewing every claimed row on every group commit was most of a commit's writes.
+HEARTBEAT = 1.0
 
 
 def utcnow() -> datetime:
@@ -173,6 +176,7 @@ class Engine:
         self._client: Any = None
         self._client_lock = threading.Lock()
         self._rng_lock = threading.Lock()
+        self._beat_at: datetime | None = None
 
     # -- the run ---------------------------------------------------------------
     def run(self, opts: RunOptions) -> RunSummary:
@@ -303,7 +307,7 @@ class Engine:
             # Dispatch marks and results share one commit; workers hear back only after it.
             numbers, applied = self.store.dispatch_and_record(
                 [m.job_id for m in dispatches], [m.result for m in done], run_id, now=now,
-                lease=self.settings.run.lease_seconds)
+                lease=self._heartbeat(now) if dispatches else None)
             for m in dispatches:
                 m.reply.set_result(numbers.get(m.job_id))
         for m in batch:
@@ -332,6 +336,15 @@ class Engine:
                     summary.problems.append(Problem(None, m.account, str(state), reason))
                 finished.append(m.account)
         return finished
+
+    def _heartbeat(self, now: datetime) -> float | None:
+        """The lease to renew the run's jobs to with this dispatch, or None (renewed lately)."""
+        lease = self.settings.run.lease_seconds
+        every = timedelta(seconds=min(HEARTBEAT, lease / 10))
+        if self._beat_at is not None and timedelta(0) <= now - self._beat_at < every:
+            return None
+        self._beat_at = now
+        return lease
 
     def _limits_for(self, account: Account) -> tuple[int | None, int | None]:
         policy = self.settings.policy(account.platform)
