@@ -50,6 +50,10 @@ STOP_GRACE = 10.0
 # Leases are renewed with a dispatch at most this often (and at most every tenth of the
 # lease): renewing every claimed row on every group commit was most of a commit's writes.
 HEARTBEAT = 1.0
+# How long a turn waits for the workers the previous commit released, so that their
+# results and next dispatch marks share one commit (they answer within microseconds when
+# the platform is fast; a slow platform costs at most this per turn).
+GROUP_WAIT = 0.001
 
 
 def utcnow() -> datetime:
@@ -177,6 +181,7 @@ class Engine:
         self._client_lock = threading.Lock()
         self._rng_lock = threading.Lock()
         self._beat_at: datetime | None = None
+        self._released = 0  # workers the last commit let go to the platform
 
     # -- the run ---------------------------------------------------------------
     def run(self, opts: RunOptions) -> RunSummary:
@@ -294,9 +299,22 @@ class Engine:
         except queue.Empty:
             return []
         batch = [first]
+        want = 2 * self._released  # each reports its result, then its next step
+        deadline = None
         while True:
             try:
                 batch.append(inbox.get_nowait())
+                continue
+            except queue.Empty:
+                pass
+            if len(batch) >= want:
+                break
+            t = time.monotonic()
+            deadline = deadline or t + GROUP_WAIT
+            if t >= deadline:
+                break
+            try:
+                batch.append(inbox.get(timeout=deadline - t))
             except queue.Empty:
                 break
         now = self.clock()
@@ -310,6 +328,7 @@ class Engine:
                 lease=self._heartbeat(now) if dispatches else None)
             for m in dispatches:
                 m.reply.set_result(numbers.get(m.job_id))
+        self._released = len(dispatches)
         for m in batch:
             if isinstance(m, _SaveRef):
                 try:
