@@ -81,6 +81,15 @@ def utcnow() -> datetime:
     return datetime.now(UTC)
 
 
+def platform_options(options: dict[str, Any], platform: str) -> dict[str, Any]:
+    """A job's options for one platform: those nested under its name win over the rest."""
+    merged = {k: v for k, v in options.items() if k != platform}
+    nested = options.get(platform)
+    if isinstance(nested, dict):
+        merged.update(nested)
+    return merged
+
+
 class Adapter(ABC):
     """One platform. Subclasses set the class attributes and implement publish/reconcile."""
 

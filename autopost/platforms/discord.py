@@ -48,6 +48,7 @@ from autopost.platforms.base import (
     Reconciled,
     SaveRef,
     Verdict,
+    platform_options,
 )
 
 CONTENT_LIMIT = 2000
@@ -70,11 +71,7 @@ urlsecret.install_log_filter()
 
 
 def _options(options: dict[str, Any]) -> dict[str, Any]:
-    merged = {k: v for k, v in options.items() if k != "discord"}
-    nested = options.get("discord")
-    if isinstance(nested, dict):
-        merged.update(nested)
-    return merged
+    return platform_options(options, "discord")
 
 
 def _check_username(name: Any) -> None:

@@ -48,6 +48,7 @@ from autopost.platforms.base import (
     Reconciled,
     SaveRef,
     Verdict,
+    platform_options,
 )
 
 TEXT_LIMIT = 4096
@@ -61,11 +62,7 @@ urlsecret.install_log_filter()
 
 
 def _options(options: dict[str, Any]) -> dict[str, Any]:
-    merged = {k: v for k, v in options.items() if k != "telegram"}
-    nested = options.get("telegram")
-    if isinstance(nested, dict):
-        merged.update(nested)
-    return merged
+    return platform_options(options, "telegram")
 
 
 def _parse_mode(opts: dict[str, Any]) -> str | None:
