@@ -1,4 +1,7 @@
-"""The SQLite Store, on sqlite-utils. Every SQL string of the project lives in store/."""
+"""The SQLite Store, on the standard sqlite3 module (sqlite-utils only on request).
+
+Every SQL string of the project lives in store/.
+"""
 
 from __future__ import annotations
 
@@ -11,8 +14,6 @@ from datetime import UTC, datetime, timedelta
 from pathlib import Path
 from typing import Any
 
-import sqlite_utils
-from sqlite_utils.utils import dedupe_keys
 
 from autopost.errors import NotFound, UsageError
 from autopost.models import (
@@ -53,12 +54,23 @@ class SqliteStore(Store):
     def __init__(self, path: Path | str, *, busy_timeout: float | None = None):
         self.path = Path(path)
         self.conn = open_connection(self.path, busy_timeout=busy_timeout)
-        self.db = sqlite_utils.Database(self.conn)
+        self._db: Any = None
         with translate_errors(self.path):
             migrate(self.conn)
 
     def close(self) -> None:
         self.conn.close()
+
+    @property
+    def db(self) -> Any:
+        """A sqlite_utils.Database on this connection, for callers that want one. Imported
+        on first use: sqlite-utils (and numpy, which it loads when installed) costs
+        ~140 ms and ~20 MB, and the store's own SQL does not need it."""
+        if self._db is None:
+            import sqlite_utils
+
+            self._db = sqlite_utils.Database(self.conn)
+        return self._db
 
     # -- plumbing --------------------------------------------------------------
     @contextmanager
@@ -78,7 +90,7 @@ class SqliteStore(Store):
         statement in a SAVEPOINT (three statements per read), a third of a get_account."""
         with translate_errors(self.path):
             cur = self.conn.execute(sql, params)
-            keys = dedupe_keys(d[0] for d in cur.description)
+            keys = _dedupe_keys([d[0] for d in cur.description])
             return [dict(zip(keys, row)) for row in cur]
 
     # -- accounts --------------------------------------------------------------
@@ -544,6 +556,24 @@ class SqliteStore(Store):
 
 
 # -- helpers (module level: they take a cursor, hold no state) --------------------
+
+def _dedupe_keys(keys: list[str]) -> list[str]:
+    """Column names made unique the way sqlite-utils does: later duplicates get _2, _3..."""
+    taken = set(keys)
+    if len(taken) == len(keys):
+        return keys
+    seen: set[str] = set()
+    out = []
+    for key in keys:
+        if key in seen:
+            new, n = key, 2
+            while new in seen or new in taken:
+                new, n = f"{key}_{n}", n + 1
+            key = new
+        seen.add(key)
+        out.append(key)
+    return out
+
 
 def _usage(c, account: str, now: datetime) -> list[datetime]:
     """Times of posts in the last day for quota, with in-flight jobs counted as now."""
