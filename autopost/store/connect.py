@@ -43,9 +43,6 @@ def open_connection(path: Path, *, create: bool = True, busy_timeout: float | No
             conn.execute(f"PRAGMA busy_timeout = {int(timeout * 1000)}")
             _ensure_wal(conn, timeout)
             conn.execute("PRAGMA synchronous = FULL")
-            # 32 MB of page cache (allocated only as used): a large import touches its
-            # indexes at random, and the 2 MB default makes that several times slower.
-            conn.execute("PRAGMA cache_size = -32000")
             conn.execute("PRAGMA foreign_keys = ON")
         except BaseException:
             conn.close()
