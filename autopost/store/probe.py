@@ -9,16 +9,18 @@ from __future__ import annotations
 import json
 import sqlite3
 
+# :due is when a pending or unknown job counts as due (now, or a little later for a
+# lingering tick that hands over early); expired leases are judged at :now.
 HAS_WORK = """
 SELECT EXISTS (
     SELECT 1 FROM jobs j JOIN accounts a ON a.name = j.account
-    WHERE j.status = 'pending' AND j.next_attempt_at <= :now AND a.state = 'ok'
-      AND (a.blocked_until IS NULL OR a.blocked_until <= :now)
+    WHERE j.status = 'pending' AND j.next_attempt_at <= :due AND a.state = 'ok'
+      AND (a.blocked_until IS NULL OR a.blocked_until <= :due)
 ) OR EXISTS (
     SELECT 1 FROM jobs WHERE status = 'running' AND lease_expires_at <= :now
 ) OR EXISTS (
-    SELECT 1 FROM jobs WHERE status = 'unknown' AND next_attempt_at <= :now
-      AND (lease_owner IS NULL OR lease_expires_at <= :now)
+    SELECT 1 FROM jobs WHERE status = 'unknown' AND next_attempt_at <= :due
+      AND (lease_owner IS NULL OR lease_expires_at <= :due)
 )
 """
 
@@ -27,9 +29,10 @@ def schema_version(conn: sqlite3.Connection) -> int:
     return conn.execute("PRAGMA user_version").fetchone()[0]
 
 
-def has_work(conn: sqlite3.Connection, now: str) -> bool:
-    """Is anything due, expired or waiting for a reconcile at `now` (store time text)?"""
-    return bool(conn.execute(HAS_WORK, {"now": now}).fetchone()[0])
+def has_work(conn: sqlite3.Connection, now: str, due: str | None = None) -> bool:
+    """Is anything due, expired or waiting for a reconcile at `now` (store time text)?
+    With `due`, a job that falls due by then counts as due already."""
+    return bool(conn.execute(HAS_WORK, {"now": now, "due": due or now}).fetchone()[0])
 
 
 def record_idle_tick(conn: sqlite3.Connection, run_id: str, now: str, host: str,
