@@ -14,7 +14,6 @@ from datetime import UTC, datetime, timedelta
 from pathlib import Path
 from typing import Any
 
-
 from autopost.errors import NotFound, UsageError
 from autopost.models import (
     Account,
@@ -91,7 +90,7 @@ class SqliteStore(Store):
         with translate_errors(self.path):
             cur = self.conn.execute(sql, params)
             keys = _dedupe_keys([d[0] for d in cur.description])
-            return [dict(zip(keys, row)) for row in cur]
+            return [dict(zip(keys, row, strict=True)) for row in cur]
 
     # -- accounts --------------------------------------------------------------
     def add_account(self, account: Account, *, now: datetime, replace: bool = False) -> Account:
