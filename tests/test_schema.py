@@ -115,7 +115,10 @@ def test_running_migrations_again_changes_nothing(db):
 
 def test_a_failing_migration_leaves_the_previous_version(db, monkeypatch):
     SqliteStore(db).close()
-    broken = "CREATE TABLE half_done (x INTEGER); CREATE TABLE jobs (nope INTEGER)"
+    def broken(db):
+        db.execute("CREATE TABLE half_done (x INTEGER)")
+        db.execute("CREATE TABLE jobs (nope INTEGER)")
+
     monkeypatch.setattr(schema, "MIGRATIONS", [*schema.MIGRATIONS, broken])
     monkeypatch.setattr(schema, "SCHEMA_VERSION", len(schema.MIGRATIONS))
     conn = open_connection(db)
