@@ -56,6 +56,7 @@ INDEXES = {
     "jobs_due": ("jobs", ["status", "next_attempt_at"], 0, 0),
     "jobs_account": ("jobs", ["account", "status", "posted_at"], 0, 0),
     "jobs_scheduled": ("jobs", ["scheduled_at"], 0, 0),
+    "jobs_status_scheduled": ("jobs", ["status", "scheduled_at", "id"], 0, 0),
     "jobs_account_key": ("jobs", ["account", "key"], 1, 1),
     "attempts_job": ("attempts", ["job_id", "id"], 0, 0),
     "runs_started": ("runs", ["started_at"], 0, 0),
@@ -184,3 +185,27 @@ def test_old_sqlite_is_refused():
     with pytest.raises(EnvironmentTrouble, match="3.35"):
         check_sqlite_version((3, 34, 1))
     check_sqlite_version((3, 35, 0))
+
+
+def test_a_version_1_database_upgrades_with_its_jobs(tmp_path, monkeypatch):
+    from datetime import UTC, datetime
+
+    from autopost.models import Account, NewJob
+
+    path = tmp_path / "old.db"
+    with monkeypatch.context() as m:
+        m.setattr(schema, "MIGRATIONS", schema.MIGRATIONS[:1])
+        m.setattr(schema, "SCHEMA_VERSION", 1)
+        old = SqliteStore(path)
+        now = datetime.now(UTC)
+        old.add_account(Account(name="o", platform="outbox", credentials={"path": "x"}), now=now)
+        job = old.add_jobs([NewJob(account="o", platform="outbox", text="kept",
+                                   scheduled_at=now)], now=now)[0][0]
+        assert old.conn.execute("PRAGMA user_version").fetchone()[0] == 1
+        old.close()
+    store = SqliteStore(path)
+    assert store.conn.execute("PRAGMA user_version").fetchone()[0] == schema.SCHEMA_VERSION
+    assert store.get_job(job.id).text == "kept"
+    names = {r[0] for r in store.conn.execute("SELECT name FROM sqlite_master")}
+    assert "jobs_status_scheduled" in names
+    store.close()

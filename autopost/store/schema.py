@@ -70,7 +70,12 @@ def _initial(db: Database) -> None:
     db["runs"].create_index(["started_at"], index_name="runs_started")
 
 
-MIGRATIONS: list[Callable[[Database], None]] = [_initial]
+def _list_order(db: Database) -> None:
+    """2: `list --status S` in scheduled order without sorting every job of that status."""
+    db["jobs"].create_index(["status", "scheduled_at", "id"], index_name="jobs_status_scheduled")
+
+
+MIGRATIONS: list[Callable[[Database], None]] = [_initial, _list_order]
 
 SCHEMA_VERSION = len(MIGRATIONS)
 
