@@ -20,6 +20,7 @@ from typing import Any
 import regex
 
 from autopost.models import Job
+from autopost.platforms.textcount import graphemes
 
 # -- record keys ---------------------------------------------------------------------
 
@@ -66,11 +67,8 @@ def job_record_key(job: Job) -> str:
 
 # -- text length ---------------------------------------------------------------------
 
-_GRAPHEME = regex.compile(r"\X")
-
-
 def grapheme_count(text: str) -> int:
-    return sum(1 for _ in _GRAPHEME.finditer(text))
+    return graphemes(text)
 
 
 def utf8_len(text: str) -> int:

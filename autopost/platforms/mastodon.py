@@ -21,6 +21,7 @@ import html
 import mimetypes
 import os
 import re
+import time
 import unicodedata
 from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
@@ -40,6 +41,7 @@ from autopost.platforms.base import (
     SaveRef,
     Verdict,
 )
+from autopost.platforms.textcount import graphemes
 from autopost.timeparse import format_utc
 
 VISIBILITIES = ("public", "unlisted", "private", "direct")
@@ -61,6 +63,12 @@ class InstanceLimits:
     video_size_limit: int | None = None
 
 
+# Instance limits by base URL, shared by the adapters of one run (one per account
+# chain), so a run asks each instance once rather than once per few posts.
+_INSTANCES: dict[str, tuple[float, InstanceLimits]] = {}
+INSTANCE_TTL = 600.0
+
+
 def _url_spans(text: str) -> list[tuple[int, int]]:
     spans = []
     for m in _URL.finditer(text):
@@ -74,44 +82,15 @@ def _url_spans(text: str) -> list[tuple[int, int]]:
     return spans
 
 
-def _extends(ch: str) -> bool:
-    cp = ord(ch)
-    return (unicodedata.category(ch) in ("Mn", "Me", "Mc") or ch == "\u200d"
-            or 0xFE00 <= cp <= 0xFE0F or 0x1F3FB <= cp <= 0x1F3FF or 0xE0020 <= cp <= 0xE007F)
-
-
-def _graphemes(text: str) -> int:
-    """User-perceived characters, as Mastodon counts them: combining marks, variation
-    selectors, skin tones and ZWJ join the character before them, a symbol after a ZWJ
-    joins too (emoji sequences), two regional indicators make one flag, CRLF is one.
-    (A close approximation of UAX #29 extended grapheme clusters.)"""
-    count = 0
-    prev = ""
-    flag_open = False
-    for ch in text:
-        joins = count > 0 and (
-            _extends(ch) or (prev == "\u200d" and ord(ch) >= 0x2000)
-            or (ch == "\n" and prev == "\r"))
-        if 0x1F1E6 <= ord(ch) <= 0x1F1FF:
-            joins = joins or flag_open
-            flag_open = not flag_open
-        elif not joins:
-            flag_open = False
-        if not joins:
-            count += 1
-        prev = ch
-    return count
-
-
 def count_characters(text: str, url_chars: int = URL_CHARS) -> int:
     """Mastodon's length of `text`: every link counts `url_chars`, a remote mention
     @user@domain counts as @user, everything else by grapheme."""
     total = 0
     pos = 0
     for start, end in _url_spans(text):
-        total += _graphemes(_MENTION.sub(r"@\1", text[pos:start])) + url_chars
+        total += graphemes(_MENTION.sub(r"@\1", text[pos:start])) + url_chars
         pos = end
-    return total + _graphemes(_MENTION.sub(r"@\1", text[pos:]))
+    return total + graphemes(_MENTION.sub(r"@\1", text[pos:]))
 
 
 _TAG = re.compile(r"<[^>]*>")
@@ -236,6 +215,10 @@ class MastodonAdapter(Adapter):
         """The instance's own limits (GET /api/v2/instance), cached; None when unknown."""
         if self._limits is not None:
             return self._limits
+        cached = _INSTANCES.get(self.base_url)
+        if cached is not None and time.monotonic() - cached[0] < INSTANCE_TTL:
+            self._limits = cached[1]
+            return self._limits
         try:
             body = self._json(self._request("GET", "/api/v2/instance", auth=False))
         except PlatformError:
@@ -255,6 +238,7 @@ class MastodonAdapter(Adapter):
             image_size_limit=number(media, "image_size_limit", None),
             video_size_limit=number(media, "video_size_limit", None),
         )
+        _INSTANCES[self.base_url] = (time.monotonic(), self._limits)
         return self._limits
 
     # -- publish ------------------------------------------------------------------------
