@@ -630,9 +630,10 @@ def cron(ctx: typer.Context) -> None:
 
 
 CRON_TEMPLATE = """
-# crontab (crontab -e): every minute, each run watching for 55 s, so a post goes out
-# within about a second of its time. cron mails whatever it prints: only problems.
-* * * * * {command} --linger 55
+# crontab (crontab -e): every minute, each run watching until the next one starts, so a
+# post goes out within about a second of its time. cron mails whatever it prints: only
+# problems. Overlapping runs are safe.
+* * * * * {command} --linger 60
 # Without --linger a post waits up to a minute for the next tick.
 
 # systemd instead: ~/.config/systemd/user/autopost.service
