@@ -8,8 +8,8 @@ One run:
   -> with --linger, wait for the next job to fall due until the linger time is up.
 
 Threads: the main thread is the only one that writes the run's bookkeeping. Worker
-threads publish (one account's jobs in order, one at a time) and talk to the main
-thread through a queue: "about to publish job X" (the main thread commits the attempt's
+threads (publisher.py) publish, one account's jobs in order, one at a time, and talk to
+the main thread through a queue: "about to publish job X" (the main thread commits the attempt's
 started_at and only then lets the worker call the platform) and "job X ended so". The
 main thread commits whatever has queued up in one transaction (group commit), so the
 fsync per commit is shared by all the workers waiting on it.
@@ -24,24 +24,14 @@ import socket
 import threading
 import time
 from collections.abc import Callable
-from concurrent.futures import Future
 from dataclasses import dataclass, field
 from datetime import UTC, datetime, timedelta
 from typing import Any
 
-from autopost.accounts import needs_proactive_refresh, refresh_account, resolve_credentials
 from autopost.config import Settings
-from autopost.errors import UsageError
-from autopost.models import Account, AccountState, ErrorKind, Job, JobStatus, Run
-from autopost.platforms.base import Adapter, PlatformError, Published, Reconciled
-from autopost.platforms.registry import adapter_class
-from autopost.policy import (
-    Decision,
-    decide_error,
-    decide_reconcile,
-    decide_reconcile_error,
-)
-from autopost.store.base import Result, Store
+from autopost.models import Account, Job, JobStatus, Run
+from autopost.publisher import ChainEnd, Dispatch, Done, Pool, Problem, Publisher, SaveRefRequest
+from autopost.store.base import Store
 from autopost.store.sqlite import new_id
 
 BATCH = 100
@@ -66,21 +56,6 @@ class RunOptions:
     concurrency: int | None = None
     linger: float = 0.0
     dry_run: bool = False
-
-
-@dataclass(frozen=True)
-class Problem:
-    """One line of run-due's output: something a human should know about."""
-
-    job_id: str | None
-    account: str
-    status: str
-    message: str
-
-    def line(self) -> str:
-        if self.job_id is None:
-            return f"account {self.account}: {self.message}"
-        return f"job {self.job_id} ({self.account}): {self.status}: {self.message}"
 
 
 @dataclass
@@ -109,58 +84,6 @@ class RunSummary:
             "reconciled", "released")}
 
 
-# -- messages between workers and the main thread -------------------------------------
-
-@dataclass
-class _Dispatch:
-    job_id: str
-    reply: Future
-
-
-@dataclass
-class _SaveRef:
-    job_id: str
-    ref: dict[str, Any]
-    reply: Future
-
-
-@dataclass
-class _Done:
-    job: Job
-    result: Result
-    problem: Problem | None
-    counter: str
-
-
-@dataclass
-class _ChainEnd:
-    account: str
-    unstarted: list[Job]
-    account_state: tuple[AccountState, str] | None = None
-
-
-class _Pool:
-    """A fixed set of daemon threads: a run that must exit never waits for a hung call."""
-
-    def __init__(self, size: int):
-        self.tasks: queue.Queue[Callable[[], None] | None] = queue.Queue()
-        self.threads = [threading.Thread(target=self._work, daemon=True, name=f"publish-{i}")
-                        for i in range(size)]
-        for t in self.threads:
-            t.start()
-
-    def _work(self) -> None:
-        while (task := self.tasks.get()) is not None:
-            task()
-
-    def submit(self, task: Callable[[], None]) -> None:
-        self.tasks.put(task)
-
-    def shutdown(self) -> None:
-        for _ in self.threads:
-            self.tasks.put(None)
-
-
 class Engine:
     def __init__(self, store: Store, settings: Settings, *,
                  store_factory: Callable[[], Store],
@@ -171,15 +94,12 @@ class Engine:
                  stop: threading.Event | None = None):
         self.store = store
         self.settings = settings
-        self.store_factory = store_factory
         self.clock = clock
         self.sleep = sleep
-        self.rng = rng or random.Random()
-        self.client_factory = client_factory
         self.stop = stop or threading.Event()
-        self._client: Any = None
-        self._client_lock = threading.Lock()
-        self._rng_lock = threading.Lock()
+        self.publisher = Publisher(settings, store_factory=store_factory, clock=clock,
+                                   sleep=sleep, rng=rng or random.Random(), stop=self.stop,
+                                   client_factory=client_factory)
         self._beat_at: datetime | None = None
         self._released = 0  # workers the last commit let go to the platform
 
@@ -198,7 +118,7 @@ class Engine:
                                  host=socket.gethostname(), pid=os.getpid()))
         deadline = start + timedelta(seconds=max(0.0, opts.linger))
         concurrency = max(1, opts.concurrency or self.settings.run.max_concurrent_jobs)
-        pool = _Pool(concurrency)
+        pool = Pool(concurrency)
         try:
             budget = opts.limit
             claim_until = deadline if opts.linger > 0 else None
@@ -212,8 +132,7 @@ class Engine:
         finally:
             pool.shutdown()
             self.store.finish_run(run_id, now=self.clock(), counts=summary.counts())
-            if self._client is not None:
-                self._client.close()
+            self.publisher.close()
         return summary
 
     def _housekeeping(self, run_id: str, summary: RunSummary) -> None:
@@ -249,7 +168,7 @@ class Engine:
             self.sleep(seconds)
 
     # -- claim, publish, record --------------------------------------------------
-    def _drain(self, run_id: str, summary: RunSummary, pool: _Pool, concurrency: int,
+    def _drain(self, run_id: str, summary: RunSummary, pool: Pool, concurrency: int,
                budget: int | None, claim_until: datetime | None) -> int | None:
         """Claim and publish until nothing claimable is left (or the budget is spent)."""
         inbox: queue.Queue[Any] = queue.Queue()
@@ -318,8 +237,8 @@ class Engine:
             except queue.Empty:
                 break
         now = self.clock()
-        dispatches = [m for m in batch if isinstance(m, _Dispatch)]
-        done = [m for m in batch if isinstance(m, _Done)]
+        dispatches = [m for m in batch if isinstance(m, Dispatch)]
+        done = [m for m in batch if isinstance(m, Done)]
         applied: list[bool] = []
         if dispatches or done:
             # Dispatch marks and results share one commit; workers hear back only after it.
@@ -330,7 +249,7 @@ class Engine:
                 m.reply.set_result(numbers.get(m.job_id))
         self._released = len(dispatches)
         for m in batch:
-            if isinstance(m, _SaveRef):
+            if isinstance(m, SaveRefRequest):
                 try:
                     self.store.save_ref(m.job_id, run_id, m.ref, now=now)
                     m.reply.set_result(True)
@@ -345,7 +264,7 @@ class Engine:
                     summary.problems.append(m.problem)
         finished = []
         for m in batch:
-            if isinstance(m, _ChainEnd):
+            if isinstance(m, ChainEnd):
                 if m.unstarted:
                     summary.released += self.store.release(
                         [j.id for j in m.unstarted], run_id, now=now)
@@ -371,187 +290,9 @@ class Engine:
         daily = account.daily_limit if account.daily_limit is not None else policy.daily_limit
         return hourly or None, daily or None
 
-    # -- worker side ---------------------------------------------------------------
-    def _start(self, pool: _Pool, inbox: queue.Queue, run_id: str, name: str,
+    def _start(self, pool: Pool, inbox: queue.Queue, run_id: str, name: str,
                account_name: str, jobs: list[Job], *, reconcile: bool) -> None:
         # Read on the main thread: only it uses the run's database connection.
         account = self.store.get_account(account_name)
-        pool.submit(lambda: self._chain(inbox, run_id, name, account, jobs, reconcile))
+        pool.submit(lambda: self.publisher.chain(inbox, run_id, name, account, jobs, reconcile))
 
-    def _chain(self, inbox: queue.Queue, run_id: str, name: str, account: Account,
-               jobs: list[Job], reconcile: bool) -> None:
-        end = _ChainEnd(name, [])
-        try:
-            end = self._chain_body(inbox, run_id, name, account, jobs, reconcile)
-        except Exception as exc:  # a bug must not leave the main thread waiting forever
-            end = _ChainEnd(name, [], None)
-            _report_bug(exc)
-        finally:
-            inbox.put(end)
-
-    def _chain_body(self, inbox: queue.Queue, run_id: str, name: str, account: Account,
-                    jobs: list[Job], reconcile: bool) -> _ChainEnd:
-        store = None
-        try:
-            adapter = self._adapter(account)
-        except PlatformError as exc:
-            if reconcile:
-                return _ChainEnd(name, [])
-            return _ChainEnd(name, jobs, (AccountState.NEEDS_REAUTH, exc.message))
-        except UsageError as exc:  # e.g. a platform this install does not support
-            return _ChainEnd(name, [] if reconcile else jobs,
-                             (AccountState.NEEDS_REAUTH, str(exc)))
-        seen = account.credentials
-        try:
-            if not reconcile and needs_proactive_refresh(account, adapter, self.clock()):
-                store = self.store_factory()
-                seen = refresh_account(store, adapter, seen, run_id, clock=self.clock,
-                                       sleep=self.sleep).credentials
-            for i, job in enumerate(jobs):
-                if self.stop.is_set():
-                    return _ChainEnd(name, [] if reconcile else jobs[i:])
-                if reconcile:
-                    inbox.put(self._reconcile(adapter, job, run_id))
-                    continue
-                reply: Future = Future()
-                inbox.put(_Dispatch(job.id, reply))
-                number = reply.result()
-                if number is None:
-                    continue  # the lease is no longer ours: another run owns the job
-                done, seen, store = self._attempt(adapter, job, number, run_id, inbox, seen,
-                                                  store)
-                inbox.put(done)
-                if done.result.block_account_until is not None or done.result.account_state:
-                    return _ChainEnd(name, jobs[i + 1:])
-            return _ChainEnd(name, [])
-        except PlatformError as exc:  # a proactive refresh that failed
-            return _ChainEnd(name, [] if reconcile else jobs,
-                             (AccountState.NEEDS_REAUTH, exc.message))
-        finally:
-            if store is not None:
-                store.close()
-
-    def _adapter(self, account: Account) -> Adapter:
-        cls = adapter_class(account.platform)
-        credentials = resolve_credentials(account)
-        client = self._http_client() if cls.needs_http else None
-        return cls(account, credentials, client, clock=self.clock, sleep=self.sleep)
-
-    def _http_client(self) -> Any:
-        with self._client_lock:
-            if self._client is None:
-                if self.client_factory is not None:
-                    self._client = self.client_factory()
-                else:
-                    from autopost.platforms.http import make_client
-
-                    self._client = make_client()
-            return self._client
-
-    def _attempt(self, adapter: Adapter, job: Job, number: int, run_id: str,
-                 inbox: queue.Queue, seen: dict, store: Store | None):
-        def save_ref(ref: dict[str, Any]) -> None:
-            reply: Future = Future()
-            inbox.put(_SaveRef(job.id, {**job.ref, **ref}, reply))
-            reply.result()
-
-        refreshed = False
-        while True:
-            try:
-                published = adapter.publish(job, save_ref)
-            except PlatformError as exc:
-                if exc.kind == ErrorKind.AUTH_EXPIRED and adapter.refreshable and not refreshed:
-                    refreshed = True
-                    try:
-                        store = store or self.store_factory()
-                        seen = refresh_account(store, adapter, seen, run_id, clock=self.clock,
-                                               sleep=self.sleep).credentials
-                        continue
-                    except PlatformError as again:
-                        exc = again
-                return self._failed(adapter, job, number, run_id, exc), seen, store
-            except Exception as exc:  # an adapter bug: the post may or may not have gone out
-                _report_bug(exc)
-                err = PlatformError(ErrorKind.AMBIGUOUS,
-                                    f"internal error in the {adapter.platform} adapter "
-                                    f"({type(exc).__name__})")
-                return self._failed(adapter, job, number, run_id, err), seen, store
-            return self._posted(job, run_id, published, refreshed), seen, store
-
-    def _posted(self, job: Job, run_id: str, published: Published, refreshed: bool) -> _Done:
-        note = "posted" + (" after refreshing the token" if refreshed else "")
-        result = Result(job.id, run_id, self.clock(), JobStatus.POSTED, "posted",
-                        platform_post_id=published.post_id, platform_url=published.url,
-                        decision=note)
-        return _Done(job, result, None, "posted")
-
-    def _failed(self, adapter: Adapter, job: Job, number: int, run_id: str,
-                exc: PlatformError) -> _Done:
-        now = self.clock()
-        policy = self.settings.policy(job.platform)
-        with self._rng_lock:
-            d = decide_error(exc, job=job, attempt=number, policy=policy, now=now, rng=self.rng,
-                             can_reconcile=adapter.can_reconcile)
-        return self._done(job, run_id, now, d, exc, closes_attempt=True)
-
-    def _reconcile(self, adapter: Adapter, job: Job, run_id: str) -> _Done:
-        try:
-            found: Reconciled = adapter.reconcile(job)
-        except PlatformError as exc:
-            now = self.clock()
-            with self._rng_lock:
-                d = decide_reconcile_error(exc, job=job, policy=self.settings.policy(
-                    job.platform), now=now, rng=self.rng)
-            return self._done(job, run_id, now, d, exc, closes_attempt=False, reconcile=True)
-        now = self.clock()
-        d = decide_reconcile(found, job=job, now=now)
-        published = found.published
-        result = Result(
-            job.id, run_id, now, d.status, "reconciled",
-            next_attempt_at=d.next_attempt_at,
-            error_kind=job.last_error_kind if d.status != JobStatus.POSTED else None,
-            message=None if d.status == JobStatus.POSTED else (job.last_error or found.message),
-            platform_post_id=published.post_id if published else None,
-            platform_url=published.url if published else None,
-            decision=d.why, closes_attempt=False)
-        problem = _problem(job, d, found.message)
-        counter = {JobStatus.POSTED: "posted", JobStatus.FAILED: "failed",
-                   JobStatus.UNKNOWN: "unknown"}.get(d.status, "reconciled")
-        return _Done(job, result, problem, counter)
-
-    def _done(self, job: Job, run_id: str, now: datetime, d: Decision, exc: PlatformError, *,
-              closes_attempt: bool, reconcile: bool = False) -> _Done:
-        result = Result(
-            job.id, run_id, now, d.status, "reconcile_error" if reconcile else "error",
-            next_attempt_at=d.next_attempt_at, error_kind=exc.kind, http_status=exc.http_status,
-            message=exc.message, decision=d.why, closes_attempt=closes_attempt,
-            refund_attempt=d.refund_attempt, block_account_until=d.block_until,
-            account_state=d.account_state,
-            account_reason=exc.message if d.account_state else None)
-        problem = None if reconcile else _problem(job, d, exc.message)
-        counter = {JobStatus.FAILED: "failed", JobStatus.UNKNOWN: "unknown"}.get(
-            d.status, "retried")
-        if reconcile:
-            counter = "reconciled"
-        return _Done(job, result, problem, counter)
-
-
-def _problem(job: Job, d: Decision, message: str) -> Problem | None:
-    if d.status == JobStatus.FAILED:
-        return Problem(job.id, job.account, "failed", message)
-    if d.status == JobStatus.UNKNOWN and d.next_attempt_at is None:
-        return Problem(job.id, job.account, "unknown",
-                       f"{message}; check {job.platform} and run 'autopost resolve {job.id} "
-                       "--posted URL' or '--not-posted'")
-    if d.account_state == AccountState.NEEDS_REAUTH:
-        return Problem(None, job.account, "needs_reauth", message)
-    return None
-
-
-def _report_bug(exc: BaseException) -> None:
-    import sys
-    import traceback
-
-    print(f"autopost: internal error: {type(exc).__name__}", file=sys.stderr)
-    if os.environ.get("AUTOPOST_DEBUG"):
-        traceback.print_exception(exc, file=sys.stderr)

@@ -1,0 +1,295 @@
+"""The worker side of a run: one account's claimed jobs, published in order on one thread.
+
+A worker never writes the database itself. Before each platform call it asks the main
+thread (engine.py) to commit the job's dispatch mark and waits for the answer; after the
+call it hands back a Done carrying the Result that policy.py decided. Token refresh is
+the exception: it goes through its own connection, serialised per account by
+accounts.refresh_account, because new tokens must be stored before they are used.
+"""
+
+from __future__ import annotations
+
+import os
+import queue
+import random
+import threading
+from collections.abc import Callable
+from concurrent.futures import Future
+from dataclasses import dataclass
+from datetime import datetime
+from typing import Any
+
+from autopost.accounts import needs_proactive_refresh, refresh_account, resolve_credentials
+from autopost.config import Settings
+from autopost.errors import UsageError
+from autopost.models import Account, AccountState, ErrorKind, Job, JobStatus
+from autopost.platforms.base import Adapter, PlatformError, Published, Reconciled
+from autopost.platforms.registry import adapter_class
+from autopost.policy import Decision, decide_error, decide_reconcile, decide_reconcile_error
+from autopost.store.base import Result, Store
+
+
+@dataclass(frozen=True)
+class Problem:
+    """One line of run-due's output: something a human should know about."""
+
+    job_id: str | None
+    account: str
+    status: str
+    message: str
+
+    def line(self) -> str:
+        if self.job_id is None:
+            return f"account {self.account}: {self.message}"
+        return f"job {self.job_id} ({self.account}): {self.status}: {self.message}"
+
+# -- messages between workers and the main thread -------------------------------------
+
+@dataclass
+class Dispatch:
+    job_id: str
+    reply: Future
+
+
+@dataclass
+class SaveRefRequest:
+    job_id: str
+    ref: dict[str, Any]
+    reply: Future
+
+
+@dataclass
+class Done:
+    job: Job
+    result: Result
+    problem: Problem | None
+    counter: str
+
+
+@dataclass
+class ChainEnd:
+    account: str
+    unstarted: list[Job]
+    account_state: tuple[AccountState, str] | None = None
+
+
+class Pool:
+    """A fixed set of daemon threads: a run that must exit never waits for a hung call."""
+
+    def __init__(self, size: int):
+        self.tasks: queue.Queue[Callable[[], None] | None] = queue.Queue()
+        self.threads = [threading.Thread(target=self._work, daemon=True, name=f"publish-{i}")
+                        for i in range(size)]
+        for t in self.threads:
+            t.start()
+
+    def _work(self) -> None:
+        while (task := self.tasks.get()) is not None:
+            task()
+
+    def submit(self, task: Callable[[], None]) -> None:
+        self.tasks.put(task)
+
+    def shutdown(self) -> None:
+        for _ in self.threads:
+            self.tasks.put(None)
+
+
+class Publisher:
+    """Publishes chains of jobs for the engine; shared by all its worker threads."""
+
+    def __init__(self, settings: Settings, *, store_factory: Callable[[], Store],
+                 clock: Callable[[], datetime], sleep: Callable[[float], None],
+                 rng: random.Random, stop: threading.Event,
+                 client_factory: Callable[[], Any] | None = None):
+        self.settings = settings
+        self.store_factory = store_factory
+        self.clock = clock
+        self.sleep = sleep
+        self.rng = rng
+        self.stop = stop
+        self.client_factory = client_factory
+        self._client: Any = None
+        self._client_lock = threading.Lock()
+        self._rng_lock = threading.Lock()
+
+    def close(self) -> None:
+        if self._client is not None:
+            self._client.close()
+
+    def chain(self, inbox: queue.Queue, run_id: str, name: str, account: Account,
+               jobs: list[Job], reconcile: bool) -> None:
+        end = ChainEnd(name, [])
+        try:
+            end = self._chain_body(inbox, run_id, name, account, jobs, reconcile)
+        except Exception as exc:  # a bug must not leave the main thread waiting forever
+            end = ChainEnd(name, [], None)
+            report_bug(exc)
+        finally:
+            inbox.put(end)
+
+    def _chain_body(self, inbox: queue.Queue, run_id: str, name: str, account: Account,
+                    jobs: list[Job], reconcile: bool) -> ChainEnd:
+        store = None
+        try:
+            adapter = self._adapter(account)
+        except PlatformError as exc:
+            if reconcile:
+                return ChainEnd(name, [])
+            return ChainEnd(name, jobs, (AccountState.NEEDS_REAUTH, exc.message))
+        except UsageError as exc:  # e.g. a platform this install does not support
+            return ChainEnd(name, [] if reconcile else jobs,
+                             (AccountState.NEEDS_REAUTH, str(exc)))
+        seen = account.credentials
+        try:
+            if not reconcile and needs_proactive_refresh(account, adapter, self.clock()):
+                store = self.store_factory()
+                seen = refresh_account(store, adapter, seen, run_id, clock=self.clock,
+                                       sleep=self.sleep).credentials
+            for i, job in enumerate(jobs):
+                if self.stop.is_set():
+                    return ChainEnd(name, [] if reconcile else jobs[i:])
+                if reconcile:
+                    inbox.put(self._reconcile(adapter, job, run_id))
+                    continue
+                reply: Future = Future()
+                inbox.put(Dispatch(job.id, reply))
+                number = reply.result()
+                if number is None:
+                    continue  # the lease is no longer ours: another run owns the job
+                done, seen, store = self._attempt(adapter, job, number, run_id, inbox, seen,
+                                                  store)
+                inbox.put(done)
+                if done.result.block_account_until is not None or done.result.account_state:
+                    return ChainEnd(name, jobs[i + 1:])
+            return ChainEnd(name, [])
+        except PlatformError as exc:  # a proactive refresh that failed
+            return ChainEnd(name, [] if reconcile else jobs,
+                             (AccountState.NEEDS_REAUTH, exc.message))
+        finally:
+            if store is not None:
+                store.close()
+
+    def _adapter(self, account: Account) -> Adapter:
+        cls = adapter_class(account.platform)
+        credentials = resolve_credentials(account)
+        client = self._http_client() if cls.needs_http else None
+        return cls(account, credentials, client, clock=self.clock, sleep=self.sleep)
+
+    def _http_client(self) -> Any:
+        with self._client_lock:
+            if self._client is None:
+                if self.client_factory is not None:
+                    self._client = self.client_factory()
+                else:
+                    from autopost.platforms.http import make_client
+
+                    self._client = make_client()
+            return self._client
+
+    def _attempt(self, adapter: Adapter, job: Job, number: int, run_id: str,
+                 inbox: queue.Queue, seen: dict, store: Store | None):
+        def save_ref(ref: dict[str, Any]) -> None:
+            reply: Future = Future()
+            inbox.put(SaveRefRequest(job.id, {**job.ref, **ref}, reply))
+            reply.result()
+
+        refreshed = False
+        while True:
+            try:
+                published = adapter.publish(job, save_ref)
+            except PlatformError as exc:
+                if exc.kind == ErrorKind.AUTH_EXPIRED and adapter.refreshable and not refreshed:
+                    refreshed = True
+                    try:
+                        store = store or self.store_factory()
+                        seen = refresh_account(store, adapter, seen, run_id, clock=self.clock,
+                                               sleep=self.sleep).credentials
+                        continue
+                    except PlatformError as again:
+                        exc = again
+                return self._failed(adapter, job, number, run_id, exc), seen, store
+            except Exception as exc:  # an adapter bug: the post may or may not have gone out
+                report_bug(exc)
+                err = PlatformError(ErrorKind.AMBIGUOUS,
+                                    f"internal error in the {adapter.platform} adapter "
+                                    f"({type(exc).__name__})")
+                return self._failed(adapter, job, number, run_id, err), seen, store
+            return self._posted(job, run_id, published, refreshed), seen, store
+
+    def _posted(self, job: Job, run_id: str, published: Published, refreshed: bool) -> Done:
+        note = "posted" + (" after refreshing the token" if refreshed else "")
+        result = Result(job.id, run_id, self.clock(), JobStatus.POSTED, "posted",
+                        platform_post_id=published.post_id, platform_url=published.url,
+                        decision=note)
+        return Done(job, result, None, "posted")
+
+    def _failed(self, adapter: Adapter, job: Job, number: int, run_id: str,
+                exc: PlatformError) -> Done:
+        now = self.clock()
+        policy = self.settings.policy(job.platform)
+        with self._rng_lock:
+            d = decide_error(exc, job=job, attempt=number, policy=policy, now=now, rng=self.rng,
+                             can_reconcile=adapter.can_reconcile)
+        return self._done(job, run_id, now, d, exc, closes_attempt=True)
+
+    def _reconcile(self, adapter: Adapter, job: Job, run_id: str) -> Done:
+        try:
+            found: Reconciled = adapter.reconcile(job)
+        except PlatformError as exc:
+            now = self.clock()
+            with self._rng_lock:
+                d = decide_reconcile_error(exc, job=job, policy=self.settings.policy(
+                    job.platform), now=now, rng=self.rng)
+            return self._done(job, run_id, now, d, exc, closes_attempt=False, reconcile=True)
+        now = self.clock()
+        d = decide_reconcile(found, job=job, now=now)
+        published = found.published
+        result = Result(
+            job.id, run_id, now, d.status, "reconciled",
+            next_attempt_at=d.next_attempt_at,
+            error_kind=job.last_error_kind if d.status != JobStatus.POSTED else None,
+            message=None if d.status == JobStatus.POSTED else (job.last_error or found.message),
+            platform_post_id=published.post_id if published else None,
+            platform_url=published.url if published else None,
+            decision=d.why, closes_attempt=False)
+        problem = _problem(job, d, found.message)
+        counter = {JobStatus.POSTED: "posted", JobStatus.FAILED: "failed",
+                   JobStatus.UNKNOWN: "unknown"}.get(d.status, "reconciled")
+        return Done(job, result, problem, counter)
+
+    def _done(self, job: Job, run_id: str, now: datetime, d: Decision, exc: PlatformError, *,
+              closes_attempt: bool, reconcile: bool = False) -> Done:
+        result = Result(
+            job.id, run_id, now, d.status, "reconcile_error" if reconcile else "error",
+            next_attempt_at=d.next_attempt_at, error_kind=exc.kind, http_status=exc.http_status,
+            message=exc.message, decision=d.why, closes_attempt=closes_attempt,
+            refund_attempt=d.refund_attempt, block_account_until=d.block_until,
+            account_state=d.account_state,
+            account_reason=exc.message if d.account_state else None)
+        problem = None if reconcile else _problem(job, d, exc.message)
+        counter = {JobStatus.FAILED: "failed", JobStatus.UNKNOWN: "unknown"}.get(
+            d.status, "retried")
+        if reconcile:
+            counter = "reconciled"
+        return Done(job, result, problem, counter)
+
+def _problem(job: Job, d: Decision, message: str) -> Problem | None:
+    if d.status == JobStatus.FAILED:
+        return Problem(job.id, job.account, "failed", message)
+    if d.status == JobStatus.UNKNOWN and d.next_attempt_at is None:
+        return Problem(job.id, job.account, "unknown",
+                       f"{message}; check {job.platform} and run 'autopost resolve {job.id} "
+                       "--posted URL' or '--not-posted'")
+    if d.account_state == AccountState.NEEDS_REAUTH:
+        return Problem(None, job.account, "needs_reauth", message)
+    return None
+
+
+def report_bug(exc: BaseException) -> None:
+    import sys
+    import traceback
+
+    print(f"autopost: internal error: {type(exc).__name__}", file=sys.stderr)
+    if os.environ.get("AUTOPOST_DEBUG"):
+        traceback.print_exception(exc, file=sys.stderr)
