@@ -21,6 +21,7 @@ from autopost.models import Account, ErrorKind, Job, Media
 from autopost.platforms import registry
 from autopost.platforms.base import AccountInfo, PlatformError, Verdict
 from autopost.platforms.discord import DiscordAdapter
+from tests.leakcheck import texts_of
 
 HOOK_ID = "1311111111111111111"
 HOOK_TOKEN = "Xy9_sEcReT-WebhookToken_0123456789abcdefGHIJKLMNOPqrstuvWXYZ-_"
@@ -546,18 +547,6 @@ def test_check_with_a_deleted_webhook():
 
 # -- the token never leaks ------------------------------------------------------------------
 
-def _texts_of(err: BaseException) -> list[str]:
-    out = []
-    seen = set()
-    while err is not None and id(err) not in seen:
-        seen.add(id(err))
-        out += [str(err), repr(err), repr(err.args)]
-        if isinstance(err, PlatformError):
-            out.append(err.message)
-        err = err.__cause__ or err.__context__
-    return out
-
-
 def test_webhook_token_never_appears_in_errors_reprs_account_info_or_logs(caplog, tmp_path):
     caplog.set_level(logging.DEBUG)
     image = tmp_path / "p.png"
@@ -584,7 +573,7 @@ def test_webhook_token_never_appears_in_errors_reprs_account_info_or_logs(caplog
                     media = [Media(str(image), alt="alt")] if call == "file" else []
                     adapter.publish(job(media=media), lambda ref: None)
             except PlatformError as err:
-                texts += _texts_of(err)
+                texts += texts_of(err)
             else:  # pragma: no cover - every answer here fails
                 raise AssertionError("expected a failure")
     ok = make(Recorder())

@@ -21,6 +21,7 @@ from autopost.models import Account, ErrorKind, Job, Media
 from autopost.platforms import registry
 from autopost.platforms.base import AccountInfo, PlatformError, Verdict
 from autopost.platforms.telegram import TelegramAdapter, post_url, visible_length
+from tests.leakcheck import texts_of
 
 TOKEN = "7012345678:AAHf3kSecretPartOfTheBotToken_x-yZ"
 SECRET_PART = TOKEN.split(":", 1)[1]
@@ -561,18 +562,6 @@ def test_check_with_a_revoked_token():
 
 # -- the token never leaks ------------------------------------------------------------------
 
-def _texts_of(err: BaseException) -> list[str]:
-    out = []
-    seen = set()
-    while err is not None and id(err) not in seen:
-        seen.add(id(err))
-        out += [str(err), repr(err), repr(err.args)]
-        if isinstance(err, PlatformError):
-            out.append(err.message)
-        err = err.__cause__ or err.__context__
-    return out
-
-
 def test_token_never_appears_in_errors_reprs_account_info_or_logs(caplog, tmp_path):
     caplog.set_level(logging.DEBUG)
     image = tmp_path / "p.png"
@@ -597,7 +586,7 @@ def test_token_never_appears_in_errors_reprs_account_info_or_logs(caplog, tmp_pa
                     media = [Media(str(image))] if call == "photo" else []
                     a.publish(job(media=media), lambda ref: None)
             except PlatformError as err:
-                texts += _texts_of(err)
+                texts += texts_of(err)
             else:  # pragma: no cover - every handler here fails
                 raise AssertionError("expected a failure")
     handler, _ = check_handler()
