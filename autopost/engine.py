@@ -187,7 +187,8 @@ class Engine:
                 for job in unknown:
                     name = f"reconcile:{job.id}"
                     active.add(name)
-                    self._start(pool, inbox, run_id, name, job.account, [job], reconcile=True)
+                    account = self.store.get_account(job.account)
+                    self._start(pool, inbox, run_id, name, account, [job], reconcile=True)
                 size = BATCH if budget is None else min(BATCH, budget)
                 claim = self.store.claim(run_id, now=now, lease=lease, limit=size,
                                          per_account=size, limits_for=self._limits_for)
@@ -200,7 +201,8 @@ class Engine:
                 for account, jobs in chains.items():
                     jobs.sort(key=lambda j: (j.scheduled_at, j.id))
                     active.add(account)
-                    self._start(pool, inbox, run_id, account, account, jobs, reconcile=False)
+                    self._start(pool, inbox, run_id, account, claim.accounts[account], jobs,
+                                reconcile=False)
                 want_claim = bool(claim.jobs or unknown) and len(active) < concurrency
             if not active:
                 return budget
@@ -291,8 +293,7 @@ class Engine:
         return hourly or None, daily or None
 
     def _start(self, pool: Pool, inbox: queue.Queue, run_id: str, name: str,
-               account_name: str, jobs: list[Job], *, reconcile: bool) -> None:
-        # Read on the main thread: only it uses the run's database connection.
-        account = self.store.get_account(account_name)
+               account: Account, jobs: list[Job], *, reconcile: bool) -> None:
+        # Accounts are read on the main thread: only it uses the run's connection.
         pool.submit(lambda: self.publisher.chain(inbox, run_id, name, account, jobs, reconcile))
 

@@ -35,6 +35,8 @@ class Claim:
 
     jobs: list[Job] = field(default_factory=list)
     deferred: list[tuple[Job, datetime]] = field(default_factory=list)
+    # The accounts of the claimed jobs, as the claim read them.
+    accounts: dict[str, Account] = field(default_factory=dict)
 
 
 @dataclass(frozen=True)

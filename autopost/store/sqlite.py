@@ -440,14 +440,13 @@ class SqliteStore(Store):
                 limits: dict[str, tuple[int | None, int | None]] = {}
                 usage: dict[str, list[datetime]] = {}
                 taken: dict[str, int] = {}
+                accounts = self._accounts_named(c, {row["account"] for row in candidates})
                 for row in candidates:
                     if len(chosen) >= limit:
                         break
                     name = row["account"]
                     if name not in limits:
-                        account = _account(dict(c.execute(
-                            "SELECT * FROM accounts WHERE name = ?", (name,)).fetchone()))
-                        limits[name] = limits_for(account)
+                        limits[name] = limits_for(accounts[name])
                         # The day's post times are read only for an account with a limit.
                         if limits[name] != (None, None):
                             usage[name] = _usage(c, name, now)
@@ -466,10 +465,10 @@ class SqliteStore(Store):
             finally:
                 c.row_factory = None
             until = to_db(now + timedelta(seconds=lease))
-            for jid in chosen:
-                c.execute(
-                    "UPDATE jobs SET status = 'running', lease_owner = ?, lease_expires_at = ?, "
-                    "dispatched = 0, updated_at = ? WHERE id = ?", (run_id, until, stamp, jid))
+            c.executemany(
+                "UPDATE jobs SET status = 'running', lease_owner = ?, lease_expires_at = ?, "
+                "dispatched = 0, updated_at = ? WHERE id = ?",
+                [(run_id, until, stamp, jid) for jid in chosen])
             for jid, slot in deferred:
                 c.execute("UPDATE jobs SET next_attempt_at = ?, updated_at = ? WHERE id = ?",
                           (to_db(slot), stamp, jid))
@@ -478,7 +477,19 @@ class SqliteStore(Store):
                        f"account quota reached; deferred to {to_db(slot)}")
         jobs = {j.id: j for j in self._jobs_by_ids(chosen + [j for j, _ in deferred])}
         return Claim(jobs=[jobs[j] for j in chosen],
-                     deferred=[(jobs[j], slot) for j, slot in deferred])
+                     deferred=[(jobs[j], slot) for j, slot in deferred],
+                     accounts={jobs[j].account: accounts[jobs[j].account] for j in chosen})
+
+    @staticmethod
+    def _accounts_named(c, names: set[str]) -> dict[str, Account]:
+        out: dict[str, Account] = {}
+        names_list = sorted(names)
+        for i in range(0, len(names_list), 500):
+            chunk = names_list[i:i + 500]
+            marks = ", ".join("?" for _ in chunk)
+            for row in c.execute(f"SELECT * FROM accounts WHERE name IN ({marks})", chunk):
+                out[row["name"]] = _account(dict(row))
+        return out
 
     def dispatch(self, job_ids, run_id, *, now, lease=None):
         with self._write() as c:
@@ -621,20 +632,21 @@ def _dispatch(c, job_ids: Sequence[str], run_id: str, now: datetime,
 def _record_one(c, res: Result) -> bool:
     stamp = to_db(res.finished_at)
     posted_at = stamp if res.status == JobStatus.POSTED else None
-    cur = c.execute(
+    row = c.execute(
         "UPDATE jobs SET status = ?, next_attempt_at = ?, lease_owner = NULL, "
         "lease_expires_at = NULL, dispatched = 0, last_error = ?, last_error_kind = ?, "
         "platform_post_id = coalesce(?, platform_post_id), "
         "platform_url = coalesce(?, platform_url), posted_at = coalesce(?, posted_at), "
-        "updated_at = ? WHERE id = ? AND lease_owner = ? AND status IN ('running', 'unknown')",
+        "updated_at = ? WHERE id = ? AND lease_owner = ? AND status IN ('running', 'unknown') "
+        "RETURNING attempts, account",
         (str(res.status), to_db(res.next_attempt_at),
          res.message if res.status != JobStatus.POSTED else None,
          str(res.error_kind) if res.error_kind and res.status != JobStatus.POSTED else None,
-         res.platform_post_id, res.platform_url, posted_at, stamp, res.job_id, res.run_id))
-    if cur.rowcount == 0:
-        return False
-    attempts, account = c.execute(
-        "SELECT attempts, account FROM jobs WHERE id = ?", (res.job_id,)).fetchone()
+         res.platform_post_id, res.platform_url, posted_at, stamp, res.job_id,
+         res.run_id)).fetchone()
+    if row is None:
+        return False  # the lease is not ours (any more)
+    attempts, account = row
     values = (stamp, res.outcome, str(res.error_kind) if res.error_kind else None,
               res.http_status, res.message, res.platform_post_id, res.decision)
     if res.closes_attempt:
