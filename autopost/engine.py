@@ -124,10 +124,11 @@ class Engine:
             claim_until = deadline if opts.linger > 0 else None
             while not self.stop.is_set():
                 self._housekeeping(run_id, summary)
-                budget = self._drain(run_id, summary, pool, concurrency, budget, claim_until)
+                budget, claimed = self._drain(run_id, summary, pool, concurrency, budget,
+                                              claim_until)
                 if self.stop.is_set() or (budget is not None and budget <= 0):
                     break
-                if not self._wait_for_work(deadline):
+                if not self._wait_for_work(deadline, idle=not claimed):
                     break
         finally:
             pool.shutdown()
@@ -147,15 +148,21 @@ class Engine:
                 job.id, job.account, "missed",
                 "not started within the catch-up window; 'autopost retry' sends it anyway"))
 
-    def _wait_for_work(self, deadline: datetime) -> bool:
-        """Sleep until something may be due; False when the linger time is over."""
+    def _wait_for_work(self, deadline: datetime, *, idle: bool) -> bool:
+        """Sleep until something may be due; False when the linger time is over.
+
+        `idle`: the last look claimed nothing. Jobs that are due but not claimable (their
+        account has a job running in another run) then wait a poll, not a busy loop."""
         while not self.stop.is_set():
             now = self.clock()
             if now >= deadline:
                 return False
             nxt = self.store.next_due_at(now=now)
             if nxt is not None and nxt <= now:
-                return True
+                if not idle:
+                    return True
+                idle = False
+                nxt = None
             until = min(deadline, nxt) if nxt is not None else deadline
             self._pause(min(POLL, max(0.0, (until - now).total_seconds())))
         return False
@@ -169,13 +176,16 @@ class Engine:
 
     # -- claim, publish, record --------------------------------------------------
     def _drain(self, run_id: str, summary: RunSummary, pool: Pool, concurrency: int,
-               budget: int | None, claim_until: datetime | None) -> int | None:
-        """Claim and publish until nothing claimable is left (or the budget is spent)."""
+               budget: int | None, claim_until: datetime | None
+               ) -> tuple[int | None, bool]:
+        """Claim and publish until nothing claimable is left (or the budget is spent).
+        Returns the budget left and whether anything was claimed."""
         inbox: queue.Queue[Any] = queue.Queue()
         active: set[str] = set()
         lease = self.settings.run.lease_seconds
         stop_at: float | None = None
         want_claim = True
+        claimed = False
         while True:
             if self.stop.is_set() and stop_at is None:
                 stop_at = time.monotonic() + STOP_GRACE
@@ -204,10 +214,11 @@ class Engine:
                     self._start(pool, inbox, run_id, account, claim.accounts[account], jobs,
                                 reconcile=False)
                 want_claim = bool(claim.jobs or unknown) and len(active) < concurrency
+                claimed = claimed or bool(claim.jobs or unknown)
             if not active:
-                return budget
+                return budget, claimed
             if stop_at is not None and time.monotonic() > stop_at:
-                return budget
+                return budget, claimed
             finished = self._serve(inbox, run_id, summary)
             if finished:
                 active.difference_update(finished)

@@ -367,3 +367,16 @@ def test_unknown_jobs_count_against_the_quota(tmp_path):
     summary = k.run()
     assert summary.deferred == 1 and k.job(nxt.id).status == JobStatus.PENDING
     assert k.world.posted("next") == 0
+
+
+@pytest.mark.timeout(30)
+def test_lingering_run_waits_while_another_run_holds_the_account(kit):
+    busy = kit.add("a", "held elsewhere")
+    kit.store.claim("other-run", now=kit.clock(), lease=600, limit=1, per_account=1,
+                    limits_for=lambda a: (None, None))
+    assert kit.job(busy.id).status == JobStatus.RUNNING
+    waiting = kit.add("a", "due but its account is busy")
+    start = kit.clock()
+    kit.run(linger=20)  # must pause between looks, not spin (the fake clock only moves on sleep)
+    assert (kit.clock() - start).total_seconds() >= 20
+    assert kit.job(waiting.id).status == JobStatus.PENDING and kit.world.calls == []
