@@ -31,7 +31,3 @@ def adapter_class(name: str) -> type[Adapter]:
             raise UsageError(f"platform {canon!r} is not supported by this autopost yet") from None
         raise
     return module.ADAPTER
-
-
-def known(name: str) -> bool:
-    return name in _extra or check_platform(name) is not None

@@ -27,7 +27,7 @@ from autopost.models import (
     NewJob,
     Run,
 )
-from autopost.quota import next_free_slot
+from autopost.quota import DAY, HOUR, next_free_slot
 from autopost.store.base import CancelOutcome, Claim, LimitsFor, Result, Store
 from autopost.store.connect import open_connection, translate_errors
 from autopost.store.schema import migrate
@@ -36,8 +36,6 @@ from autopost.store.timefmt import from_db, to_db
 _ID_ALPHABET = "23456789abcdefghjkmnpqrstuvwxyz"
 _ID_LENGTH = 8
 _FINISHED = ("posted", "failed", "cancelled", "missed")
-DAY = timedelta(days=1)
-HOUR = timedelta(hours=1)
 
 
 # Random bytes mapped onto the alphabet (a slight skew towards its first letters is
