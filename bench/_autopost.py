@@ -4,8 +4,8 @@
 
 Same path as the console script: autopost.tick answers an idle tick on the standard
 library; otherwise the bench's in-process platforms (noop, benchhttp) are registered
-and the full CLI runs. Where this checkout has no autopost/cli.py yet, run-due is
-driven the way cli_engine.run_due drives it (settings, SqliteStore, Engine, signals,
+and the full CLI runs. Where this checkout has no autopost/cli yet, run-due is
+driven the way autopost.cli.running.run_due drives it (settings, SqliteStore, Engine, signals,
 one line per problem, exit 1 on problems); BENCH_CLI=engine forces that path.
 """
 

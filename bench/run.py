@@ -78,7 +78,7 @@ def cli_state() -> str:
     import importlib.util
 
     if importlib.util.find_spec("autopost.cli") is None:
-        return ("autopost/cli.py is not in this checkout yet: commands that need the full "
+        return ("autopost/cli is not in this checkout yet: commands that need the full "
                 "CLI are driven through the store/engine the way the CLI calls them")
     return "full CLI present"
 
@@ -212,7 +212,7 @@ def list_cmd(db: Path) -> tuple[list[str], str]:
         return ([*console_script(), "--db", str(db), "list", "--status", "pending",
                  "--limit", "50"], "autopost list --status pending --limit 50")
     return ([PYTHON, "-c", LIST_SNIPPET, str(db)],
-            "python -c <SqliteStore(db).list_jobs(status=pending, limit=50)> (no cli.py yet)")
+            "python -c <SqliteStore(db).list_jobs(status=pending, limit=50)> (no autopost/cli yet)")
 
 
 def inproc_query_times(db: Path, trials: int) -> tuple[Series, Series]:
@@ -270,7 +270,7 @@ def import_cmd(db: Path, csv: Path) -> tuple[list[str], str]:
     if importlib.util.find_spec("autopost.cli") is not None:
         return [*console_script(), "--db", str(db), "import", str(csv)], "autopost import FILE"
     return ([PYTHON, "-c", IMPORT_SNIPPET, str(db), str(csv)],
-            "python -c <importer.parse_file + store.add_jobs> (no cli.py yet)")
+            "python -c <importer.parse_file + store.add_jobs> (no autopost/cli yet)")
 
 
 def mode_scale(args, work: Path) -> dict:

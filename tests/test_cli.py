@@ -339,9 +339,9 @@ def test_list_filters(cli, tmp_path, demo):
 
 
 def test_long_tables_are_cut_but_json_is_whole(cli, demo, monkeypatch):
-    import autopost.cli
+    import autopost.cli.jobs
 
-    monkeypatch.setattr(autopost.cli, "TABLE_ROWS", 2)
+    monkeypatch.setattr(autopost.cli.jobs, "TABLE_ROWS", 2)
     jobs = [add_job(cli, f"j{i}", "-a", "demo", "--at", future(i + 1)) for i in range(3)]
     table = cli("list")
     assert jobs[1]["id"] in table.stdout and jobs[2]["id"] not in table.stdout

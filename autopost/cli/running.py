@@ -1,25 +1,20 @@
-"""The commands that drive the engine: run-due, status, resolve, demo, accounts check."""
+"""The commands that drive the engine and report on it: run-due, status, resolve, demo."""
 
 from __future__ import annotations
 
 import json
-import os
 import signal
 import sys
 import threading
-from datetime import UTC, datetime, timedelta
+from datetime import datetime, timedelta
 from pathlib import Path
 
 import typer
 
-from autopost.cli import accounts_app, app, get_settings, get_store
+from autopost.cli.app import app, get_settings, get_store, now
 from autopost.errors import NeedsAttention, UsageError
 from autopost.models import AccountState, JobFilter, JobStatus
 from autopost.timeparse import format_utc
-
-
-def _now() -> datetime:
-    return datetime.now(UTC)
 
 
 @app.command("run-due")
@@ -89,8 +84,7 @@ def status(as_json: bool = typer.Option(False, "--json")) -> None:
     Exits 1 when anything needs attention."""
     settings = get_settings()
     store = get_store()
-    now = _now()
-    report = _health(store, settings, now)
+    report = _health(store, settings, now())
     if as_json:
         print(json.dumps(report, indent=2))
     else:
@@ -174,53 +168,8 @@ def resolve(
     if (posted is None) == (not not_posted):
         raise UsageError("give exactly one of --posted URL or --not-posted")
     store = get_store()
-    job = store.resolve_job(job_id, posted_url=posted, now=_now())
+    job = store.resolve_job(job_id, posted_url=posted, now=now())
     print(f"job {job.id} is now {job.status}")
-
-
-@accounts_app.command("check")
-def accounts_check(name: str = typer.Argument(...)) -> None:
-    """Verify an account's credentials with a cheap call; exit 1 if it needs re-auth."""
-    from autopost.accounts import refresh_account, resolve_credentials
-    from autopost.models import ErrorKind
-    from autopost.platforms.base import PlatformError
-    from autopost.platforms.registry import adapter_class
-
-    store = get_store()
-    account = store.get_account(name)
-    cls = adapter_class(account.platform)
-    client = None
-    if cls.needs_http:
-        from autopost.platforms.http import make_client
-
-        client = make_client()
-    try:
-        adapter = cls(account, resolve_credentials(account), client)
-        try:
-            info = adapter.check()
-        except PlatformError as exc:
-            if exc.kind != ErrorKind.AUTH_EXPIRED or not adapter.refreshable:
-                raise
-            # An idle token simply expired: refresh it (once, serialised) and ask again.
-            refresh_account(store, adapter, account.credentials, f"check-{os.getpid()}",
-                            clock=_now)
-            info = adapter.check()
-    except PlatformError as exc:
-        if exc.kind in (ErrorKind.AUTH_REVOKED, ErrorKind.AUTH_EXPIRED):
-            store.set_account_state(name, AccountState.NEEDS_REAUTH, exc.message, now=_now())
-            raise NeedsAttention(f"account {name} needs re-auth: {exc.message}") from None
-        raise NeedsAttention(f"account {name}: check failed: {exc.message}") from None
-    finally:
-        if client is not None:
-            client.close()
-    if account.state != AccountState.OK:
-        store.set_account_state(name, AccountState.OK, None, now=_now())
-    print(f"{name} ({account.platform}): ok, {info.display}")
-    if info.url:
-        print(f"  {info.url}")
-    expires = info.token_expires_at or account.token_expires_at
-    if expires:
-        print(f"  token expires {format_utc(expires)}")
 
 
 @app.command()

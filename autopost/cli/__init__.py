@@ -1,0 +1,17 @@
+"""The `autopost` command line, one module per command group.
+
+app       the root Typer app, the per-invocation state, the one error handler
+jobs      add, import, list, show, cancel, retry
+accounts  accounts add, list, remove, check
+running   run-due, status, resolve, demo
+ops       platforms, quota, calendar, prune, cron
+
+No SQL and no HTTP here: commands parse, call services and the store, and render.
+Errors a user can cause are AutopostErrors, turned into one stderr line and an exit code
+in app.py. The command modules import app.py, never this package's namespace.
+"""
+
+from autopost.cli import accounts, jobs, ops, running  # noqa: F401  (register commands)
+from autopost.cli.app import accounts_app, app, run
+
+__all__ = ["accounts_app", "app", "run"]

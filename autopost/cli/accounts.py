@@ -1,0 +1,144 @@
+"""`autopost accounts ...`: add, list, remove and check the accounts autopost posts to."""
+
+from __future__ import annotations
+
+import os
+import sys
+from typing import Annotated, Any
+
+import typer
+
+from autopost.cli.app import accounts_app, get_store, now
+from autopost.errors import NeedsAttention, NotFound, UsageError
+
+
+@accounts_app.command("add")
+def accounts_add(
+    name: Annotated[str, typer.Argument(help="Your name for this account.")],
+    platform: Annotated[str, typer.Option("--platform", "-p", help="e.g. outbox, mastodon.")],
+    credentials: Annotated[str | None, typer.Option(
+        "--credentials", metavar="FILE|-",
+        help='A JSON object of the platform\'s fields; "-" reads it from stdin. A value '
+             'may be {"env": "VAR"} to read it from the environment at run time.')] = None,
+    base_url: Annotated[str | None, typer.Option(
+        "--base-url", metavar="URL", help="The platform's API root (self-hosted, tests).")
+    ] = None,
+    update: Annotated[bool, typer.Option(
+        "--update", help="Replace the credentials of an existing account.")] = False,
+    hourly_limit: Annotated[int | None, typer.Option(
+        "--hourly-limit", min=1, help="Posts per hour for this account (overrides config).")
+    ] = None,
+    daily_limit: Annotated[int | None, typer.Option(
+        "--daily-limit", min=1, help="Posts per day for this account (overrides config).")
+    ] = None,
+    offline: Annotated[bool, typer.Option(
+        "--offline", help="Store the credentials without contacting the platform (where "
+        "it would log in now, the first run does).")] = False,
+) -> None:
+    """Add an account. Secrets come from a file, stdin or a prompt, never the command line."""
+    from autopost import services
+
+    services.check_account_name(name)
+    canon, cls = services.platform_adapter(platform)
+    if credentials is None:
+        creds = _prompt_credentials(cls)
+    else:
+        creds = services.read_credentials(credentials)
+    store = get_store()
+    try:
+        existing = store.get_account(name)
+    except NotFound:
+        existing = None
+    if existing is not None and not update:
+        raise UsageError(f"account {name!r} exists (use --update to replace it)")
+    account = services.build_account(name, canon, creds, base_url=base_url,
+                                     hourly_limit=hourly_limit, daily_limit=daily_limit,
+                                     existing=existing)
+    unset = services.env_is_set(account.credentials)
+    if not offline and not unset:
+        account = services.setup_account(account, cls)
+    store.add_account(account, now=now(), replace=existing is not None)
+    verb = "updated" if existing else "added"
+    print(f"{verb} account {name} ({account.platform})")
+    for var in unset:
+        print(f"note: ${var} is not set in this shell; runs will need it", file=sys.stderr)
+
+
+def _prompt_credentials(cls) -> dict[str, Any]:
+    if not sys.stdin.isatty():
+        raise UsageError("give --credentials FILE (or - to read JSON from stdin)")
+    creds: dict[str, Any] = {}
+    for field in cls.required_fields:
+        creds[field] = typer.prompt(field, hide_input=field in cls.secret_fields)
+    return creds
+
+
+@accounts_app.command("list")
+def accounts_list(
+    as_json: Annotated[bool, typer.Option("--json", help="Print JSON.")] = False,
+) -> None:
+    """List accounts: platform, state, and which credential fields are set (never values)."""
+    from autopost import render
+
+    accounts = get_store().list_accounts()
+    at_now = now()
+    if as_json:
+        render.print_json([render.account_to_dict(a, at_now) for a in accounts])
+    elif not accounts:
+        print("no accounts yet (add one: autopost accounts add NAME --platform P "
+              "--credentials FILE)")
+    else:
+        render.out().print(render.accounts_table(accounts, at_now))
+
+
+@accounts_app.command("remove")
+def accounts_remove(name: Annotated[str, typer.Argument()]) -> None:
+    """Remove an account (refused while it has pending, running or unknown jobs)."""
+    get_store().remove_account(name)
+    print(f"removed account {name}")
+
+
+@accounts_app.command("check")
+def accounts_check(name: str = typer.Argument(...)) -> None:
+    """Verify an account's credentials with a cheap call; exit 1 if it needs re-auth."""
+    from autopost.accounts import refresh_account, resolve_credentials
+    from autopost.models import AccountState, ErrorKind
+    from autopost.platforms.base import PlatformError
+    from autopost.platforms.registry import adapter_class
+    from autopost.timeparse import format_utc
+
+    store = get_store()
+    account = store.get_account(name)
+    cls = adapter_class(account.platform)
+    client = None
+    if cls.needs_http:
+        from autopost.platforms.http import make_client
+
+        client = make_client()
+    try:
+        adapter = cls(account, resolve_credentials(account), client)
+        try:
+            info = adapter.check()
+        except PlatformError as exc:
+            if exc.kind != ErrorKind.AUTH_EXPIRED or not adapter.refreshable:
+                raise
+            # An idle token simply expired: refresh it (once, serialised) and ask again.
+            refresh_account(store, adapter, account.credentials, f"check-{os.getpid()}",
+                            clock=now)
+            info = adapter.check()
+    except PlatformError as exc:
+        if exc.kind in (ErrorKind.AUTH_REVOKED, ErrorKind.AUTH_EXPIRED):
+            store.set_account_state(name, AccountState.NEEDS_REAUTH, exc.message, now=now())
+            raise NeedsAttention(f"account {name} needs re-auth: {exc.message}") from None
+        raise NeedsAttention(f"account {name}: check failed: {exc.message}") from None
+    finally:
+        if client is not None:
+            client.close()
+    if account.state != AccountState.OK:
+        store.set_account_state(name, AccountState.OK, None, now=now())
+    print(f"{name} ({account.platform}): ok, {info.display}")
+    if info.url:
+        print(f"  {info.url}")
+    expires = info.token_expires_at or account.token_expires_at
+    if expires:
+        print(f"  token expires {format_utc(expires)}")
