@@ -12,6 +12,9 @@ config.toml:
     catch_up_window = "1h"       # a job nobody started this long after its time is `missed`
     expected_interval = "60s"    # how often cron runs run-due (for `status`)
 
+    [platforms.linkedin]
+    api_version = "202603"       # LinkedIn-Version sent with every request (YYYYMM)
+
     [platforms.x]
     max_attempts = 8
     base_delay = "60s"
@@ -60,6 +63,9 @@ class PlatformPolicy:
     # Kinds retried with backoff. server and network are always retried (DESIGN.md);
     # ambiguous and duplicate always go through reconcile first.
     retryable: frozenset[ErrorKind] = frozenset({RL, NET})
+    # The API version a platform is asked for, where it versions its API by date
+    # (LinkedIn's LinkedIn-Version: YYYYMM). None: the adapter's default.
+    api_version: str | None = None
 
 
 @dataclass(frozen=True)
@@ -82,8 +88,10 @@ _SEED: dict[str, dict[str, Any]] = {
                      daily_limit=20, hourly_limit=3, retryable=frozenset({RL, NET})),
     "x": dict(max_attempts=8, base_delay=60, max_delay=1800, backoff_multiplier=2,
               daily_limit=300, hourly_limit=30, retryable=frozenset({RL, NET, QX})),
+    # quotaExceeded (the project's daily quota) and uploadLimitExceeded (the channel's
+    # 24-hour cap) pass: the job waits for the reset the adapter reads.
     "youtube": dict(max_attempts=3, base_delay=600, max_delay=21600, backoff_multiplier=1.5,
-                    daily_limit=6, hourly_limit=1, retryable=frozenset({RL, NET})),
+                    daily_limit=6, hourly_limit=1, retryable=frozenset({RL, NET, QX})),
 }
 # Quotas only; retry timing comes from the generic default (AUTOPOST_DEFAULT_*).
 _DOCUMENTED_LIMITS: dict[str, dict[str, int | None]] = {
@@ -96,6 +104,8 @@ _DOCUMENTED_LIMITS: dict[str, dict[str, int | None]] = {
 }
 _POLICY_KEYS = ("max_attempts", "base_delay", "max_delay", "backoff_multiplier",
                 "hourly_limit", "daily_limit")
+# Settings only some platforms have.
+_VERSIONED = ("linkedin",)
 _RUN_KEYS = ("enabled", "lease_seconds", "max_concurrent_jobs", "catch_up_window",
              "expected_interval")
 
@@ -200,7 +210,8 @@ def _build(data: dict[str, Any], env: dict[str, str], path: Path | None) -> Sett
             raise ConfigError(f"config: unknown platform [platforms.{raw_name}]")
         if not isinstance(table, dict):
             raise ConfigError(f"config: platforms.{raw_name} must be a table")
-        platforms[name] = _apply(platforms[name], table, f"platforms.{raw_name}", _POLICY_KEYS)
+        keys = _POLICY_KEYS + (("api_version",) if name in _VERSIONED else ())
+        platforms[name] = _apply(platforms[name], table, f"platforms.{raw_name}", keys)
     for name in PLATFORMS:
         platforms[name] = _apply_env_platform(name, platforms[name], env)
     return Settings(run=run, default=default, platforms=platforms, config_path=path)
@@ -229,6 +240,8 @@ def _coerce(key: str, value: Any, name: str) -> Any:
     try:
         if key == "enabled":
             return _boolean(value, name)
+        if key == "api_version":
+            return _api_version(value, name)
         if key in ("lease_seconds", "catch_up_window", "expected_interval", "base_delay",
                    "max_delay"):
             seconds = parse_duration(value, name=name)
@@ -250,6 +263,19 @@ def _coerce(key: str, value: Any, name: str) -> Any:
         raise
     except (UsageError, ValueError, TypeError):
         raise ConfigError(f"{name}: invalid value {value!r}") from None
+
+
+def _api_version(value: Any, name: str) -> str:
+    """YYYYMM, or YYYYMM.NN for a patch release."""
+    import re
+
+    text = str(value).strip() if isinstance(value, str | int) and not isinstance(
+        value, bool) else ""
+    m = re.fullmatch(r"(\d{4})(\d{2})(\.\d{2})?", text)
+    if not m or not 1 <= int(m.group(2)) <= 12 or int(m.group(1)) < 2020:
+        raise ConfigError(f"{name}: expected a version like \"202603\" (YYYYMM), "
+                          f"got {value!r}")
+    return text
 
 
 def _boolean(value: Any, name: str) -> bool:
@@ -302,7 +328,8 @@ def _apply_env_platform(name: str, policy: PlatformPolicy, env: dict[str, str]) 
     names = [name] + [alias for alias, canon in ALIASES.items() if canon == name]
     changes = {}
     for platform in names:
-        for key in ("daily_limit", "hourly_limit"):
+        for key in ("daily_limit", "hourly_limit") + (
+                ("api_version",) if name in _VERSIONED else ()):
             var = f"AUTOPOST_{platform.upper()}_{key.upper()}"
             if var in env:
                 changes[key] = _coerce(key, env[var], var)

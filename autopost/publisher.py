@@ -174,7 +174,8 @@ class Publisher:
         cls = adapter_class(account.platform)
         credentials = resolve_credentials(account)
         client = self._http_client() if cls.needs_http else None
-        return cls(account, credentials, client, clock=self.clock, sleep=self.sleep)
+        return cls(account, credentials, client, clock=self.clock, sleep=self.sleep,
+                   policy=self.settings.policy(account.platform))
 
     def _http_client(self) -> Any:
         with self._client_lock:
@@ -219,6 +220,8 @@ class Publisher:
 
     def _posted(self, job: Job, run_id: str, published: Published, refreshed: bool) -> Done:
         note = "posted" + (" after refreshing the token" if refreshed else "")
+        if published.note:
+            note += f"; {published.note}"
         result = Result(job.id, run_id, self.clock(), JobStatus.POSTED, "posted",
                         platform_post_id=published.post_id, platform_url=published.url,
                         decision=note)

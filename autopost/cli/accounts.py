@@ -8,7 +8,7 @@ from typing import Annotated, Any
 
 import typer
 
-from autopost.cli.app import accounts_app, get_store, now
+from autopost.cli.app import accounts_app, get_settings, get_store, now
 from autopost.errors import NeedsAttention, NotFound, UsageError
 
 
@@ -116,7 +116,8 @@ def accounts_check(name: str = typer.Argument(...)) -> None:
 
         client = make_client()
     try:
-        adapter = cls(account, resolve_credentials(account), client)
+        adapter = cls(account, resolve_credentials(account), client,
+                      policy=get_settings().policy(account.platform))
         try:
             info = adapter.check()
         except PlatformError as exc:

@@ -124,6 +124,7 @@ def _health(store, settings, now: datetime) -> dict:
     for account in reauth:
         problems.append(f"account {account.name} needs re-auth: {account.state_reason or ''}"
                         .rstrip(": "))
+    problems += _account_warnings(store.list_accounts(), settings, now)
     blocked = [a for a in store.list_accounts() if a.is_blocked(now)]
     return {
         "now": format_utc(now),
@@ -139,6 +140,21 @@ def _health(store, settings, now: datetime) -> dict:
         "blocked": {a.name: format_utc(a.blocked_until) for a in blocked},
         "problems": problems,
     }
+
+
+def _account_warnings(accounts, settings, now: datetime) -> list[str]:
+    """What each account's platform says will break soon (a token or API version)."""
+    from autopost.errors import UsageError
+    from autopost.platforms.registry import adapter_class
+
+    out: list[str] = []
+    for account in accounts:
+        try:
+            cls = adapter_class(account.platform)
+        except UsageError:
+            continue
+        out += cls.status_warnings(account, settings.policy(account.platform), now)
+    return out
 
 
 def _print_health(report: dict) -> None:

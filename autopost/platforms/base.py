@@ -25,6 +25,9 @@ if TYPE_CHECKING:
 class Published:
     post_id: str
     url: str | None = None
+    # Something the operator should know about a post that did go out (a thumbnail that
+    # could not be set, say); recorded with the attempt.
+    note: str | None = None
 
 
 class PlatformError(Exception):
@@ -109,11 +112,13 @@ class Adapter(ABC):
 
     def __init__(self, account: Account, credentials: dict[str, Any],
                  client: httpx.Client | None, *, clock: Callable[[], datetime] = utcnow,
-                 sleep: Callable[[float], None] | None = None):
+                 sleep: Callable[[float], None] | None = None, policy: Any = None):
         self.account = account
         self.credentials = dict(credentials)
         self.client = client
         self.clock = clock
+        # The platform's settings (config.PlatformPolicy) where the caller has them.
+        self.policy = policy
         if sleep is None:
             import time
 
@@ -158,6 +163,12 @@ class Adapter(ABC):
             raise UsageError(
                 f"unknown {cls.platform} credential field(s): {', '.join(unknown)} "
                 f"(expected {', '.join(sorted(known))})")
+
+    @classmethod
+    def status_warnings(cls, account: Account, policy: Any, now: datetime) -> list[str]:
+        """What `autopost status` should say about this account before it breaks
+        (a token about to expire, an API version about to be retired)."""
+        return []
 
     # -- at `accounts add` ----------------------------------------------------------
     def setup(self) -> Refreshed | None:
