@@ -9,6 +9,7 @@ import statistics
 import subprocess
 import sys
 import tempfile
+import threading
 import time
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
@@ -62,12 +63,7 @@ def run_proc(cmd: Sequence[str], *, env: dict[str, str] | None = None,
         argv = [TIME, "-q", "-f", "%M", "-o", rss_file, *argv]
     start = time.perf_counter()
     p = subprocess.Popen(argv, stdout=out, stderr=err, env=env, cwd=cwd)
-    try:
-        p.wait(timeout=timeout)
-    except subprocess.TimeoutExpired:
-        p.kill()
-        p.wait()
-    wall = time.perf_counter() - start
+    wall, p.returncode = wait_exact(p, timeout, start)
     rss = 0
     if rss_file:
         text = Path(rss_file).read_text().split()
@@ -82,6 +78,40 @@ def run_proc(cmd: Sequence[str], *, env: dict[str, str] | None = None,
     if check and res.code != 0:
         raise RuntimeError(f"{' '.join(cmd)} exited {res.code}:\n{res.stdout}\n{res.stderr}")
     return res
+
+
+def wait_exact(p: subprocess.Popen, timeout: float, start: float) -> tuple[float, int]:
+    """Block in waitpid until the child exits; the wall time is read at that moment.
+
+    Popen.wait(timeout=...) polls with growing sleeps, so it notices an exit only at its
+    polling points (about 63.5, 113.5, 163.5 ms ...) and every figure would be rounded up
+    to one of them. A blocking waitpid returns as the child exits; a timer thread kills a
+    child that runs past the timeout."""
+    timer = threading.Timer(timeout, p.kill)
+    timer.daemon = True
+    timer.start()
+    try:
+        _, status = os.waitpid(p.pid, 0)
+        wall = time.perf_counter() - start
+    finally:
+        timer.cancel()
+    return wall, os.waitstatus_to_exitcode(status)
+
+
+def fsync_rate(seconds: float = 1.0) -> float:
+    """fsyncs per second of a one-byte write in the temp folder: the ceiling for commits."""
+    fd, path = tempfile.mkstemp(prefix="fsync-")
+    try:
+        n = 0
+        end = time.perf_counter() + seconds
+        while time.perf_counter() < end:
+            os.write(fd, b"x")
+            os.fsync(fd)
+            n += 1
+        return n / seconds
+    finally:
+        os.close(fd)
+        os.unlink(path)
 
 
 def bench_env(**extra: str) -> dict[str, str]:
@@ -175,7 +205,7 @@ def machine() -> str:
 def header(mode: str) -> None:
     print(f"## bench: {mode}")
     print(f"machine: {machine()}")
-    print(f"load average at start: {load()}")
+    print(f"load average at start: {load()}; fsync rate here: {fsync_rate():,.0f}/s")
 
 
 def interleave(trials: int, *steps: Callable[[], None]) -> None:
