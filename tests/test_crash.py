@@ -118,7 +118,9 @@ def test_sigterm_releases_unstarted_claims(tmp_path):
     with FakeMastodon(latency=0.3) as fake:
         db, config, store = _setup(tmp_path, fake, jobs=20, accounts=1)
         proc = _cli(db, config, "run-due")
-        time.sleep(1.5)
+        deadline = time.monotonic() + 60  # signal once the first post is out, not by guess
+        while not fake.ledger() and proc.poll() is None and time.monotonic() < deadline:
+            time.sleep(0.02)
         proc.send_signal(signal.SIGTERM)
         out, err = proc.communicate(timeout=30)
         assert "Traceback" not in err

@@ -90,10 +90,13 @@ class RawArgsCommand(TyperCommand):
         return super().parse_args(ctx, args)
 
 
+# Plain help text (no rich markup mode): help shows what was written, and `--help` does
+# not load rich, markdown and pygments.
 app = typer.Typer(cls=AutopostGroup, pretty_exceptions_show_locals=False,
-                  no_args_is_help=True, add_completion=False,
+                  no_args_is_help=True, add_completion=False, rich_markup_mode=None,
                   help="Schedule social-media posts and publish them reliably from cron.")
 accounts_app = typer.Typer(no_args_is_help=True, pretty_exceptions_show_locals=False,
+                           rich_markup_mode=None,
                            help="Add, list and remove the accounts autopost posts to.")
 app.add_typer(accounts_app, name="accounts")
 
