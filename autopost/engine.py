@@ -264,7 +264,10 @@ class Engine:
         for m in batch:
             if isinstance(m, SaveRefRequest):
                 try:
-                    self.store.save_ref(m.job_id, run_id, m.ref, now=now)
+                    # Saving a ref is a sign of life: it renews the job's lease, so an
+                    # adapter that saves progress during a long upload keeps its job.
+                    self.store.save_ref(m.job_id, run_id, m.ref, now=now,
+                                        lease=self.settings.run.lease_seconds)
                     m.reply.set_result(True)
                 except Exception as exc:  # the worker decides what a lost ref means
                     m.reply.set_exception(exc)

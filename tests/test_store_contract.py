@@ -577,6 +577,19 @@ def test_save_ref_needs_the_lease(store):
     assert store.get_job(job.id).ref == {"container": "c-1"}
 
 
+def test_save_ref_with_a_lease_keeps_a_long_call_alive(store):
+    account(store)
+    (job,) = add(store, new())
+    claim(store, "r1", lease=60)
+    store.dispatch([job.id], "r1", now=NOW)
+    later = NOW + timedelta(seconds=50)
+    store.save_ref(job.id, "r1", {"upload": "u", "sent": 10}, now=later, lease=60)
+    assert store.get_job(job.id).lease_expires_at == later + timedelta(seconds=60)
+    assert store.rescue_expired("r2", now=NOW + timedelta(seconds=61)) == []
+    store.save_ref(job.id, "r1", {"upload": "u", "sent": 20}, now=later)  # no lease: kept
+    assert store.get_job(job.id).lease_expires_at == later + timedelta(seconds=60)
+
+
 def test_rescue_expired_leases(store):
     for name in "abc":
         account(store, name)

@@ -210,8 +210,11 @@ class Store(ABC):
         """Claimed but never dispatched -> pending again (no attempt spent)."""
 
     @abstractmethod
-    def save_ref(self, job_id: str, run_id: str, ref: dict[str, Any], *, now: datetime) -> None:
-        """Persist adapter state needed to reconcile (a container id, an upload URL)."""
+    def save_ref(self, job_id: str, run_id: str, ref: dict[str, Any], *, now: datetime,
+                 lease: float | None = None) -> None:
+        """Persist adapter state needed to reconcile (a container id, an upload URL).
+        With `lease`, the job's lease is renewed too: an adapter saving progress during
+        one long call (an upload) is alive, and no other run may take the job over."""
 
     @abstractmethod
     def due_jobs(self, *, now: datetime, limit: int | None) -> list[Job]:

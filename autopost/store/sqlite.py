@@ -517,11 +517,14 @@ class SqliteStore(Store):
                     (to_db(now), jid, run_id)).rowcount
         return n
 
-    def save_ref(self, job_id, run_id, ref, *, now):
+    def save_ref(self, job_id, run_id, ref, *, now, lease=None):
         with self._write() as c:
+            until = None if lease is None else to_db(now + timedelta(seconds=lease))
             cur = c.execute(
-                "UPDATE jobs SET ref = ?, updated_at = ? WHERE id = ? AND lease_owner = ?",
-                (json.dumps(ref), to_db(now), job_id, run_id))
+                "UPDATE jobs SET ref = ?, updated_at = ?, "
+                "lease_expires_at = coalesce(?, lease_expires_at) "
+                "WHERE id = ? AND lease_owner = ?",
+                (json.dumps(ref), to_db(now), until, job_id, run_id))
             if cur.rowcount == 0:
                 raise UsageError(f"job {job_id}: lease lost while saving its reference")
 

@@ -1,7 +1,8 @@
 """The plumbing the LinkedIn and YouTube fakes share: a threaded HTTP server on 127.0.0.1,
 a request log, and injected faults.
 
-Faults apply to the next `count` requests matching `path` (a prefix) and `method`:
+Faults apply to the next `count` requests matching `path` (a prefix) and `method`, after
+letting `skip` of them through:
   status   answer `status` with `body` (JSON) and `headers`
   latency  wait `seconds`, then answer normally
   drop     do the work, then close the connection without answering
@@ -28,6 +29,7 @@ class Fault:
     body: Any = None
     headers: dict[str, str] = field(default_factory=dict)
     seconds: float = 0.0
+    skip: int = 0                   # let this many matching requests through first
 
     def matches(self, method: str, path: str) -> bool:
         return (self.count > 0 and (self.path is None or path.startswith(self.path))
@@ -101,6 +103,9 @@ class FakeServer:
         with self.lock:
             for fault in self.faults:
                 if fault.matches(method, path):
+                    if fault.skip > 0:
+                        fault.skip -= 1
+                        continue
                     fault.count -= 1
                     self.faults = [f for f in self.faults if f.count > 0]
                     return fault

@@ -1,0 +1,158 @@
+"""YouTube through the real CLI: `run-due` processes against the local resumable fake,
+one of them killed with SIGKILL in the middle of a multi-chunk upload."""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import os
+import signal
+import subprocess
+import sys
+import time
+from datetime import UTC, datetime
+from pathlib import Path
+
+import pytest
+
+from autopost.models import JobFilter, JobStatus
+from autopost.store.sqlite import SqliteStore
+
+try:
+    import googleapiclient  # noqa: F401
+except ImportError:
+    if os.environ.get("CI"):
+        raise
+    pytest.skip("google-api-python-client is not installed", allow_module_level=True)
+
+from tests.fakes.youtube_server import FakeYouTube  # noqa: E402
+
+TOKEN = "ya29.cli"
+MIB = 1024 * 1024
+LEASE = 3
+
+
+def mp4(path: Path, size: int) -> str:
+    head = b"\x00\x00\x00\x18ftypmp42\x00\x00\x00\x00mp42isom"
+    with path.open("wb") as fh:
+        fh.write(head)
+        left = size - len(head)
+        block = hashlib.shake_256(b"video").digest(MIB)
+        while left > 0:
+            fh.write(block[:left])
+            left -= len(block)
+    return str(path)
+
+
+def wait_for(what, predicate, timeout: float = 60.0) -> None:
+    deadline = time.monotonic() + timeout
+    while not predicate():
+        if time.monotonic() > deadline:
+            raise AssertionError(f"timed out waiting for {what}")
+        time.sleep(0.02)
+
+
+@pytest.fixture
+def fake():
+    with FakeYouTube() as server:
+        server.add_channel(TOKEN)
+        yield server
+        assert server.violations == []
+
+
+@pytest.fixture
+def setup(proc, fake, tmp_path):
+    config = tmp_path / "config.toml"
+    config.write_text(f"[run]\nlease_seconds = {LEASE}\n"
+                      "[platforms.youtube]\nhourly_limit = 0\ndaily_limit = 0\n")
+    env = {"AUTOPOST_CONFIG": str(config)}
+    out = proc("accounts", "add", "yt", "--platform", "youtube", "--base-url", fake.base_url,
+               "--credentials", "-", input=json.dumps({"access_token": TOKEN}), env=env)
+    assert out.code == 0, out.stderr
+    return env
+
+
+def test_add_and_run_due_uploads_the_video(proc, fake, setup, tmp_path):
+    video = mp4(tmp_path / "clip.mp4", 3 * MIB)
+    out = proc("add", "Launch video\nEverything about the launch.", "--account", "yt",
+               "--at", "now", "--media", video, env=setup)
+    assert out.code == 0, out.stderr
+    out = proc("run-due", env=setup)
+    assert out.code == 0, out.stdout + out.stderr
+    assert out.stderr == ""  # no progress bar without a terminal
+    [uploaded] = fake.ledger()
+    assert uploaded.resource["snippet"]["title"] == "Launch video"
+    assert uploaded.sha256 == hashlib.sha256(Path(video).read_bytes()).hexdigest()
+    [job] = json.loads(proc("list", "--json", env=setup).stdout)
+    assert job["status"] == "posted" and job["platform_post_id"] == uploaded.id
+    assert job["platform_url"] == f"https://www.youtube.com/watch?v={uploaded.id}"
+    assert TOKEN not in out.stdout + out.stderr
+
+
+def test_add_refuses_what_is_not_one_video(proc, setup, tmp_path):
+    text = tmp_path / "notes.mp4"
+    text.write_text("not a video " * 100)
+    out = proc("add", "Title", "--account", "yt", "--at", "now", "--media", str(text),
+               env=setup)
+    assert out.code == 2 and len(out.err_lines) == 1 and "not a video" in out.stderr
+    out = proc("add", "Title", "--account", "yt", "--at", "now", env=setup)
+    assert out.code == 2 and "exactly one video" in out.stderr
+    assert json.loads(proc("list", "--json", env=setup).stdout) == []
+
+
+def _run_due(db: Path, env: dict[str, str]) -> subprocess.Popen:
+    full = {**{k: v for k, v in os.environ.items() if not k.startswith("AUTOPOST_")}, **env}
+    return subprocess.Popen([sys.executable, "-m", "autopost", "--db", str(db), "run-due"],
+                            env=full, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+
+
+def test_sigkill_mid_upload_the_next_run_resumes_from_the_servers_offset(proc, fake, setup,
+                                                                         tmp_path):
+    size = 24 * MIB                        # three 8 MiB chunks
+    video = mp4(tmp_path / "long.mp4", size)
+    assert proc("add", "Long video", "--account", "yt", "--at", "now", "--media", video,
+                env=setup).code == 0
+    fake.read_delay = 0.01                  # per 256 KiB: about 2.5 s for the whole file
+    first = _run_due(proc.db, setup)
+    # Kill it inside the second chunk: 10 MiB have arrived, the session holds 8.
+    wait_for("10 MiB at the server", lambda: fake.bytes_received >= 10 * MIB)
+    first.send_signal(signal.SIGKILL)
+    first.communicate(timeout=30)
+    wait_for("the partial chunk to be kept", lambda: fake.received() > 8 * MIB, timeout=10)
+    held = fake.received()
+    assert held < size and fake.ledger() == []
+    fake.read_delay = 0.0
+
+    store = SqliteStore(proc.db)
+    try:
+        [job] = store.list_jobs(JobFilter())
+        assert job.status is JobStatus.RUNNING and job.ref["upload_uri"]
+        wait_for("the killed run's lease to expire",
+                 lambda: store.list_jobs(JobFilter())[0].lease_expires_at < datetime.now(UTC),
+                 timeout=LEASE * 5)
+        for _ in range(4):
+            done = _run_due(proc.db, setup)
+            out, err = done.communicate(timeout=120)
+            assert "Traceback" not in err, err
+            if store.list_jobs(JobFilter())[0].status is JobStatus.POSTED:
+                break
+        [job] = store.list_jobs(JobFilter())
+    finally:
+        store.close()
+    [uploaded] = fake.ledger()
+    assert job.status is JobStatus.POSTED and job.platform_post_id == uploaded.id
+    assert uploaded.size == size
+    assert uploaded.sha256 == hashlib.sha256(Path(video).read_bytes()).hexdigest()
+    assert len(fake.seen("POST", "/upload/youtube/v3/videos")) == 1  # one session, resumed
+    assert fake.bytes_received < 1.3 * size
+    resumed = [r.header("content-range") for r in fake.seen("PUT", "/upload/youtube/v3/videos")
+               if r.body]
+    assert resumed[-2].startswith(f"bytes {held}-")  # the resumed chunk starts where it was
+
+
+def test_status_warns_when_a_google_token_is_dead(proc, fake, setup):
+    fake.expired_tokens.add(TOKEN)
+    out = proc("accounts", "check", "yt", env=setup)
+    assert out.code == 1 and "re-auth" in out.stdout + out.stderr
+    status = proc("status", env=setup)
+    assert status.code == 1 and "yt" in status.stdout
