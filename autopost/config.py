@@ -75,6 +75,7 @@ class RunSettings:
     max_concurrent_jobs: int = 8
     catch_up_window: float = 3600.0
     expected_interval: float = 60.0
+    busy_timeout: float = 30.0
 
 
 # The seed's tables (DESIGN.md) and, for the other platforms, their documented limits
@@ -107,7 +108,17 @@ _POLICY_KEYS = ("max_attempts", "base_delay", "max_delay", "backoff_multiplier",
 # Settings only some platforms have.
 _VERSIONED = ("linkedin",)
 _RUN_KEYS = ("enabled", "lease_seconds", "max_concurrent_jobs", "catch_up_window",
-             "expected_interval")
+             "expected_interval", "busy_timeout")
+
+# Bounds of every numeric setting (and of the flags that override them). Beyond these a
+# value is a typo or an attack: a thread per concurrent job, a 64-bit column, a timedelta.
+MAX_CONCURRENCY = 256
+MAX_ATTEMPTS = 1000
+MAX_POSTS_LIMIT = 1_000_000_000
+MAX_MULTIPLIER = 100.0
+MAX_LEASE = 86400.0              # a day
+MAX_INTERVAL = 30 * 86400.0      # a month
+MAX_BUSY_TIMEOUT = 86400.0
 
 
 @dataclass(frozen=True)
@@ -155,8 +166,17 @@ def resolve_db_path(flag: str | None, env: dict[str, str] | None = None) -> Path
 
 
 def load_settings(config_flag: str | None = None, env: dict[str, str] | None = None) -> Settings:
-    """Defaults, then config.toml, then the environment. Flags are applied by the caller."""
+    """Defaults, then config.toml, then the environment. Flags are applied by the caller.
+    Every setting is checked here, whichever command asked."""
+    from autopost.inputs import check_env, check_text
+
     env = dict(os.environ) if env is None else env
+    try:
+        check_env(env)
+        if config_flag is not None:
+            check_text(config_flag, "--config")
+    except UsageError as exc:
+        raise ConfigError(str(exc)) from None
     path, explicit = _config_location(config_flag, env)
     data: dict[str, Any] = {}
     if path is not None and path.exists():
@@ -177,13 +197,18 @@ def _config_location(flag: str | None, env: dict[str, str]) -> tuple[Path | None
 def _read_toml(path: Path) -> dict[str, Any]:
     import tomllib
 
+    from autopost.inputs import CONFIG_MAX, read_text_file
+
     try:
-        with path.open("rb") as fh:
-            return tomllib.load(fh)
+        text = read_text_file(path, CONFIG_MAX, "config")
+    except UsageError as exc:
+        raise ConfigError(str(exc)) from None
+    try:
+        return tomllib.loads(text)
     except tomllib.TOMLDecodeError as exc:
         raise ConfigError(f"{path}: not valid TOML ({exc})") from None
-    except OSError as exc:
-        raise ConfigError(f"{path}: cannot read ({exc.strerror})") from None
+    except RecursionError:
+        raise ConfigError(f"{path}: not valid TOML (nested too deeply)") from None
 
 
 def _build(data: dict[str, Any], env: dict[str, str], path: Path | None) -> Settings:
@@ -235,34 +260,39 @@ def _apply(obj: Any, table: dict[str, Any], where: str, keys: tuple[str, ...]) -
 
 def _coerce(key: str, value: Any, name: str) -> Any:
     """Check and convert one setting; `name` is what an error message calls it."""
-    from autopost.timeparse import parse_duration
+    from autopost.inputs import real_number, shown, whole_number
+    from autopost.timeparse import MAX_SECONDS, parse_duration
 
     try:
+        if isinstance(value, str):
+            if len(value) > 100:
+                raise ConfigError(f"{name}: invalid value {shown(value)}")
         if key == "enabled":
             return _boolean(value, name)
         if key == "api_version":
             return _api_version(value, name)
         if key in ("lease_seconds", "catch_up_window", "expected_interval", "base_delay",
                    "max_delay"):
-            seconds = parse_duration(value, name=name)
+            most = {"lease_seconds": MAX_LEASE, "expected_interval": MAX_INTERVAL}.get(
+                key, MAX_SECONDS)
+            seconds = parse_duration(value, name=name, max_seconds=most)
             if key in ("lease_seconds", "expected_interval") and seconds <= 0:
                 raise ConfigError(f"{name}: must be more than zero")
             return seconds
+        if key == "busy_timeout":
+            return real_number(value, name, lo=0.0, hi=MAX_BUSY_TIMEOUT)
         if key == "backoff_multiplier":
-            number = float(value)
-            if isinstance(value, bool) or number < 1:
-                raise ValueError
-            return number
-        number = _integer(value, name)
+            return real_number(value, name, lo=1.0, hi=MAX_MULTIPLIER)
         if key in ("hourly_limit", "daily_limit"):
-            return number or None
-        if number < 1:
-            raise ConfigError(f"{name}: must be at least 1, got {value!r}")
-        return number
+            return whole_number(value, name, lo=0, hi=MAX_POSTS_LIMIT) or None
+        most = MAX_CONCURRENCY if key == "max_concurrent_jobs" else MAX_ATTEMPTS
+        return whole_number(value, name, lo=1, hi=most)
     except ConfigError:
         raise
-    except (UsageError, ValueError, TypeError):
-        raise ConfigError(f"{name}: invalid value {value!r}") from None
+    except UsageError as exc:
+        raise ConfigError(str(exc)) from None
+    except (ValueError, TypeError):
+        raise ConfigError(f"{name}: invalid value {shown(value)}") from None
 
 
 def _api_version(value: Any, name: str) -> str:
@@ -279,6 +309,8 @@ def _api_version(value: Any, name: str) -> str:
 
 
 def _boolean(value: Any, name: str) -> bool:
+    from autopost.inputs import shown
+
     if isinstance(value, bool):
         return value
     text = str(value).strip().lower()
@@ -286,22 +318,16 @@ def _boolean(value: Any, name: str) -> bool:
         return True
     if text in ("0", "false", "no", "off"):
         return False
-    raise ConfigError(f"{name}: expected true or false, got {value!r}")
+    raise ConfigError(f"{name}: expected true or false, got {shown(value)}")
 
 
-def _integer(value: Any, name: str) -> int:
-    if isinstance(value, bool):
-        raise ConfigError(f"{name}: expected a whole number, got {value!r}")
-    if isinstance(value, int):
-        number = value
-    else:
-        try:
-            number = int(str(value).strip())
-        except ValueError:
-            raise ConfigError(f"{name}: expected a whole number, got {value!r}") from None
-    if number < 0:
-        raise ConfigError(f"{name}: cannot be negative, got {value!r}")
-    return number
+def busy_timeout_from_env(env: dict[str, str] | None = None) -> float | None:
+    """AUTOPOST_BUSY_TIMEOUT in seconds, checked; None when unset."""
+    env = os.environ if env is None else env
+    raw = env.get("AUTOPOST_BUSY_TIMEOUT")
+    if raw is None:
+        return None
+    return _coerce("busy_timeout", raw, "AUTOPOST_BUSY_TIMEOUT")
 
 
 def _apply_env_run(run: RunSettings, env: dict[str, str]) -> RunSettings:
@@ -312,6 +338,9 @@ def _apply_env_run(run: RunSettings, env: dict[str, str]) -> RunSettings:
         changes["max_concurrent_jobs"] = _coerce(
             "max_concurrent_jobs", env["AUTOPOST_MAX_CONCURRENT_JOBS"],
             "AUTOPOST_MAX_CONCURRENT_JOBS")
+    busy = busy_timeout_from_env(env)
+    if busy is not None:
+        changes["busy_timeout"] = busy
     return replace(run, **changes)
 
 

@@ -13,7 +13,6 @@ from __future__ import annotations
 
 import csv
 import io
-import json
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass
 from datetime import UTC, datetime, timezone, tzinfo
@@ -22,6 +21,7 @@ from typing import Any
 
 from autopost.config import Settings
 from autopost.errors import NotFound, UsageError
+from autopost.inputs import BadJSON, parse_json
 from autopost.models import Account, Media, NewJob
 from autopost.platforms.base import Adapter
 from autopost.services import PAST_GRACE, check_media, existing_keys, platform_adapter
@@ -62,16 +62,11 @@ def detect_format(path: Path, head: str) -> str:
 
 
 def read_text(path: Path) -> str:
-    try:
-        if path.is_dir():
-            raise UsageError(f"{path}: is a folder, not a file")
-        return path.read_text(encoding="utf-8-sig")
-    except FileNotFoundError:
-        raise UsageError(f"{path}: no such file") from None
-    except UnicodeDecodeError as exc:
-        raise UsageError(f"{path}: not UTF-8 text (byte {exc.start})") from None
-    except OSError as exc:
-        raise UsageError(f"{path}: cannot read ({exc.strerror})") from None
+    """The whole file as checked UTF-8 text, at most inputs.IMPORT_MAX bytes."""
+    from autopost.inputs import IMPORT_MAX, check_text, read_text_file
+
+    check_text(str(path), "import")
+    return read_text_file(path, IMPORT_MAX, "import")
 
 
 def raw_rows(text: str, fmt: str) -> Iterator[tuple[int, int, dict[str, Any]]]:
@@ -89,10 +84,9 @@ def _jsonl_rows(text: str) -> Iterator[tuple[int, int, dict[str, Any]]]:
             continue
         row += 1
         try:
-            data = json.loads(line)
-        except json.JSONDecodeError as exc:
-            raise RowError(row, None, f"not valid JSON ({exc.msg}, column {exc.colno})",
-                           lineno) from None
+            data = parse_json(line)
+        except BadJSON as exc:
+            raise RowError(row, None, str(exc).replace(", line 1,", ","), lineno) from None
         if not isinstance(data, dict):
             raise RowError(row, None, "expected a JSON object", lineno)
         unknown = sorted(set(data) - set(COLUMNS))

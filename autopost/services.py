@@ -4,11 +4,9 @@ so bad input raises a UsageError and changes nothing."""
 
 from __future__ import annotations
 
-import json
 import os
 import re
 import secrets
-import sys
 from collections.abc import Sequence
 from dataclasses import dataclass, replace
 from datetime import UTC, datetime, timedelta
@@ -44,42 +42,44 @@ def platform_adapter(name: str) -> tuple[str, type[Adapter]]:
 
 
 def check_account_name(name: str) -> str:
-    if not _NAME.match(name):
+    if not _NAME.fullmatch(name):
+        from autopost.inputs import shown
+
         raise UsageError(
-            f"account name {name!r}: use up to 64 letters, digits and . _ @ + - "
+            f"account name {shown(name)}: use up to 64 letters, digits and . _ @ + - "
             "(starting with a letter or digit)")
     return name
 
 
 def read_credentials(source: str) -> dict[str, Any]:
     """A JSON object from a file, or from stdin for '-'. Values are never echoed."""
+    from autopost.inputs import (
+        CREDENTIALS_MAX,
+        BadJSON,
+        decode,
+        parse_json,
+        read_capped,
+        read_stdin,
+    )
+
     where = "stdin" if source == "-" else source
+    if source == "-":
+        raw = read_stdin(CREDENTIALS_MAX, "credentials")
+    else:
+        path = Path(source).expanduser()
+        raw = decode(read_capped(path, CREDENTIALS_MAX, "--credentials"),
+                     f"--credentials {source}")
     try:
-        if source == "-":
-            raw = sys.stdin.read()
-        else:
-            path = Path(source).expanduser()
-            if path.is_dir():
-                raise UsageError(f"--credentials {source}: is a folder, not a JSON file")
-            raw = path.read_text(encoding="utf-8")
-    except FileNotFoundError:
-        raise UsageError(f"--credentials {source}: no such file") from None
-    except UnicodeDecodeError:
-        raise UsageError(f"--credentials {where}: not UTF-8 text") from None
-    except OSError as exc:
-        raise UsageError(f"--credentials {source}: cannot read ({exc.strerror})") from None
-    try:
-        data = json.loads(raw)
-    except json.JSONDecodeError as exc:
-        # The position only: the message must not quote the (secret) content.
-        raise UsageError(f"credentials from {where}: not valid JSON "
-                         f"(line {exc.lineno}, column {exc.colno})") from None
+        data = parse_json(raw)
+    except BadJSON as exc:
+        # The reason only: the message must not quote the (secret) content.
+        raise UsageError(f"credentials from {where}: {exc}") from None
     if not isinstance(data, dict):
         raise UsageError(f"credentials from {where}: expected a JSON object of fields")
     for key, value in data.items():
         if isinstance(value, dict):
             if set(value) != {"env"} or not isinstance(value["env"], str) \
-                    or not re.match(r"^[A-Za-z_][A-Za-z0-9_]*$", value["env"]):
+                    or not re.fullmatch(r"[A-Za-z_][A-Za-z0-9_]*", value["env"]):
                 raise UsageError(f"credential field {key!r}: an object value must be "
                                  '{"env": "VARIABLE_NAME"}')
         elif not isinstance(value, str | int | float | bool) and value is not None:
@@ -96,13 +96,17 @@ def build_account(name: str, platform: str, credentials: dict[str, Any], *,
     if existing is not None and existing.platform != canon:
         raise UsageError(f"account {name!r} is a {existing.platform} account; remove it "
                          f"first to make it a {canon} account")
-    if base_url is not None and not re.match(r"^https?://[^\s/]+", base_url):
-        raise UsageError(f"--base-url {base_url!r}: expected an http:// or https:// URL")
+    if base_url is not None:
+        base_url = check_base_url(base_url)
+    if cls.needs_base_url and base_url is None and (existing is None or not existing.base_url):
+        raise UsageError(f"{canon} accounts need --base-url (the instance's address, e.g. "
+                         "https://mastodon.social); nothing was stored")
     cls.check_credentials(credentials)
     if canon == "outbox" and isinstance(credentials.get("path"), str):
         # cron runs elsewhere: a relative folder must mean what it meant here.
+        # The real folder is stored: a symbolic link planted there later is not followed.
         credentials = {**credentials,
-                       "path": str(Path(credentials["path"]).expanduser().absolute())}
+                       "path": str(Path(credentials["path"]).expanduser().resolve())}
     if existing is not None:
         hourly_limit = existing.hourly_limit if hourly_limit is None else hourly_limit
         daily_limit = existing.daily_limit if daily_limit is None else daily_limit
@@ -111,6 +115,30 @@ def build_account(name: str, platform: str, credentials: dict[str, Any], *,
         name=name, platform=canon, base_url=base_url, credentials=credentials,
         blocked_until=existing.blocked_until if existing else None,
         hourly_limit=hourly_limit, daily_limit=daily_limit)
+
+
+def check_base_url(url: str) -> str:
+    """An http(s) origin with an optional path; never echoed when it holds a password."""
+    from urllib.parse import urlsplit
+
+    from autopost.inputs import check_text, shown
+
+    check_text(url, "--base-url")
+    try:
+        parts = urlsplit(url)
+        port_ok = parts.port is None or 0 < parts.port < 65536
+    except ValueError:
+        parts, port_ok = None, False
+    if parts is not None and (parts.username is not None or parts.password is not None):
+        raise UsageError("--base-url: must not hold a user name or password (secrets go in "
+                         "--credentials); nothing was stored")
+    if (parts is None or not port_ok or parts.scheme not in ("http", "https")
+            or not parts.hostname or len(url) > 2048
+            or any(ch.isspace() or ord(ch) < 32 or ord(ch) == 127 for ch in url)):
+        raise UsageError(f"--base-url {shown(url)}: expected an http:// or https:// URL")
+    if parts.query or parts.fragment:
+        raise UsageError(f"--base-url {shown(url)}: no query (?) or fragment (#), please")
+    return url
 
 
 def setup_account(account: Account, cls: type[Adapter]) -> Account:
@@ -157,26 +185,10 @@ def account_limits(account: Account, settings: Settings) -> tuple[int | None, in
 # -- media ---------------------------------------------------------------------------
 
 def check_media(path: str, base: Path | None = None) -> str:
-    """An existing, readable regular file; returned as an absolute path."""
-    if not path.strip():
-        raise UsageError("--media: empty file name")
-    p = Path(path).expanduser()
-    if not p.is_absolute():
-        p = (base or Path.cwd()) / p
-    try:
-        if not p.exists():
-            raise UsageError(f"media file not found: {path}")
-        if not p.is_file():
-            raise UsageError(f"media {path}: not a regular file")
-        with p.open("rb") as fh:
-            fh.read(1)
-    except PermissionError:
-        raise UsageError(f"media {path}: permission denied") from None
-    except OSError as exc:
-        if isinstance(exc, UsageError):
-            raise
-        raise UsageError(f"media {path}: cannot read ({exc.strerror})") from None
-    return str(p.absolute())
+    """An existing image or video file, checked by content; returned as an absolute path."""
+    from autopost.media import check_media as checked
+
+    return checked(path, base)
 
 
 def pair_media(media: Sequence[str], alts: Sequence[str], order: Sequence[str]

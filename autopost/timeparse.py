@@ -16,6 +16,7 @@ is an error; one that happens twice (clocks go back) means the first of the two.
 from __future__ import annotations
 
 import functools
+import math
 import re
 from datetime import UTC, datetime, timedelta, tzinfo
 
@@ -27,26 +28,45 @@ _RELATIVE = re.compile(r"^\+\s*((?:\d+(?:\.\d+)?\s*[smhdw]\s*)+)$")
 _BARE_DURATION = re.compile(r"^-?\s*(?:\d+(?:\.\d+)?\s*[smhdw]\s*)+$")
 
 
-def parse_duration(value: str | int | float, *, name: str = "duration") -> float:
-    """`90`, `90s`, `5m`, `2h`, `1d`, `1h30m` -> seconds. Negative or empty is an error."""
+# The longest duration any setting or flag may be (a century: beyond it a timedelta, a
+# stored time or a sleep stops making sense).
+MAX_SECONDS = 100 * 365 * 86400.0
+
+
+def parse_duration(value: str | int | float, *, name: str = "duration",
+                   max_seconds: float = MAX_SECONDS) -> float:
+    """`90`, `90s`, `5m`, `2h`, `1d`, `1h30m` -> seconds. Negative, empty, nan, infinite
+    or longer than `max_seconds` is an error."""
+    from autopost.inputs import check_text, shown
+
     if isinstance(value, bool):
         raise UsageError(f"{name}: expected a duration like 90s, 5m or 2h, got {value!r}")
     if isinstance(value, int | float):
-        if value < 0:
-            raise UsageError(f"{name}: a duration cannot be negative ({value})")
-        return float(value)
-    text = str(value).strip().lower()
+        return _bounded(float(value) if abs(value) < 1e300 else math.inf, value, name,
+                        max_seconds)
+    text = check_text(str(value), name).strip().lower()
+    if len(text) > 64:
+        raise UsageError(f"{name}: expected a duration like 90s, 5m or 2h, got {shown(value)}")
     try:
         seconds = float(text)
     except ValueError:
         pass
     else:
-        if seconds < 0:
-            raise UsageError(f"{name}: a duration cannot be negative ({value})")
-        return seconds
+        return _bounded(seconds, value, name, max_seconds)
     if not text or _DURATION.sub("", text).strip():
+        raise UsageError(f"{name}: expected a duration like 90s, 5m or 2h, got {shown(value)}")
+    total = float(sum(float(n) * _UNITS[u] for n, u in _DURATION.findall(text)))
+    return _bounded(total, value, name, max_seconds)
+
+
+def _bounded(seconds: float, value: object, name: str, max_seconds: float) -> float:
+    if math.isnan(seconds):
         raise UsageError(f"{name}: expected a duration like 90s, 5m or 2h, got {value!r}")
-    return float(sum(float(n) * _UNITS[u] for n, u in _DURATION.findall(text)))
+    if seconds < 0:
+        raise UsageError(f"{name}: a duration cannot be negative ({value})")
+    if seconds > max_seconds:
+        raise UsageError(f"{name}: too long (at most {max_seconds:,.0f} seconds)")
+    return seconds
 
 
 def get_zone(name: str | None) -> tzinfo:
@@ -55,11 +75,17 @@ def get_zone(name: str | None) -> tzinfo:
         return local_zone()
     from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
 
+    from autopost.inputs import bad_text_at, shown
+
+    # IANA names are short ASCII paths; anything else never names a zone.
+    if len(name) > 255 or bad_text_at(name) is not None or "\0" in name:
+        raise UsageError(
+            f"unknown time zone {shown(name)} (use an IANA name like Europe/Berlin)")
     try:
         return ZoneInfo(name)
-    except (ZoneInfoNotFoundError, ValueError):
+    except (ZoneInfoNotFoundError, ValueError, OSError):
         raise UsageError(
-            f"unknown time zone {name!r} (use an IANA name like Europe/Berlin)") from None
+            f"unknown time zone {shown(name)} (use an IANA name like Europe/Berlin)") from None
 
 
 def local_zone() -> tzinfo:
@@ -106,11 +132,16 @@ def parse_when(text: str, *, now: datetime, tz: str | None = None) -> datetime:
     low = text.lower()
     if low == "now":
         return now.astimezone(UTC)
+    if len(low) > 200:
+        from autopost.inputs import shown
+
+        raise UsageError(f"--at: cannot read {shown(raw)} as a time")
     rel = _RELATIVE.match(low)
     if rel:
         try:
-            return (now + timedelta(seconds=parse_duration(rel.group(1)))).astimezone(UTC)
-        except OverflowError:
+            seconds = parse_duration(rel.group(1), max_seconds=math.inf)
+            return (now + timedelta(seconds=seconds)).astimezone(UTC)
+        except (OverflowError, UsageError):
             raise UsageError(f"--at: {raw!r} is too far in the future") from None
     if _BARE_DURATION.match(low):
         # dateutil would read "5m" as 00:05 today and "-1h" as 01:00: refuse instead.

@@ -81,7 +81,7 @@ def test_combined_relative_offsets(h, m, s):
                                                                      seconds=s)
 
 
-@given(st.integers(min_value=0, max_value=10**7), st.sampled_from(sorted(UNITS)))
+@given(st.integers(min_value=0, max_value=5000), st.sampled_from(sorted(UNITS)))
 def test_durations(n, unit):
     assert parse_duration(f"{n}{unit}") == n * UNITS[unit]
     assert parse_duration(n) == n
