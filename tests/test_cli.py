@@ -20,6 +20,7 @@ from autopost.store.base import Result
 from autopost.store.sqlite import SqliteStore
 
 from .conftest import outbox_credentials
+from .images import png
 
 JOB_KEYS = {"id", "account", "platform", "status", "scheduled_at", "next_attempt_at", "attempts",
             "max_attempts", "key", "platform_post_id", "platform_url", "last_error",
@@ -281,7 +282,7 @@ def test_same_key_again_is_a_no_op(cli, demo):
 
 def test_media_and_alt_pair_in_order(cli, tmp_path, demo, monkeypatch):
     for name in ("a.png", "b.png", "c.png"):
-        (tmp_path / name).write_bytes(b"img")
+        (tmp_path / name).write_bytes(png(2, 2))
     monkeypatch.chdir(tmp_path)
     job = add_job(cli, "Pics", "-a", "demo", "--at", "+1h", "--media", "a.png", "--alt", "A",
                   "--media", "b.png", "--media=c.png", "--alt=C, with comma")

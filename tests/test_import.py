@@ -17,6 +17,7 @@ from autopost.platforms.outbox import OutboxAdapter
 from autopost.store.sqlite import SqliteStore
 
 from .conftest import file_hash
+from .images import jpeg, png
 
 pytestmark = pytest.mark.usefixtures("isolated_env")
 
@@ -70,7 +71,7 @@ def parse(path: Path, store, now: datetime = NOW, **kw):
 def test_csv_rows_become_jobs(tmp_path, store):
     (tmp_path / "img").mkdir()
     for name in ("a.png", "b.png"):
-        (tmp_path / "img" / name).write_bytes(b"\x89PNG")
+        (tmp_path / "img" / name).write_bytes(png(2, 2))
     path = write(tmp_path, "posts.csv",
                  "account,at,text,key,media,alt,tz\n"
                  f"alice,{FUTURE},\"Hello, world\",k1,img/a.png|img/b.png,first|,\n"
@@ -97,7 +98,7 @@ def test_default_zone_option(tmp_path, store):
 
 
 def test_jsonl_rows_become_jobs(tmp_path, store):
-    (tmp_path / "c.jpg").write_bytes(b"jpg")
+    (tmp_path / "c.jpg").write_bytes(jpeg(4, 3))
     rows = [
         {"account": "alice", "at": FUTURE, "text": "one", "key": 7},
         {"account": "bob", "at": "+2h", "text": "two", "media": ["c.jpg"], "alt": ["a cat"]},
