@@ -93,6 +93,27 @@ def platform_options(options: dict[str, Any], platform: str) -> dict[str, Any]:
     return merged
 
 
+_PLACEHOLDERS = {
+    "changeme", "changethis", "replaceme", "yourtoken", "yourtokenhere", "tokenhere",
+    "yourkey", "yourapikey", "yoursecret", "yourpassword", "yourapppassword",
+    "yourwebhookurl", "token", "accesstoken", "bottoken", "secret", "password", "apikey",
+    "placeholder", "todo", "tbd", "fixme", "none", "null", "undefined", "redacted",
+    "example", "insertyourtoken", "inserttokenhere", "puttokenhere", "dummy", "fake",
+}
+
+
+def looks_like_placeholder(value: str) -> bool:
+    """A secret value that is obviously not real: empty, '...', 'xxxx', '<token>',
+    'YOUR_TOKEN_HERE', '${TOKEN}' and the like."""
+    text = value.strip()
+    if len(text) < 4:
+        return True
+    if (text[0], text[-1]) in (("<", ">"), ("[", "]"), ("{", "}")) or text.startswith("$"):
+        return True
+    letters = "".join(ch for ch in text.lower() if ch.isalnum())
+    return not letters or len(set(letters)) == 1 or letters in _PLACEHOLDERS
+
+
 class Adapter(ABC):
     """One platform. Subclasses set the class attributes and implement publish/reconcile."""
 
@@ -109,6 +130,8 @@ class Adapter(ABC):
     can_reconcile: ClassVar[bool] = True
     # True where the platform's tokens expire and can be refreshed.
     refreshable: ClassVar[bool] = False
+    # True where there is no default API root (every Mastodon instance is its own).
+    needs_base_url: ClassVar[bool] = False
 
     def __init__(self, account: Account, credentials: dict[str, Any],
                  client: httpx.Client | None, *, clock: Callable[[], datetime] = utcnow,
@@ -163,6 +186,15 @@ class Adapter(ABC):
             raise UsageError(
                 f"unknown {cls.platform} credential field(s): {', '.join(unknown)} "
                 f"(expected {', '.join(sorted(known))})")
+        for name, value in credentials.items():
+            if not isinstance(value, str):
+                continue
+            if any(ord(ch) < 32 or ord(ch) == 127 for ch in value):
+                raise UsageError(f"{cls.platform} credential field {name!r}: holds a line "
+                                 "break or another control character")
+            if name in cls.secret_fields and looks_like_placeholder(value):
+                raise UsageError(f"{cls.platform} credential field {name!r}: looks like a "
+                                 "placeholder, not a real secret (nothing was stored)")
 
     @classmethod
     def status_warnings(cls, account: Account, policy: Any, now: datetime) -> list[str]:

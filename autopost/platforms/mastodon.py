@@ -126,6 +126,7 @@ class MastodonAdapter(Adapter):
     platform = "mastodon"
     required_fields = ("access_token",)
     secret_fields = ("access_token",)
+    needs_base_url = True
     text_limit = 500
     max_media = 4
 
