@@ -26,6 +26,7 @@ from autopost.models import Account, AccountState, ErrorKind, Job, JobStatus
 from autopost.platforms.base import Adapter, PlatformError, Published, Reconciled
 from autopost.platforms.registry import adapter_class
 from autopost.policy import Decision, decide_error, decide_reconcile, decide_reconcile_error
+from autopost.redact import account_secrets, scrub
 from autopost.store.base import Result, Store
 
 
@@ -165,7 +166,7 @@ class Publisher:
             return ChainEnd(name, [])
         except PlatformError as exc:  # a proactive refresh that failed
             return ChainEnd(name, [] if reconcile else jobs,
-                             (AccountState.NEEDS_REAUTH, exc.message))
+                             (AccountState.NEEDS_REAUTH, scrubbed(adapter, exc).message))
         finally:
             if store is not None:
                 store.close()
@@ -229,6 +230,7 @@ class Publisher:
 
     def _failed(self, adapter: Adapter, job: Job, number: int, run_id: str,
                 exc: PlatformError) -> Done:
+        exc = scrubbed(adapter, exc)
         now = self.clock()
         policy = self.settings.policy(job.platform)
         with self._rng_lock:
@@ -240,6 +242,7 @@ class Publisher:
         try:
             found: Reconciled = adapter.reconcile(job)
         except PlatformError as exc:
+            exc = scrubbed(adapter, exc)
             now = self.clock()
             with self._rng_lock:
                 d = decide_reconcile_error(exc, job=job, policy=self.settings.policy(
@@ -252,11 +255,12 @@ class Publisher:
             job.id, run_id, now, d.status, "reconciled",
             next_attempt_at=d.next_attempt_at,
             error_kind=job.last_error_kind if d.status != JobStatus.POSTED else None,
-            message=None if d.status == JobStatus.POSTED else (job.last_error or found.message),
+            message=None if d.status == JobStatus.POSTED else (
+                job.last_error or scrub(found.message, _secrets(adapter))),
             platform_post_id=published.post_id if published else None,
             platform_url=published.url if published else None,
             decision=d.why, closes_attempt=False)
-        problem = _problem(job, d, found.message)
+        problem = _problem(job, d, scrub(found.message, _secrets(adapter)) or "")
         counter = {JobStatus.POSTED: "posted", JobStatus.FAILED: "failed",
                    JobStatus.UNKNOWN: "unknown"}.get(d.status, "reconciled")
         return Done(job, result, problem, counter)
@@ -276,6 +280,21 @@ class Publisher:
         if reconcile:
             counter = "reconciled"
         return Done(job, result, problem, counter)
+
+def _secrets(adapter: Adapter) -> list[str]:
+    return account_secrets(adapter.credentials, adapter.secret_fields,
+                           adapter.account.base_url)
+
+
+def scrubbed(adapter: Adapter, exc: PlatformError) -> PlatformError:
+    """The error with every secret of the adapter's account taken out of its message,
+    before the message is stored or printed (a platform may quote what it was sent)."""
+    clean = scrub(exc.message, _secrets(adapter))
+    if clean == exc.message:
+        return exc
+    return PlatformError(exc.kind, clean or "", http_status=exc.http_status,
+                         retry_at=exc.retry_at, code=exc.code)
+
 
 def _problem(job: Job, d: Decision, message: str) -> Problem | None:
     if d.status == JobStatus.FAILED:
