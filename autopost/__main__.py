@@ -11,13 +11,17 @@ import sys
 
 def main(argv: list[str] | None = None) -> None:
     args = sys.argv[1:] if argv is None else list(argv)
-    from autopost.tick import try_idle
+    try:
+        from autopost.tick import try_idle
 
-    code = try_idle(args)
-    if code is None:
-        from autopost.cli import run
+        code = try_idle(args)
+        if code is None:
+            from autopost.cli import run
 
-        code = run(args)
+            code = run(args)
+    except KeyboardInterrupt:  # Ctrl-C while Python was still loading the CLI
+        sys.stderr.write("autopost: interrupted\n")
+        code = 130
     sys.exit(code)
 
 

@@ -19,6 +19,8 @@ POLL = 1.0
 # A lingering tick hands over this long before the next job falls due, so the full CLI
 # has loaded and the engine is waiting for the job (to the millisecond) when it does.
 LEAD = 2.0
+# The longest --linger (a day; the full CLI refuses more, with the reason).
+MAX_LINGER = 86400.0
 
 
 def _parse(argv: list[str]) -> dict[str, str] | None:
@@ -48,12 +50,23 @@ def try_idle(argv: list[str]) -> int | None:
     if opts is None:
         return None
     try:
+        from autopost.config import MAX_CONCURRENCY
+
         linger = float(opts.get("--linger", "0"))
-        if linger < 0 or (opts.get("--limit") is not None and int(opts["--limit"]) < 1):
+        # nan, inf, huge or negative: the full CLI explains what is wrong with it.
+        if not 0 <= linger <= MAX_LINGER or not _in_range(opts.get("--limit"), 10**9) \
+                or not _in_range(opts.get("--concurrency"), MAX_CONCURRENCY):
             return None
         return _idle(opts, linger, argv)
+    except KeyboardInterrupt:
+        os.write(2, b"autopost: interrupted\n")
+        return 130
     except Exception:  # anything unusual is the full CLI's to explain
         return None
+
+
+def _in_range(value: str | None, most: int) -> bool:
+    return value is None or (value.strip().isdigit() and 1 <= int(value) <= most)
 
 
 def _idle(opts: dict[str, str], linger: float, argv: list[str]) -> int | None:
