@@ -8,20 +8,24 @@ import io
 import json
 import os
 import shutil
+import stat
 import subprocess
 import sys
 from pathlib import Path
 
 import pytest
+from hypothesis import HealthCheck, assume, given, settings
+from hypothesis import strategies as st
 
 from autopost.cli import run
-from autopost.models import Account, NewJob
+from autopost.models import Account, JobFilter, NewJob
 from autopost.platforms import registry
 from autopost.platforms.outbox import OutboxAdapter
 from autopost.services import utcnow
 from autopost.store.sqlite import SqliteStore
 
 from .conftest import file_hash
+from .images import gif, jpeg, png
 
 pytestmark = pytest.mark.usefixtures("isolated_env")
 
@@ -54,7 +58,7 @@ def seeded(tmp_path) -> dict:
     ((job, _),) = store.add_jobs([NewJob(account="demo", platform="outbox", text="pending",
                                          scheduled_at=now + timedelta(days=1))], now=now)
     store.close()
-    (tmp_path / "pic.png").write_bytes(b"png")
+    (tmp_path / "pic.png").write_bytes(png(2, 2))
     (tmp_path / "a-folder").mkdir()
     (tmp_path / "bad.toml").write_text("[run]\nlease_seconds = 'soon'\n")
     files = {
@@ -299,3 +303,529 @@ def test_unreadable_database(seeded, locked_folder):
     assert len(done.stderr.splitlines()) == 1 and "Traceback" not in done.stderr
     assert "permission denied" in done.stderr or "cannot open" in done.stderr
     assert file_hash(db) == before
+
+
+# == generated cases, one section per class of hostile input ==================================
+#
+# Each case checks the whole contract: the exit code, exactly one line on stderr starting
+# "autopost: ", no traceback anywhere, and the database file byte-for-byte unchanged.
+
+GEN = settings(max_examples=20, deadline=None, derandomize=True,
+               suppress_health_check=[HealthCheck.function_scoped_fixture,
+                                      HealthCheck.too_slow])
+
+
+def refused(seeded, capsys, monkeypatch, argv, *, stdin: str | bytes = "", code: int = 2,
+            env: dict[str, str] | None = None, part: str | None = None,
+            secret: str | None = None) -> str:
+    """Run `autopost --db DB ARGV` and check the one-line contract; returns the line."""
+    db = seeded["db"]
+    before = file_hash(db)
+    for name, value in (env or {}).items():
+        monkeypatch.setenv(name, value)
+    if isinstance(stdin, bytes):
+        monkeypatch.setattr(sys, "stdin", io.TextIOWrapper(io.BytesIO(stdin)))
+    else:
+        monkeypatch.setattr(sys, "stdin", io.StringIO(stdin))
+    try:
+        got = run(["--db", str(db), *argv])
+    finally:
+        for name in env or {}:
+            monkeypatch.delenv(name)
+    captured = capsys.readouterr()
+    out, err = captured.out, captured.err
+    assert got == code, (argv, err)
+    lines = err.splitlines()
+    assert len(lines) == 1, err
+    assert lines[0].startswith("autopost: ")
+    assert "Traceback" not in err + out
+    if part is not None:
+        assert part in lines[0], lines[0]
+    if secret is not None:
+        assert secret not in err + out
+    assert file_hash(db) == before
+    return lines[0]
+
+
+# Byte sequences that are not UTF-8: a stray continuation byte, a truncated sequence,
+# an encoded surrogate, an overlong encoding, bytes no UTF-8 text ever holds.
+BAD_BYTES = st.sampled_from([b"\x80", b"\xc3", b"\xe2\x82", b"\xed\xa0\x80", b"\xc0\xaf",
+                             b"\xff", b"\xfe\xff", b"\xf8\x88\x80\x80\x80"])
+ASCII = st.text(alphabet=st.characters(min_codepoint=0x61, max_codepoint=0x7a), max_size=20)
+
+
+def spliced(text: str, bad: bytes, at: int) -> bytes:
+    raw = text.encode()
+    at = at % (len(raw) + 1)
+    return raw[:at] + bad + raw[at:]
+
+
+@GEN
+@given(bad=BAD_BYTES, at=st.integers(0, 200), kind=st.sampled_from(
+    ["credentials-file", "credentials-stdin", "import-csv", "import-jsonl", "config"]))
+def test_text_that_is_not_utf8_is_refused_where_it_enters(seeded, capsys, monkeypatch,
+                                                           bad, at, kind):
+    tmp = seeded["tmp"]
+    creds = '{"path": "/tmp/outbox-somewhere"}'
+    if kind == "credentials-file":
+        (tmp / "c.json").write_bytes(spliced(creds, bad, at))
+        argv, stdin = ["accounts", "add", "n", "-p", "outbox", "--credentials",
+                       str(tmp / "c.json")], ""
+    elif kind == "credentials-stdin":
+        argv, stdin = ["accounts", "add", "n", "-p", "outbox", "--credentials", "-"], \
+            spliced(creds, bad, at)
+    elif kind == "import-csv":
+        (tmp / "u.csv").write_bytes(spliced("account,at,text\ndemo,+1d,hello there\n", bad, at))
+        argv, stdin = ["import", str(tmp / "u.csv")], ""
+    elif kind == "import-jsonl":
+        (tmp / "u.jsonl").write_bytes(
+            spliced('{"account": "demo", "at": "+1d", "text": "hello"}\n', bad, at))
+        argv, stdin = ["import", str(tmp / "u.jsonl")], ""
+    else:
+        (tmp / "u.toml").write_bytes(spliced('[run]\nlease_seconds = "5m"\n', bad, at))
+        argv, stdin = ["--config", str(tmp / "u.toml"), "platforms"], ""
+    refused(seeded, capsys, monkeypatch, argv, stdin=stdin, part="UTF-8")
+
+
+@GEN
+@given(point=st.integers(0xD800, 0xDFFF), prefix=ASCII,
+       kind=st.sampled_from(["credentials", "import"]))
+def test_json_escapes_of_lone_surrogates_are_refused(seeded, capsys, monkeypatch,
+                                                     point, prefix, kind):
+    escape = f"{prefix}\\u{point:04x}"
+    if kind == "credentials":
+        argv = ["accounts", "add", "n", "-p", "outbox", "--credentials", "-"]
+        stdin = '{"path": "/tmp/' + escape + '"}'
+    else:
+        (seeded["tmp"] / "s.jsonl").write_text(
+            '{"account": "demo", "at": "+1d", "text": "' + escape + '"}\n')
+        argv, stdin = ["import", str(seeded["tmp"] / "s.jsonl")], ""
+    refused(seeded, capsys, monkeypatch, argv, stdin=stdin, part="UTF-8")
+
+
+@GEN
+@given(name=st.sampled_from(["AUTOPOST_MAX_CONCURRENT_JOBS", "AUTOPOST_DEFAULT_MAX_DELAY",
+                             "AUTOPOST_ENABLED", "AUTOPOST_BUSY_TIMEOUT"]),
+       bad=BAD_BYTES)
+def test_environment_variables_that_are_not_utf8(seeded, capsys, monkeypatch, name, bad):
+    value = os.fsdecode(b"8" + bad)  # as Python hands over undecodable environment bytes
+    refused(seeded, capsys, monkeypatch, ["platforms"], env={name: value}, part=name)
+
+
+# -- numbers: past 64 bits, nan, inf, out of bounds ------------------------------------------
+
+NUMERIC_SETTINGS = {
+    # config key (in [run] or [platforms.x]) -> environment variable, if any
+    "run.max_concurrent_jobs": "AUTOPOST_MAX_CONCURRENT_JOBS",
+    "run.lease_seconds": None,
+    "run.catch_up_window": None,
+    "run.expected_interval": None,
+    "run.busy_timeout": "AUTOPOST_BUSY_TIMEOUT",
+    "platforms.x.max_attempts": "AUTOPOST_DEFAULT_MAX_ATTEMPTS",
+    "platforms.x.base_delay": "AUTOPOST_DEFAULT_BASE_DELAY",
+    "platforms.x.max_delay": "AUTOPOST_DEFAULT_MAX_DELAY",
+    "platforms.x.backoff_multiplier": None,
+    "platforms.x.hourly_limit": "AUTOPOST_X_HOURLY_LIMIT",
+    "platforms.x.daily_limit": "AUTOPOST_MASTODON_DAILY_LIMIT",
+}
+HUGE = st.one_of(st.integers(2**63, 2**200), st.integers(10**12, 2**63 - 1),
+                 st.integers(-(2**200), -1))
+NOT_FINITE = st.sampled_from(["nan", "inf", "-inf", "+inf", "NaN", "infinity", "1e400",
+                              "-1e400"])
+
+
+@GEN
+@given(setting=st.sampled_from(sorted(NUMERIC_SETTINGS)),
+       value=st.one_of(HUGE.map(str), NOT_FINITE))
+def test_config_numbers_out_of_bounds(seeded, capsys, monkeypatch, setting, value):
+    section, key = setting.rsplit(".", 1)
+    toml_value = value if value.lstrip("+-").isdigit() else {
+        "nan": "nan", "inf": "inf", "-inf": "-inf", "+inf": "+inf"}.get(value, f'"{value}"')
+    (seeded["tmp"] / "n.toml").write_text(f"[{section}]\n{key} = {toml_value}\n")
+    refused(seeded, capsys, monkeypatch, ["--config", str(seeded["tmp"] / "n.toml"),
+                                          "platforms"], part=key)
+
+
+@GEN
+@given(setting=st.sampled_from(sorted(k for k, v in NUMERIC_SETTINGS.items() if v)),
+       value=st.one_of(HUGE.map(str), NOT_FINITE, st.just("9" * 5000)))
+def test_environment_numbers_out_of_bounds(seeded, capsys, monkeypatch, setting, value):
+    name = NUMERIC_SETTINGS[setting]
+    line = refused(seeded, capsys, monkeypatch, ["platforms"], env={name: value}, part=name)
+    assert len(line) < 300  # a 5,000-digit value is not echoed whole
+
+
+@GEN
+@given(value=st.one_of(st.integers(2**63, 2**200), st.integers(-(2**200), -(2**63) - 1),
+                       st.just(10**5000 // 10**4000)),
+       where=st.sampled_from(["credentials", "import"]))
+def test_json_integers_past_64_bits(seeded, capsys, monkeypatch, value, where):
+    if where == "credentials":
+        argv = ["accounts", "add", "n", "-p", "outbox", "--credentials", "-"]
+        stdin = f'{{"path": "/tmp/x", "extra": {value}}}'
+    else:
+        (seeded["tmp"] / "i.jsonl").write_text(
+            f'{{"account": "demo", "at": "+1d", "text": "x", "key": {value}}}\n')
+        argv, stdin = ["import", str(seeded["tmp"] / "i.jsonl")], ""
+    refused(seeded, capsys, monkeypatch, argv, stdin=stdin)
+
+
+# -- absurd sizes: caps on what is read ------------------------------------------------------
+
+@GEN
+@given(depth=st.integers(33, 200_000), kind=st.sampled_from(
+    ["credentials", "import", "config"]))
+def test_deep_nesting_is_refused(seeded, capsys, monkeypatch, depth, kind):
+    tmp = seeded["tmp"]
+    if kind == "credentials":
+        argv = ["accounts", "add", "n", "-p", "outbox", "--credentials", "-"]
+        stdin = '{"path": ' + "[" * depth + "]" * depth + "}"
+    elif kind == "import":
+        (tmp / "d.jsonl").write_text('{"account": ' + "[" * depth + "]" * depth + "}\n")
+        argv, stdin = ["import", str(tmp / "d.jsonl")], ""
+    else:
+        (tmp / "d.toml").write_text("[run]\nenabled = " + "[" * depth + "]" * depth + "\n")
+        argv, stdin = ["--config", str(tmp / "d.toml"), "platforms"], ""
+    refused(seeded, capsys, monkeypatch, argv, stdin=stdin)
+
+
+@pytest.mark.parametrize("argv", [
+    ["import", "/dev/zero"],
+    ["--config", "/dev/zero", "platforms"],
+    ["accounts", "add", "n", "-p", "outbox", "--credentials", "/dev/zero"],
+])
+def test_endless_files_are_capped(seeded, capsys, monkeypatch, argv):
+    refused(seeded, capsys, monkeypatch, argv, part="the most autopost reads")
+
+
+def test_oversized_config_and_credentials_are_refused_before_parsing(seeded, capsys,
+                                                                      monkeypatch):
+    from autopost.inputs import CONFIG_MAX, CREDENTIALS_MAX
+
+    (seeded["tmp"] / "big.toml").write_text("#" * CONFIG_MAX + "\n")
+    refused(seeded, capsys, monkeypatch, ["--config", str(seeded["tmp"] / "big.toml"),
+                                          "platforms"], part="larger than")
+    refused(seeded, capsys, monkeypatch, ["accounts", "add", "n", "-p", "outbox",
+                                          "--credentials", "-"],
+            stdin=" " * CREDENTIALS_MAX + '{"path": "/x"}', part="larger than")
+
+
+# -- every command that loads settings checks all of them -------------------------------------
+
+@GEN
+@given(command=st.sampled_from([["platforms"], ["status"], ["quota"],
+                                ["run-due", "--dry-run"]]),
+       env=st.sampled_from([{"AUTOPOST_BUSY_TIMEOUT": "abc"},
+                            {"AUTOPOST_BUSY_TIMEOUT": "-1"},
+                            {"AUTOPOST_MAX_CONCURRENT_JOBS": str(10**12)},
+                            {"AUTOPOST_DEFAULT_MAX_DELAY": "nan"},
+                            {"AUTOPOST_ENABLED": "perhaps"}]))
+def test_every_command_checks_every_setting(seeded, capsys, monkeypatch, command, env):
+    refused(seeded, capsys, monkeypatch, command, env=env, part=next(iter(env)))
+
+
+@GEN
+@given(name=st.builds(lambda a, c, b: a + c + b, st.sampled_from(["demo2", "x", "me"]),
+                      st.sampled_from(["\n", "\r", "\t", " ", "\x00", "\x1b", "/", "\u200b"]),
+                      st.sampled_from(["", "x"])))
+def test_account_names_with_control_characters(seeded, capsys, monkeypatch, name):
+    refused(seeded, capsys, monkeypatch,
+            ["accounts", "add", name, "-p", "outbox", "--credentials", "-"],
+            stdin='{"path": "/tmp/x"}', part="account name")
+
+
+# -- --db that is not autopost's: exit 3, the file untouched ----------------------------------
+
+FOREIGN_SCHEMAS = st.sampled_from([
+    "CREATE TABLE moz_places (id INTEGER PRIMARY KEY, url TEXT)",
+    "CREATE TABLE jobs (id INTEGER PRIMARY KEY, payload BLOB)",
+    "CREATE TABLE accounts (name TEXT); CREATE TABLE jobs (id TEXT); "
+    "CREATE TABLE attempts (id INT); CREATE TABLE runs (id TEXT)",
+    "PRAGMA application_id = 1234; CREATE TABLE t (x)",
+    "PRAGMA user_version = 2; CREATE TABLE notes (body TEXT)",
+    "PRAGMA journal_mode = WAL; CREATE TABLE kv (k TEXT PRIMARY KEY, v TEXT)",
+])
+
+
+@GEN
+@given(schema=FOREIGN_SCHEMAS, command=st.sampled_from(
+    [["list"], ["status"], ["add", "x", "-a", "demo", "--at", "+1h"],
+     ["accounts", "add", "n", "-p", "outbox", "--credentials", "-"], ["run-due"]]))
+def test_another_applications_sqlite_file_is_refused(seeded, capsys, monkeypatch, schema,
+                                                    command):
+    import sqlite3
+
+    other = seeded["tmp"] / "other.sqlite"
+    if other.exists():
+        other.unlink()
+    conn = sqlite3.connect(other)
+    conn.executescript(schema)
+    conn.execute("PRAGMA journal_mode = DELETE")
+    conn.close()
+    before = file_hash(other)
+    monkeypatch.setattr(sys, "stdin", io.StringIO('{"path": "/tmp/x"}'))
+    code = run(["--db", str(other), *command])
+    err = capsys.readouterr().err
+    assert code == 3, err
+    assert len(err.splitlines()) == 1 and "Traceback" not in err, err
+    assert "another application" in err or "not make" in err, err
+    assert file_hash(other) == before
+    assert not Path(f"{other}-wal").exists() or Path(f"{other}-wal").stat().st_size == 0
+
+
+@pytest.mark.parametrize("target", ["/dev/null", "/dev/zero", "fifo"])
+def test_database_that_is_not_a_regular_file(tmp_path, capsys, monkeypatch, target):
+    if target == "fifo":
+        target = str(tmp_path / "pipe.db")
+        os.mkfifo(target)
+    code, _, err = invoke(["--db", target, "list"], "", capsys, monkeypatch)
+    assert code == 3 and len(err.splitlines()) == 1 and "Traceback" not in err, err
+    assert "not a regular file" in err
+
+
+# -- accounts that cannot work are refused at `accounts add` -----------------------------------
+
+PLACEHOLDERS = st.one_of(
+    st.sampled_from(["", "   ", "...", "xxx", "XXXXXXXX", "********", "<token>", "<your token>",
+                     "YOUR_TOKEN_HERE", "your-access-token", "changeme", "CHANGE_ME",
+                     "${MASTODON_TOKEN}", "$TOKEN", "{{token}}", "[token]", "TODO", "token",
+                     "access_token", "secret", "placeholder", "none", "null"]),
+    st.builds(lambda c, n: c * n, st.sampled_from("x*.0-_#?"), st.integers(1, 40)))
+
+
+@GEN
+@given(token=PLACEHOLDERS, platform=st.sampled_from(["mastodon", "telegram", "bluesky"]))
+def test_placeholder_secrets_are_refused(seeded, capsys, monkeypatch, token, platform):
+    creds = {"mastodon": {"access_token": token},
+             "telegram": {"bot_token": token, "chat_id": "42"},
+             "bluesky": {"identifier": "me.example.com", "password": token}}[platform]
+    argv = ["accounts", "add", "n", "-p", platform, "--credentials", "-", "--offline"]
+    if platform == "mastodon":
+        argv += ["--base-url", "https://mastodon.example"]
+    refused(seeded, capsys, monkeypatch, argv, stdin=json.dumps(creds), part="placeholder")
+
+
+@GEN
+@given(token=st.text(alphabet="abcdefghijklmnopqrstuvwxyz0123456789", min_size=1, max_size=8)
+       .map(lambda t: "tok" + t), sep=st.sampled_from(["\n", "\r\n", "\x00", "\t", "\x7f"]))
+def test_secrets_with_control_characters_are_refused(seeded, capsys, monkeypatch, token, sep):
+    creds = json.dumps({"access_token": token + sep + "more-token-text"})
+    refused(seeded, capsys, monkeypatch,
+            ["accounts", "add", "n", "-p", "mastodon", "--base-url", "https://m.example",
+             "--credentials", "-", "--offline"], stdin=creds, part="control character",
+            secret="more-token-text")
+
+
+def test_mastodon_without_base_url_is_refused(seeded, capsys, monkeypatch):
+    refused(seeded, capsys, monkeypatch,
+            ["accounts", "add", "n", "-p", "mastodon", "--credentials", "-", "--offline"],
+            stdin='{"access_token": "a-real-looking-token-0123456789"}', part="--base-url")
+
+
+@GEN
+@given(user=st.sampled_from(["u", "admin", ""]),
+       password=st.text(alphabet="abcdefghijkXYZ0123456789-_.~", min_size=6, max_size=20),
+       host=st.sampled_from(["m.example", "127.0.0.1:8080", "[::1]:9"]))
+def test_a_password_in_base_url_is_never_shown(seeded, capsys, monkeypatch, user, password,
+                                               host):
+    refused(seeded, capsys, monkeypatch,
+            ["accounts", "add", "n", "-p", "mastodon", "--base-url",
+             f"https://{user}:{password}@{host}/", "--credentials", "-", "--offline"],
+            stdin='{"access_token": "a-real-looking-token-0123456789"}', secret=password,
+            part="password")
+
+
+# -- media is checked by content ---------------------------------------------------------------
+
+@GEN
+@given(content=st.one_of(
+    st.binary(min_size=0, max_size=64),
+    st.sampled_from([b"root:x:0:0:root:/root:/bin/bash\n", b"hunter2\n",
+                     b"-----BEGIN OPENSSH PRIVATE KEY-----\n", b"png", b"\x89PNX\r\n",
+                     b"GIF88a", b"RIFF\x00\x00\x00\x00WAVE"])),
+    name=st.sampled_from(["photo.png", "clip.mp4", "secret.jpg", "passwords"]))
+def test_media_that_is_not_an_image_or_video(seeded, capsys, monkeypatch, content, name):
+    from autopost.media import sniff
+
+    assume(sniff(content[:32]) is None)
+    path = seeded["tmp"] / name
+    path.write_bytes(content)
+    (seeded["tmp"] / "m.csv").write_text(f"account,at,text,media\ndemo,+1d,hi,{name}\n")
+    refused(seeded, capsys, monkeypatch,
+            ["add", "x", "-a", "demo", "--at", "+1h", "--media", str(path)], part="media")
+    refused(seeded, capsys, monkeypatch, ["import", str(seeded["tmp"] / "m.csv")],
+            part="media")
+
+
+def test_media_over_the_size_cap(seeded, capsys, monkeypatch):
+    from autopost.media import MAX_IMAGE_BYTES
+
+    big = seeded["tmp"] / "huge.png"
+    with open(big, "wb") as fh:
+        fh.write(png(1, 1))
+        fh.truncate(MAX_IMAGE_BYTES + 1)  # sparse: costs no disk
+    refused(seeded, capsys, monkeypatch,
+            ["add", "x", "-a", "demo", "--at", "+1h", "--media", str(big)], part="at most")
+
+
+@pytest.mark.parametrize("head", [png(2, 2), jpeg(3, 2), gif(1, 1),
+                                  b"RIFF\x10\x00\x00\x00WEBPVP8 ",
+                                  b"\x00\x00\x00\x18ftypmp42\x00\x00\x00\x00mp42isom",
+                                  b"\x00\x00\x00\x14ftypqt  \x00\x00\x00\x00qt  ",
+                                  b"\x1a\x45\xdf\xa3\x9f\x42\x86\x81\x01",
+                                  b"\x00\x00\x00\x1cftypavif\x00\x00\x00\x00avifmif1"])
+def test_real_images_and_videos_are_accepted(tmp_path, head):
+    from autopost.media import inspect
+
+    path = tmp_path / "m.bin"
+    path.write_bytes(head)
+    assert inspect(str(path)).kind in ("image", "video")
+
+
+# -- files are private; the outbox follows no planted link -------------------------------------
+
+def test_database_and_folders_are_private_under_umask_000(tmp_path, isolated_env):
+    db = tmp_path / "a" / "b" / "autopost.db"
+    old = os.umask(0)
+    try:
+        store = SqliteStore(db)
+        store.close()
+    finally:
+        os.umask(old)
+    assert stat.S_IMODE(os.stat(db).st_mode) == 0o600
+    for folder in (db.parent, db.parent.parent):
+        assert stat.S_IMODE(os.stat(folder).st_mode) == 0o700
+    for extra in (Path(f"{db}-wal"), Path(f"{db}-shm")):
+        if extra.exists():
+            assert stat.S_IMODE(os.stat(extra).st_mode) & 0o077 == 0
+
+
+def test_a_wide_existing_database_is_made_private(seeded):
+    db = seeded["db"]
+    os.chmod(db, 0o666)
+    for extra in (Path(f"{db}-wal"), Path(f"{db}-shm")):
+        if extra.exists():
+            os.chmod(extra, 0o666)
+    SqliteStore(db).close()
+    assert stat.S_IMODE(os.stat(db).st_mode) == 0o600
+    for extra in (Path(f"{db}-wal"), Path(f"{db}-shm")):
+        if extra.exists():
+            assert stat.S_IMODE(os.stat(extra).st_mode) == 0o600
+
+
+def test_the_default_data_folder_is_made_private(tmp_path, isolated_env, monkeypatch):
+    from autopost.config import default_db_path
+
+    db = default_db_path()
+    db.parent.mkdir(parents=True)
+    os.chmod(db.parent, 0o777)
+    SqliteStore(db).close()
+    assert stat.S_IMODE(os.stat(db.parent).st_mode) == 0o700
+
+
+def _outbox_job(folder: Path):
+    from datetime import timedelta
+
+    from autopost.models import Job, JobStatus
+
+    now = utcnow()
+    account = Account(name="o", platform="outbox", credentials={"path": str(folder)})
+    job = Job(id="abcdefgh", account="o", platform="outbox", text="hi", media=(), options={},
+              scheduled_at=now, status=JobStatus.RUNNING, attempts=1, max_attempts=3,
+              next_attempt_at=now, idempotency_key="k", created_at=now - timedelta(1),
+              updated_at=now)
+    return OutboxAdapter(account, account.credentials, None), job
+
+
+def test_outbox_is_private_even_under_umask_000_and_when_it_was_wide(tmp_path):
+    folder = tmp_path / "deep" / "outbox"
+    adapter, job = _outbox_job(folder)
+    old = os.umask(0)
+    try:
+        adapter.publish(job, lambda ref: None)
+    finally:
+        os.umask(old)
+    assert stat.S_IMODE(os.stat(folder).st_mode) == 0o700
+    assert stat.S_IMODE(os.stat(folder.parent).st_mode) == 0o700
+    assert stat.S_IMODE(os.stat(folder / "abcdefgh.json").st_mode) == 0o600
+    os.chmod(folder, 0o777)
+    (folder / "abcdefgh.json").unlink()
+    adapter.publish(job, lambda ref: None)
+    assert stat.S_IMODE(os.stat(folder).st_mode) == 0o700
+
+
+@pytest.mark.parametrize("planted", ["post-file", "folder"])
+def test_outbox_never_follows_a_planted_symlink(tmp_path, planted):
+    from autopost.platforms.base import PlatformError, Verdict
+
+    victim = tmp_path / "victim.txt"
+    victim.write_text("precious\n")
+    folder = tmp_path / "outbox"
+    if planted == "folder":
+        elsewhere = tmp_path / "elsewhere"
+        elsewhere.mkdir()
+        folder.symlink_to(elsewhere)
+    else:
+        folder.mkdir()
+        (folder / "abcdefgh.json").symlink_to(victim)
+    adapter, job = _outbox_job(folder)
+    with pytest.raises(PlatformError) as err:
+        adapter.publish(job, lambda ref: None)
+    assert "link" in err.value.message
+    assert victim.read_text() == "precious\n"
+    if planted == "folder":
+        assert list((tmp_path / "elsewhere").iterdir()) == []
+    else:
+        assert adapter.reconcile(job).verdict == Verdict.NOT_POSTED
+
+
+# -- platform errors that quote a secret are redacted before they are stored ---------------------
+
+class QuotingAdapter(OutboxAdapter):
+    """Fails the way a careless platform does: its error echoes what it was sent."""
+
+    platform = "quoting"
+    required_fields = ("path", "api_token")
+    secret_fields = ("api_token",)
+
+    def publish(self, job, save_ref):
+        from autopost.models import ErrorKind
+        from autopost.platforms.base import PlatformError
+
+        token = self.credentials["api_token"]
+        raise PlatformError(ErrorKind.INVALID,
+                            f"HTTP 400: bad token {token!r} (sent as 'Bearer {token}', "
+                            f"urlencoded {token.replace('/', '%2F')})")
+
+
+@GEN
+@given(token=st.text(alphabet="abcdefghijklmnopqrstuvwxyzABC0123456789-_/", min_size=8,
+                     max_size=40).filter(lambda t: len(set(t)) > 2))
+def test_a_platform_error_quoting_a_secret_is_redacted_before_it_is_stored(
+        tmp_path_factory, token):
+    from autopost.config import load_settings
+    from autopost.engine import Engine, RunOptions
+
+    registry.register("quoting", QuotingAdapter)
+    try:
+        db = tmp_path_factory.mktemp("q") / "q.db"
+        store = SqliteStore(db)
+        now = utcnow()
+        store.add_account(Account(name="q", platform="quoting",
+                                  credentials={"path": "/nonexistent", "api_token": token}),
+                          now=now)
+        store.add_jobs([NewJob(account="q", platform="quoting", text="hi", scheduled_at=now)],
+                       now=now)
+        summary = Engine(store, load_settings(env={}),
+                         store_factory=lambda: SqliteStore(db)).run(RunOptions())
+        lines = [p.line() for p in summary.problems]
+        (job,) = store.list_jobs(JobFilter())
+        stored = [a.message or "" for a in store.attempts_for(job.id)] + [job.last_error or ""]
+        store.close()
+        assert job.status == "failed" and lines
+        for text in stored + lines:
+            assert token not in text
+            assert token.replace("/", "%2F") not in text
+        assert any("[redacted]" in text for text in stored)
+    finally:
+        registry.unregister("quoting")
