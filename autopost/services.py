@@ -102,6 +102,7 @@ def build_account(name: str, platform: str, credentials: dict[str, Any], *,
         raise UsageError(f"{canon} accounts need --base-url (the instance's address, e.g. "
                          "https://mastodon.social); nothing was stored")
     cls.check_credentials(credentials)
+    cls.check_secrets(credentials)
     if canon == "outbox" and isinstance(credentials.get("path"), str):
         # cron runs elsewhere: a relative folder must mean what it meant here.
         # The real folder is stored: a symbolic link planted there later is not followed.

@@ -186,6 +186,18 @@ class Adapter(ABC):
             raise UsageError(
                 f"unknown {cls.platform} credential field(s): {', '.join(unknown)} "
                 f"(expected {', '.join(sorted(known))})")
+
+    @classmethod
+    def status_warnings(cls, account: Account, policy: Any, now: datetime) -> list[str]:
+        """What `autopost status` should say about this account before it breaks
+        (a token about to expire, an API version about to be retired)."""
+        return []
+
+    # -- at `accounts add` ----------------------------------------------------------
+    @classmethod
+    def check_secrets(cls, credentials: dict[str, Any]) -> None:
+        """Refuse values that cannot work: a control character (a pasted line break), or
+        a secret that is obviously a placeholder. Values are never shown."""
         for name, value in credentials.items():
             if not isinstance(value, str):
                 continue
@@ -196,13 +208,6 @@ class Adapter(ABC):
                 raise UsageError(f"{cls.platform} credential field {name!r}: looks like a "
                                  "placeholder, not a real secret (nothing was stored)")
 
-    @classmethod
-    def status_warnings(cls, account: Account, policy: Any, now: datetime) -> list[str]:
-        """What `autopost status` should say about this account before it breaks
-        (a token about to expire, an API version about to be retired)."""
-        return []
-
-    # -- at `accounts add` ----------------------------------------------------------
     def setup(self) -> Refreshed | None:
         """Exchange what the operator gave for what runs need (e.g. a session).
         Returns credentials to store, or None to store them as given."""
