@@ -84,7 +84,7 @@ def inspect(path: str, base: Path | None = None) -> MediaFile:
         raise UsageError(f"media {path}: the file is empty")
     found = sniff(head)
     if found is None:
-        raise UsageError(f"media {path}: not an image or a video (PNG, JPEG, GIF, WebP, "
+        raise UsageError(f"media {path}: not a video or an image (PNG, JPEG, GIF, WebP, "
                          "AVIF, HEIC, MP4, MOV or WebM, judged by its content)")
     kind, mime = found
     most = MAX_IMAGE_BYTES if kind == "image" else MAX_VIDEO_BYTES
