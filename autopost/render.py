@@ -1,4 +1,5 @@
-"""What the CLI shows: rich tables for people, and the --json form of every listing.
+"""What the CLI shows: tables for people (autopost.tables), and the --json form of every
+listing.
 
 `job_to_dict` and `attempt_to_dict` are the one JSON shape of a job and an attempt;
 every command that prints jobs as JSON uses them. Times are ISO 8601 UTC (or null).
@@ -7,35 +8,15 @@ every command that prints jobs as JSON uses them. Times are ISO 8601 UTC (or nul
 from __future__ import annotations
 
 import json
-import os
 import sys
 from collections.abc import Iterable, Sequence
-from datetime import datetime, tzinfo
+from datetime import date, datetime, timedelta, tzinfo
 from typing import Any
 
-from rich.console import Console
-from rich.table import Table
-from rich.text import Text
-
+from autopost import tables
 from autopost.models import Account, Attempt, Job, JobStatus
+from autopost.tables import FLEX, KEY, Cell, Column
 from autopost.timeparse import format_utc
-
-
-def _width() -> int | None:
-    # Piped output keeps long lines (ids, URLs) whole instead of rich's 80 columns.
-    if os.environ.get("COLUMNS") or sys.stdout.isatty():
-        return None
-    return 200
-
-
-console = Console(highlight=False, soft_wrap=False)
-err_console = Console(stderr=True, highlight=False)
-
-
-def out() -> Console:
-    """A console on the current stdout (tests swap sys.stdout between invocations)."""
-    return Console(highlight=False, width=_width(), file=sys.stdout)
-
 
 # -- JSON -------------------------------------------------------------------------
 
@@ -155,35 +136,51 @@ def local(value: datetime | None, zone: tzinfo | None = None) -> str:
     return value.astimezone(zone).strftime("%Y-%m-%d %H:%M %Z").strip()
 
 
+def short_local(value: datetime | None, zone: tzinfo | None = None) -> str:
+    if value is None:
+        return "-"
+    return value.astimezone(zone).strftime("%m-%d %H:%M")
+
+
 def one_line(text: str, width: int = 50) -> str:
     flat = " ".join(text.split())
     return flat if len(flat) <= width else flat[: width - 1] + "…"
 
 
-def jobs_table(jobs: Sequence[Job]) -> Table:
-    table = Table(box=None, pad_edge=False, header_style="bold")
-    table.add_column("ID", no_wrap=True, min_width=8)
-    table.add_column("STATUS", no_wrap=True)
-    table.add_column("ACCOUNT", no_wrap=True)
-    table.add_column("WHEN", no_wrap=True)
-    table.add_column("TRIES", no_wrap=True, justify="right")
-    table.add_column("TEXT", overflow="ellipsis", no_wrap=True)
+def print_jobs(jobs: Sequence[Job]) -> None:
+    columns = [Column("ID", KEY), Column("STATUS", KEY), Column("ACCOUNT", KEY),
+               Column("WHEN"), Column("TRIES", right=True), Column("TEXT", FLEX)]
+    rows = []
     for job in jobs:
         when = job.next_attempt_at if job.status == JobStatus.PENDING else job.scheduled_at
-        note = one_line(job.text)
+        note = " ".join(job.text.split())
         if job.last_error and job.status != JobStatus.POSTED:
-            note = f"{note}  [{one_line(job.last_error, 60)}]"
-        table.add_row(job.id, Text(str(job.status), style=STATUS_STYLE.get(job.status, "")),
-                      job.account, local(when), f"{job.attempts}/{job.max_attempts}", note)
-    return table
+            note = f"{note}  [{' '.join(job.last_error.split())}]"
+        rows.append([job.id, Cell(str(job.status), style=STATUS_STYLE.get(job.status)),
+                     job.account, Cell(local(when), short=short_local(when)),
+                     f"{job.attempts}/{job.max_attempts}", note])
+    tables.emit(columns, rows)
 
 
-def show_job(job: Job, attempts: Sequence[Attempt]) -> None:
-    c = out()
+def ago(seconds: float) -> str:
+    seconds = int(abs(seconds))
+    for unit, size in (("d", 86400), ("h", 3600), ("m", 60)):
+        if seconds >= size:
+            rest = seconds % size
+            sub = {"d": ("h", 3600), "h": ("m", 60), "m": ("s", 1)}[unit]
+            tail = f" {rest // sub[1]}{sub[0]}" if rest // sub[1] else ""
+            return f"{seconds // size}{unit}{tail}"
+    return f"{seconds}s"
+
+
+def show_job(job: Job, attempts: Sequence[Attempt], waiting: str | None = None) -> None:
+    colour = tables.use_colour()
+    bold = (lambda s: f"\x1b[1m{s}\x1b[0m") if colour else (lambda s: s)
     rows: list[tuple[str, str | None]] = [
         ("id", job.id),
         ("status", str(job.status)),
         ("account", f"{job.account} ({job.platform})"),
+        ("waiting", waiting),
         ("scheduled", f"{local(job.scheduled_at)}  ({utc(job.scheduled_at)})"),
         ("next attempt", local(job.next_attempt_at) if job.next_attempt_at else None),
         ("attempts", f"{job.attempts} of {job.max_attempts}"),
@@ -197,74 +194,132 @@ def show_job(job: Job, attempts: Sequence[Attempt]) -> None:
     ]
     for media in job.media:
         rows.append(("media", f"{media.path}" + (f"  alt: {media.alt}" if media.alt else "")))
+    write = sys.stdout.write
     for label, value in rows:
         if value:
-            c.print(f"[bold]{label:>12}[/bold]  ", Text(value), sep="")
-    c.print(f"[bold]{'text':>12}[/bold]")
-    c.print(Text(job.text), soft_wrap=True)
+            write(f"{bold(f'{label:>12}')}  {value}\n")
+    write(bold(f"{'text':>12}") + f"\n{job.text}\n")
     if not attempts:
-        c.print("\nno attempts yet")
+        write("\nno attempts yet\n")
         return
-    table = Table(box=None, pad_edge=False, header_style="bold", title_justify="left")
-    for name in ("#", "STARTED", "FINISHED", "OUTCOME", "KIND", "HTTP", "DETAIL"):
-        table.add_column(name, no_wrap=name != "DETAIL")
+    columns = [Column("#", KEY, right=True), Column("STARTED", KEY), Column("FINISHED"),
+               Column("OUTCOME", KEY), Column("KIND"), Column("HTTP"), Column("DETAIL", FLEX)]
+    table = []
     for a in attempts:
         detail = "; ".join(x for x in (a.message, a.decision) if x)
-        table.add_row(str(a.number), utc(a.started_at) or "-", utc(a.finished_at) or "-",
+        table.append([str(a.number), utc(a.started_at) or "-", utc(a.finished_at) or "-",
                       a.outcome or "in flight", str(a.error_kind or "-"),
-                      str(a.http_status or "-"), Text(detail))
-    c.print()
-    c.print(table)
+                      str(a.http_status or "-"), detail])
+    width = tables.terminal_width() if tables.is_terminal() else 200
+    write("\n" + tables.render_table(columns, table, width, colour))
 
 
-def accounts_table(accounts: Iterable[Account], now: datetime) -> Table:
-    table = Table(box=None, pad_edge=False, header_style="bold")
-    for name in ("NAME", "PLATFORM", "STATE", "CREDENTIALS", "BASE URL"):
-        table.add_column(name, no_wrap=name != "CREDENTIALS")
+def waiting_reason(job: Job, account: Account | None, now: datetime, *,
+                   quota: tuple[int, int | None, int, int | None] | None = None) -> str | None:
+    """Why a job has not gone out yet, in one line (None once it is settled).
+
+    `quota` is (used in the last hour, hourly limit, used in the last day, daily limit)."""
+    status = job.status
+    if status == JobStatus.RUNNING:
+        until = f" (its lease ends {local(job.lease_expires_at)})" if job.lease_expires_at \
+            else ""
+        return f"a run is publishing it now{until}"
+    if status == JobStatus.UNKNOWN:
+        if job.next_attempt_at is not None:
+            return (f"its outcome is unknown; a run asks the platform again at "
+                    f"{local(job.next_attempt_at)}")
+        return ("its outcome is unknown: check the platform, then 'autopost resolve "
+                f"{job.id} --posted URL' or '--not-posted'")
+    if status != JobStatus.PENDING:
+        return None
+    if account is not None and str(account.state) == "needs_reauth":
+        why = f": {account.state_reason}" if account.state_reason else ""
+        return (f"account {account.name} needs re-auth{why} (runs skip it; 'autopost "
+                f"accounts add {account.name} --update' with new credentials)")
+    if account is not None and account.is_blocked(now):
+        return f"account {account.name} is rate-limited by the platform until " \
+               f"{local(account.blocked_until)}"
+    due = job.next_attempt_at or job.scheduled_at
+    if due > now:
+        if job.attempts:
+            return (f"retrying after attempt {job.attempts} of {job.max_attempts}: next at "
+                    f"{local(due)} (in {ago((due - now).total_seconds())})")
+        return f"scheduled for {local(due)} (in {ago((due - now).total_seconds())})"
+    if quota is not None:
+        hour, hourly, day, daily = quota
+        if hourly is not None and hour >= hourly:
+            return (f"over the hourly quota of account {job.account} ({hour}/{hourly} in the "
+                    "last hour): it goes out when the window frees a place")
+        if daily is not None and day >= daily:
+            return (f"over the daily quota of account {job.account} ({day}/{daily} in the "
+                    "last day): it goes out when the window frees a place")
+    return f"due since {local(due)}: the next run publishes it"
+
+
+def credential_text(account: Account) -> str:
+    return ", ".join(f"{k}={v}" for k, v in credential_summary(account.credentials).items())
+
+
+def print_accounts(accounts: Iterable[Account], now: datetime) -> None:
+    columns = [Column("NAME", KEY), Column("PLATFORM", KEY), Column("STATE", KEY),
+               Column("CREDENTIALS", FLEX), Column("BASE URL")]
+    rows = []
     for account in accounts:
-        state = account_state(account, now)
+        state = short = account_state(account, now)
         if state == "blocked":
             state = f"blocked until {local(account.blocked_until)}"
+            short = f"blocked until {short_local(account.blocked_until)}"
         elif account.state_reason and state != "ok":
             state = f"{state}: {account.state_reason}"
-        creds = ", ".join(f"{k}={v}" for k, v in credential_summary(account.credentials).items())
-        table.add_row(account.name, account.platform, state, creds, account.base_url or "")
-    return table
+        rows.append([account.name, account.platform, Cell(state, short=short),
+                     credential_text(account), account.base_url or ""])
+    tables.emit(columns, rows)
 
 
-def limit_text(used: int, limit: int | None) -> Text:
+def bar(used: int, limit: int | None, colour: bool) -> Cell:
     if limit is None:
-        return Text(f"{used} / no limit", style="dim")
+        return Cell(f"{used} / no limit", style="dim")
     ratio = used / limit if limit else 1.0
     filled = min(10, round(ratio * 10))
     style = "green" if ratio < 0.7 else "yellow" if ratio < 1 else "bold red"
-    return Text.assemble((("█" * filled).ljust(10, "░"), style), f" {used}/{limit}")
+    return Cell(("█" * filled).ljust(10, "░") + f" {used}/{limit}", short=f"{used}/{limit}",
+                style=style if colour else None)
 
 
-def quota_table(rows: Sequence[dict[str, Any]]) -> Table:
-    table = Table(box=None, pad_edge=False, header_style="bold")
-    for name in ("ACCOUNT", "PLATFORM", "LAST HOUR", "LAST DAY"):
-        table.add_column(name, no_wrap=True)
-    for row in rows:
-        table.add_row(row["account"], row["platform"],
-                      limit_text(row["hour"]["used"], row["hour"]["limit"]),
-                      limit_text(row["day"]["used"], row["day"]["limit"]))
-    return table
+def print_quota(rows: Sequence[dict[str, Any]]) -> None:
+    columns = [Column("ACCOUNT", KEY), Column("PLATFORM"), Column("LAST HOUR", KEY),
+               Column("LAST DAY", KEY), Column("BLOCKED UNTIL")]
+    if not tables.is_terminal():
+        tables.emit(columns, [[r["account"], r["platform"],
+                               _used(r["hour"]), _used(r["day"]), r["blocked_until"] or ""]
+                              for r in rows])
+        return
+    colour = tables.use_colour()
+    table = [[r["account"], r["platform"], bar(r["hour"]["used"], r["hour"]["limit"], colour),
+              bar(r["day"]["used"], r["day"]["limit"], colour),
+              local(_parse(r["blocked_until"])) if r["blocked_until"] else "-"]
+             for r in rows]
+    tables.emit(columns, table)
 
 
-def platforms_table(rows: Sequence[dict[str, Any]]) -> Table:
-    table = Table(box=None, pad_edge=False, header_style="bold")
-    for name in ("PLATFORM", "ATTEMPTS", "BASE DELAY", "MAX DELAY", "MULT", "HOURLY", "DAILY",
-                 "RETRIES ON"):
-        table.add_column(name, no_wrap=name != "RETRIES ON")
-    for row in rows:
-        table.add_row(
-            row["platform"] + ("" if row["supported"] else " (not built)"),
-            str(row["max_attempts"]), seconds(row["base_delay"]), seconds(row["max_delay"]),
-            f"{row['backoff_multiplier']:g}",
-            str(row["hourly_limit"] or "-"), str(row["daily_limit"] or "-"),
-            ", ".join(row["retryable"]))
-    return table
+def _used(window: dict[str, Any]) -> str:
+    return f"{window['used']}/{window['limit'] if window['limit'] is not None else '-'}"
+
+
+def _parse(stamp: str) -> datetime:
+    return datetime.fromisoformat(stamp)
+
+
+def print_platforms(rows: Sequence[dict[str, Any]]) -> None:
+    columns = [Column("PLATFORM", KEY), Column("ATTEMPTS", right=True), Column("BASE DELAY"),
+               Column("MAX DELAY"), Column("MULT"), Column("HOURLY", right=True),
+               Column("DAILY", right=True), Column("RETRIES ON", FLEX)]
+    tables.emit(columns, [[
+        row["platform"] + ("" if row["supported"] else " (not built)"),
+        str(row["max_attempts"]), seconds(row["base_delay"]), seconds(row["max_delay"]),
+        f"{row['backoff_multiplier']:g}",
+        str(row["hourly_limit"] or "-"), str(row["daily_limit"] or "-"),
+        ", ".join(row["retryable"])] for row in rows])
 
 
 def seconds(value: float) -> str:
@@ -275,14 +330,38 @@ def seconds(value: float) -> str:
     return f"{value:g}s"
 
 
-def calendar(days: Sequence[tuple[str, Sequence[Job]]], zone: tzinfo) -> None:
-    c = out()
-    if not days:
-        c.print("nothing scheduled")
+def calendar(jobs: Sequence[Job], zone: tzinfo, first_day: date, days: int) -> None:
+    """On a terminal, a week grid: days as columns, hours as rows, posts per account in
+    each cell. Piped, one line per post: date, time, id, account, text."""
+    def when(job: Job) -> datetime:
+        return (job.next_attempt_at or job.scheduled_at).astimezone(zone)
+
+    if not tables.is_terminal():
+        sys.stdout.write(tables.render_tsv(
+            [[when(j).date().isoformat(), when(j).strftime("%H:%M"), j.id, j.account,
+              " ".join(j.text.split())] for j in jobs]))
         return
-    for day, jobs in days:
-        c.print(f"[bold]{day}[/bold]  ({len(jobs)} post{'s' if len(jobs) != 1 else ''})")
-        for job in jobs:
-            when = job.next_attempt_at or job.scheduled_at
-            c.print(f"  {when.astimezone(zone).strftime('%H:%M')}  {job.id}  ",
-                    Text(f"{job.account}  {one_line(job.text, 60)}"), sep="")
+    if not jobs:
+        sys.stdout.write("nothing scheduled\n")
+        return
+    dates = [first_day + timedelta(days=i) for i in range(days)]
+    cells: dict[tuple[int, date], dict[str, int]] = {}
+    for job in jobs:
+        at = when(job)
+        per = cells.setdefault((at.hour, at.date()), {})
+        per[job.account] = per.get(job.account, 0) + 1
+    hours = sorted({h for h, _ in cells})
+    columns = [Column("TIME", KEY)] + [Column(d.strftime("%a %m-%d")) for d in dates]
+    rows = []
+    for hour in hours:
+        row: list[str | Cell] = [f"{hour:02d}:00"]
+        for d in dates:
+            per = cells.get((hour, d), {})
+            full = " ".join(f"{n} {a}" for a, n in sorted(per.items()))
+            row.append(Cell(full or ".", short=str(sum(per.values())) if per else "."))
+        rows.append(row)
+    sys.stdout.write(tables.render_table(columns, rows, tables.terminal_width(),
+                                         tables.use_colour()))
+    total = len(jobs)
+    sys.stdout.write(f"{total} post{'s' if total != 1 else ''} in {days} day"
+                     f"{'s' if days != 1 else ''} ({zone})\n")

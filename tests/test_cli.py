@@ -346,7 +346,7 @@ def test_long_tables_are_cut_but_json_is_whole(cli, demo, monkeypatch):
     jobs = [add_job(cli, f"j{i}", "-a", "demo", "--at", future(i + 1)) for i in range(3)]
     table = cli("list")
     assert jobs[1]["id"] in table.stdout and jobs[2]["id"] not in table.stdout
-    assert "the first 2 jobs; there are more" in table.stdout
+    assert "the first 2 jobs; there are more" in table.stderr  # rows stay rows
     assert len(cli("list", "--json").json()) == 3
     assert jobs[2]["id"] in cli("list", "--limit", "3").stdout
 

@@ -88,7 +88,7 @@ def accounts_list(
         print("no accounts yet (add one: autopost accounts add NAME --platform P "
               "--credentials FILE)")
     else:
-        render.out().print(render.accounts_table(accounts, at_now))
+        render.print_accounts(accounts, at_now)
 
 
 @accounts_app.command("remove")

@@ -150,6 +150,12 @@ def get_settings(ctx: typer.Context | None = None) -> Settings:
     return st.settings
 
 
+def note(text: str) -> None:
+    """A remark beside a listing: under it on a terminal, on stderr through a pipe (so the
+    rows stay rows)."""
+    print(text, file=sys.stdout if sys.stdout.isatty() else sys.stderr)
+
+
 def now() -> datetime:
     return datetime.now(UTC)
 

@@ -14,8 +14,16 @@ from typing import Annotated
 
 import typer
 
-from autopost.cli.app import RawArgsCommand, app, get_settings, get_store, now, say_error
-from autopost.errors import UsageError
+from autopost.cli.app import (
+    RawArgsCommand,
+    app,
+    get_settings,
+    get_store,
+    note,
+    now,
+    say_error,
+)
+from autopost.errors import NotFound, UsageError
 from autopost.models import JobFilter, JobStatus
 from autopost.timeparse import get_zone, parse_when
 
@@ -128,11 +136,10 @@ class _progress:
     def __enter__(self) -> Callable[[int | None], None]:
         if not sys.stderr.isatty():
             return lambda _n: None
+        from rich.console import Console
         from rich.progress import Progress
 
-        from autopost import render
-
-        self.bar = Progress(console=render.err_console, transient=True)
+        self.bar = Progress(console=Console(stderr=True, highlight=False), transient=True)
         self.bar.start()
         task = self.bar.add_task("checking rows", total=self.total)
 
@@ -203,10 +210,10 @@ def list_(
         print("no jobs")
     else:
         shown = jobs if limit is not None else jobs[:TABLE_ROWS]
-        render.out().print(render.jobs_table(shown))
+        render.print_jobs(shown)
         if len(shown) < len(jobs):
-            print(f"(the first {len(shown)} jobs; there are more: narrow it with --status, "
-                  "--account or --limit, or use --json for all)")
+            note(f"(the first {len(shown)} jobs; there are more: narrow it with --status, "
+                 "--account or --limit, or use --json for all)")
 
 
 @app.command()
@@ -214,7 +221,7 @@ def show(
     job_id: Annotated[str, typer.Argument(metavar="JOB", help="A job id or its unique start.")],
     as_json: Annotated[bool, typer.Option("--json", help="Print JSON.")] = False,
 ) -> None:
-    """Show a job and every attempt made for it."""
+    """Show a job, why it is waiting if it is, and every attempt made for it."""
     from autopost import render
 
     store = get_store()
@@ -223,7 +230,26 @@ def show(
     if as_json:
         render.print_json(render.job_with_attempts(job, attempts))
     else:
-        render.show_job(job, attempts)
+        render.show_job(job, attempts, _waiting(store, job))
+
+
+def _waiting(store, job) -> str | None:
+    from autopost import render
+
+    try:
+        account = store.get_account(job.account)
+    except NotFound:
+        account = None
+    at_now = now()
+    quota = None
+    due = job.next_attempt_at or job.scheduled_at
+    if account is not None and job.status == JobStatus.PENDING and due <= at_now:
+        from autopost.services import account_limits
+
+        hourly, daily = account_limits(account, get_settings())
+        hour, day = store.quota_usage(account.name, now=at_now)
+        quota = (hour, hourly, day, daily)
+    return render.waiting_reason(job, account, at_now, quota=quota)
 
 
 def _jobs(store, ids: list[str]):

@@ -10,7 +10,7 @@ from typing import Annotated
 
 import typer
 
-from autopost.cli.app import app, get_settings, get_store, now, state
+from autopost.cli.app import app, get_settings, get_store, note, now, state
 from autopost.models import JobFilter, JobStatus
 from autopost.timeparse import format_utc, get_zone, parse_duration
 
@@ -43,10 +43,9 @@ def platforms(
     if as_json:
         render.print_json(rows)
         return
-    c = render.out()
-    c.print(render.platforms_table(rows))
+    render.print_platforms(rows)
     if settings.config_path:
-        c.print(f"\nconfig: {settings.config_path}")
+        note(f"config: {settings.config_path}")
 
 
 @app.command()
@@ -74,7 +73,7 @@ def quota(
     elif not rows:
         print("no accounts yet")
     else:
-        render.out().print(render.quota_table(rows))
+        render.print_quota(rows)
 
 
 @app.command()
@@ -84,11 +83,13 @@ def calendar(
                                            help="Group by days in this zone.")] = None,
     as_json: Annotated[bool, typer.Option("--json", help="Print JSON.")] = False,
 ) -> None:
-    """Upcoming pending posts, by day."""
+    """Upcoming pending posts: a week grid on a terminal (days across, hours down, posts
+    per account in each cell), one line per post through a pipe."""
     from autopost import render
 
     zone = get_zone(tz)
-    end = now() + timedelta(days=days)
+    start = now()
+    end = start + timedelta(days=days)
     jobs = [j for j in get_store().list_jobs(JobFilter(status=JobStatus.PENDING))
             if (j.next_attempt_at or j.scheduled_at) < end]
     jobs.sort(key=lambda j: (j.next_attempt_at or j.scheduled_at, j.id))
@@ -100,7 +101,7 @@ def calendar(
         render.print_json([{"date": day, "jobs": [render.job_to_dict(j) for j in items]}
                            for day, items in grouped.items()])
     else:
-        render.calendar(list(grouped.items()), zone)
+        render.calendar(jobs, zone, start.astimezone(zone).date(), days)
 
 
 @app.command()
