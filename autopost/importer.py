@@ -1,6 +1,7 @@
 """`autopost import FILE`: read CSV (with a header) or JSON Lines into checked NewJobs.
 
-Columns / fields: account, at, text (required); key, media, alt, tz (optional).
+Columns / fields: account, at, text (required); key, media, alt, tz, options (optional).
+`options` is a JSON object of the account's platform options (as `add --option`).
 Several media files go in one cell separated by '|', with their alt texts in the same
 order ('a.png|b.png' and 'first|second'); in JSON Lines, media and alt may be lists.
 Relative media paths are read relative to the import file's folder.
@@ -19,17 +20,18 @@ from datetime import UTC, datetime, timezone, tzinfo
 from pathlib import Path
 from typing import Any
 
-from autopost.config import Settings
+from autopost.config import PLATFORMS, Settings
 from autopost.errors import NotFound, UsageError
 from autopost.inputs import BadJSON, parse_json
 from autopost.models import Account, Media, NewJob
 from autopost.platforms.base import Adapter
+from autopost.platforms.options import check_targets, from_json
 from autopost.services import PAST_GRACE, check_media, existing_keys, platform_adapter
 from autopost.store.base import Store
 from autopost.timeparse import _localize, get_zone, parse_when
 
 REQUIRED = ("account", "at", "text")
-OPTIONAL = ("key", "media", "alt", "tz")
+OPTIONAL = ("key", "media", "alt", "tz", "options")
 COLUMNS = REQUIRED + OPTIONAL
 
 
@@ -164,6 +166,8 @@ def _check_types(data: dict[str, Any]) -> None:
         if column in ("media", "alt") and isinstance(value, list) \
                 and all(isinstance(v, str) for v in value):
             continue
+        if column == "options" and isinstance(value, dict):
+            continue
         if column == "key" and isinstance(value, int) and not isinstance(value, bool):
             data[column] = str(value)
             continue
@@ -260,8 +264,16 @@ class RowChecker:
             raise _Bad("at", str(exc).removeprefix("--at: ")) from None
         media = self._media(get("media"), get("alt")) if get("media") or get("alt") else ()
         text = get("text") or ""
+        options = _NO_OPTIONS
+        if get("options"):
+            try:
+                raw = from_json(get("options"))
+                check_targets(raw, (account.platform,), PLATFORMS)
+                options = self.adapters[name].check_options(raw)
+            except UsageError as exc:
+                raise _Bad("options", str(exc)) from None
         try:
-            self.adapters[name].validate(text, media, _NO_OPTIONS)
+            self.adapters[name].validate(text, media, options)
         except UsageError as exc:
             raise _Bad("text", str(exc)) from None
         key = get("key")
@@ -272,7 +284,8 @@ class RowChecker:
             if first != row:
                 raise _Bad("key", f"key {key!r} for {name} is already used on row {first}")
         job = NewJob(account=name, platform=account.platform, text=text, scheduled_at=when,
-                     media=media, max_attempts=self.attempts[name], key=key)
+                     media=media, options=dict(options), max_attempts=self.attempts[name],
+                     key=key)
         if when < self.earliest:
             if key is None:
                 raise _Bad("at", f"{at!r} is in the past")

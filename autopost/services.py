@@ -8,7 +8,7 @@ import os
 import re
 import secrets
 from collections.abc import Sequence
-from dataclasses import dataclass, replace
+from dataclasses import dataclass, field, replace
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
 from typing import Any
@@ -103,6 +103,7 @@ def build_account(name: str, platform: str, credentials: dict[str, Any], *,
                          "https://mastodon.social); nothing was stored")
     cls.check_credentials(credentials)
     cls.check_secrets(credentials)
+    credentials, token_expires_at = cls.prepare_credentials(credentials)
     if canon == "outbox" and isinstance(credentials.get("path"), str):
         # cron runs elsewhere: a relative folder must mean what it meant here.
         # The real folder is stored: a symbolic link planted there later is not followed.
@@ -114,6 +115,7 @@ def build_account(name: str, platform: str, credentials: dict[str, Any], *,
         base_url = existing.base_url if base_url is None else base_url
     return Account(
         name=name, platform=canon, base_url=base_url, credentials=credentials,
+        token_expires_at=token_expires_at,
         blocked_until=existing.blocked_until if existing else None,
         hourly_limit=hourly_limit, daily_limit=daily_limit)
 
@@ -248,6 +250,24 @@ class AddRequest:
     media: tuple[Media, ...] = ()
     key: str | None = None
     max_attempts: int | None = None
+    # What --option KEY=VALUE gave (or an import row's options): checked per platform.
+    options: dict[str, Any] = field(default_factory=dict)
+
+
+def job_options(raw: dict[str, Any], accounts: Sequence[Account]) -> dict[str, dict[str, Any]]:
+    """Each account's checked options (by account name); UsageError naming the option."""
+    from autopost.config import PLATFORMS
+    from autopost.platforms.options import check_targets
+
+    check_targets(raw, {a.platform for a in accounts}, PLATFORMS)
+    out = {}
+    for account in accounts:
+        _, cls = platform_adapter(account.platform)
+        try:
+            out[account.name] = cls.check_options(raw)
+        except UsageError as exc:
+            raise UsageError(f"{account.name}: {exc}") from None
+    return out
 
 
 def build_jobs(store: Store, settings: Settings, req: AddRequest, *, now: datetime
@@ -266,16 +286,17 @@ def build_jobs(store: Store, settings: Settings, req: AddRequest, *, now: dateti
         raise UsageError("--max-attempts: must be at least 1")
     accounts = [store.get_account(name) for name in req.accounts]
     group = secrets.token_hex(6) if len(accounts) > 1 else None
+    options = job_options(req.options, accounts)
     jobs = []
     for account in accounts:
         _, cls = platform_adapter(account.platform)
         try:
-            cls.validate(req.text, req.media, {})
+            cls.validate(req.text, req.media, options[account.name])
         except UsageError as exc:
             raise UsageError(f"{account.name}: {exc}") from None
         jobs.append(NewJob(
             account=account.name, platform=account.platform, text=req.text,
-            scheduled_at=req.when, media=req.media,
+            scheduled_at=req.when, media=req.media, options=options[account.name],
             max_attempts=req.max_attempts or settings.policy(account.platform).max_attempts,
             key=req.key, group_id=group))
     if req.when < now - PAST_GRACE:

@@ -16,6 +16,7 @@ from typing import TYPE_CHECKING, Any, ClassVar
 
 from autopost.errors import UsageError
 from autopost.models import Account, ErrorKind, Job, Media
+from autopost.platforms.options import Option
 
 if TYPE_CHECKING:
     import httpx
@@ -132,6 +133,10 @@ class Adapter(ABC):
     refreshable: ClassVar[bool] = False
     # True where there is no default API root (every Mastodon instance is its own).
     needs_base_url: ClassVar[bool] = False
+    # True where the account logs in through the browser (`autopost accounts login`).
+    logs_in: ClassVar[bool] = False
+    # The options a job may carry on this platform (`add --option KEY=VALUE`).
+    options: ClassVar[tuple[Option, ...]] = ()
 
     def __init__(self, account: Account, credentials: dict[str, Any],
                  client: httpx.Client | None, *, clock: Callable[[], datetime] = utcnow,
@@ -192,6 +197,21 @@ class Adapter(ABC):
         """What `autopost status` should say about this account before it breaks
         (a token about to expire, an API version about to be retired)."""
         return []
+
+    @classmethod
+    def check_options(cls, raw: dict[str, Any], platforms: tuple[str, ...] = ()
+                      ) -> dict[str, Any]:
+        """This platform's checked options out of what `add`/`import` was given."""
+        from autopost.config import PLATFORMS
+        from autopost.platforms.options import for_platform
+
+        return for_platform(raw, cls.platform, cls.options, (*PLATFORMS, *platforms))
+
+    @classmethod
+    def prepare_credentials(cls, credentials: dict[str, Any]
+                            ) -> tuple[dict[str, Any], datetime | None]:
+        """The credentials to store and the token expiry they state (no network)."""
+        return credentials, None
 
     # -- at `accounts add` ----------------------------------------------------------
     @classmethod

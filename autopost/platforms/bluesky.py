@@ -49,6 +49,7 @@ from autopost.platforms.base import (
     Verdict,
 )
 from autopost.platforms.imageinfo import ImageInfo, read_image_info
+from autopost.platforms.options import Option
 
 POST = "app.bsky.feed.post"
 MAX_TEXT_BYTES = 3000
@@ -71,6 +72,10 @@ class BlueskyAdapter(Adapter):
     secret_fields = ("password", "access_jwt", "refresh_jwt")
     text_limit = 300
     max_media = 4
+    options = (
+        Option("langs", "list", "the post's languages, e.g. en,pt-BR (at most 3)",
+               max_length=3, pattern=r"[A-Za-z]{2,3}(-[A-Za-z0-9]{1,8})*"),
+    )
     refreshable = True
 
     def __init__(self, *args: Any, **kwargs: Any):

@@ -50,6 +50,7 @@ from autopost.platforms.base import (
     Verdict,
     platform_options,
 )
+from autopost.platforms.options import Option
 
 CONTENT_LIMIT = 2000
 ALT_LIMIT = 1024
@@ -92,6 +93,16 @@ class DiscordAdapter(Adapter):
     secret_fields = ("webhook_url",)
     text_limit = CONTENT_LIMIT
     max_media = 1
+    options = (
+        Option("username", "text", "the name shown on the post", max_length=80),
+        Option("avatar_url", "url", "the avatar shown on the post"),
+        Option("thread_id", "text", "post into this thread", pattern=r"[0-9]+"),
+        Option("thread_name", "text", "create a forum post with this title",
+               max_length=100),
+        Option("suppress_embeds", "bool", "no link embeds"),
+        Option("silent", "bool", "post without notifying"),
+        Option("disable_notification", "bool", "same as silent"),
+    )
     can_reconcile = False
     refreshable = False
 

@@ -41,6 +41,7 @@ from autopost.platforms.base import (
     SaveRef,
     Verdict,
 )
+from autopost.platforms.options import Option
 from autopost.platforms.textcount import graphemes
 from autopost.timeparse import format_utc
 
@@ -129,6 +130,14 @@ class MastodonAdapter(Adapter):
     needs_base_url = True
     text_limit = 500
     max_media = 4
+    options = (
+        Option("visibility", "choice", "who sees the post", choices=VISIBILITIES),
+        Option("spoiler_text", "text", "content warning shown before the text"),
+        Option("language", "text", "ISO 639 language code, e.g. en",
+               pattern=r"[A-Za-z]{2,3}"),
+        Option("sensitive", "bool", "mark the media as sensitive"),
+        Option("in_reply_to_id", "text", "reply to this status id", pattern=r"[0-9A-Za-z]+"),
+    )
 
     # The server keeps an Idempotency-Key for 1 h; stay well inside it.
     idempotency_window: ClassVar[timedelta] = timedelta(minutes=55)

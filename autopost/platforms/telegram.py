@@ -50,6 +50,7 @@ from autopost.platforms.base import (
     Verdict,
     platform_options,
 )
+from autopost.platforms.options import Option
 
 TEXT_LIMIT = 4096
 CAPTION_LIMIT = 1024
@@ -103,6 +104,14 @@ class TelegramAdapter(Adapter):
     secret_fields = ("bot_token",)
     text_limit = TEXT_LIMIT
     max_media = 1
+    options = (
+        Option("parse_mode", "choice", "how Telegram reads the text",
+               choices=("HTML", "MarkdownV2", "Markdown")),
+        Option("disable_notification", "bool", "post silently"),
+        Option("link_preview", "bool", "false turns the link preview off"),
+        Option("disable_web_page_preview", "bool", "true turns the link preview off"),
+        Option("link_preview_options", "object", "a LinkPreviewOptions object, sent as given"),
+    )
     can_reconcile = False
     refreshable = False
 
