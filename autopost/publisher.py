@@ -145,13 +145,20 @@ class Publisher:
         try:
             if not reconcile and needs_proactive_refresh(account, adapter, self.clock()):
                 store = self.store_factory()
-                seen = refresh_account(store, adapter, seen, run_id, clock=self.clock,
-                                       sleep=self.sleep).credentials
+                try:
+                    seen = refresh_account(store, adapter, seen, run_id, clock=self.clock,
+                                           sleep=self.sleep).credentials
+                except PlatformError as exc:
+                    if exc.kind == ErrorKind.AUTH_REVOKED:
+                        raise
+                    # The token has not expired yet (or a 401 will say so and retry the
+                    # refresh): a platform hiccup now is no reason to stop the account.
+                    pass
             for i, job in enumerate(jobs):
                 if self.stop.is_set():
                     return ChainEnd(name, [] if reconcile else jobs[i:])
                 if reconcile:
-                    inbox.put(self._reconcile(adapter, job, run_id))
+                    inbox.put(self._reconcile(adapter, job, run_id, seen))
                     continue
                 reply: Future = Future()
                 inbox.put(Dispatch(job.id, reply))
@@ -238,9 +245,23 @@ class Publisher:
                              can_reconcile=adapter.can_reconcile)
         return self._done(job, run_id, now, d, exc, closes_attempt=True)
 
-    def _reconcile(self, adapter: Adapter, job: Job, run_id: str) -> Done:
+    def _reconcile(self, adapter: Adapter, job: Job, run_id: str, seen: dict | None = None
+                   ) -> Done:
         try:
-            found: Reconciled = adapter.reconcile(job)
+            try:
+                found: Reconciled = adapter.reconcile(job)
+            except PlatformError as exc:
+                if exc.kind != ErrorKind.AUTH_EXPIRED or not adapter.refreshable:
+                    raise
+                # Reading back needs a live token too: refresh once (serialised), ask again.
+                store = self.store_factory()
+                try:
+                    refresh_account(store, adapter, adapter.account.credentials
+                                    if seen is None else seen, run_id, clock=self.clock,
+                                    sleep=self.sleep)
+                finally:
+                    store.close()
+                found = adapter.reconcile(job)
         except PlatformError as exc:
             exc = scrubbed(adapter, exc)
             now = self.clock()
