@@ -125,3 +125,60 @@ def test_import_refuses_bad_options_and_imports_nothing(tmp_path, store, cell, m
     body = f"account,at,text,options\nmasto,2026-06-02T09:00Z,hi,{cell}\n"
     with pytest.raises(UsageError, match=re.escape(message)):
         _import(tmp_path, store, "bad.csv", body)
+
+
+# -- through the command line ------------------------------------------------------------------
+
+def _mastodon_account(cli):
+    creds = json.dumps({"access_token": "tok-123456"})
+    done = cli("accounts", "add", "m", "--platform", "mastodon", "--base-url",
+               "https://m.example", "--credentials", "-", "--offline", input=creds)
+    assert done.code == 0, done.stderr
+
+
+def test_cli_add_option_is_stored_and_shown(cli):
+    _mastodon_account(cli)
+    done = cli("add", "hello", "-a", "m", "--at", "+1h", "--option", "visibility=unlisted",
+               "-o", "spoiler_text=cw: spoilers", "--json")
+    assert done.code == 0, done.stderr
+    [job] = done.json()
+    assert job["options"] == {"visibility": "unlisted", "spoiler_text": "cw: spoilers"}
+
+
+@pytest.mark.parametrize("args,message", [
+    (["--option", "colour=red"], "mastodon has no option 'colour'"),
+    (["--option", "visibility=loud"], "option 'visibility' (mastodon): 'loud' is not one of"),
+    (["--option", "visibility"], "expected KEY=VALUE"),
+    (["--option", "bluesky.langs=en"], "none of the accounts is on bluesky"),
+])
+def test_cli_bad_option_is_one_line_exit_2_and_changes_nothing(cli, args, message):
+    from tests.conftest import file_hash
+
+    _mastodon_account(cli)
+    before = file_hash(cli.db)
+    done = cli("add", "hello", "-a", "m", "--at", "+1h", *args)
+    assert done.code == 2
+    assert len(done.err_lines) == 1 and message in done.stderr
+    assert "Traceback" not in done.stderr
+    assert file_hash(cli.db) == before
+
+
+def test_cli_platforms_name_lists_the_options(cli):
+    done = cli("platforms", "mastodon")
+    assert done.code == 0
+    assert "visibility" in done.stdout and "public | unlisted | private | direct" in done.stdout
+    doc = cli("platforms", "bluesky", "--json").json()
+    assert doc["platform"] == "bluesky" and [o["name"] for o in doc["options"]] == ["langs"]
+    assert cli("platforms", "outbox").stdout.count("takes no job options") == 1
+    bad = cli("platforms", "myspace")
+    assert bad.code == 2 and "unknown platform" in bad.stderr
+
+
+def test_cli_login_is_refused_for_platforms_without_oauth(cli, tmp_path):
+    done = cli("accounts", "add", "box", "--platform", "outbox", "--credentials", "-",
+               input=json.dumps({"path": str(tmp_path / "o")}))
+    assert done.code == 0
+    done = cli("accounts", "login", "box", "--paste")
+    assert done.code == 2 and "do not log in with OAuth" in done.stderr
+    done = cli("accounts", "login", "nobody", "--paste")
+    assert done.code == 2 and "unknown account" in done.stderr

@@ -60,6 +60,8 @@ def accounts_add(
     store.add_account(account, now=now(), replace=existing is not None)
     verb = "updated" if existing else "added"
     print(f"{verb} account {name} ({account.platform})")
+    if cls.logs_in and not account.credentials.get("access_token"):
+        print(f"next: autopost accounts login {name}")
     for var in unset:
         print(f"note: ${var} is not set in this shell; runs will need it", file=sys.stderr)
 
@@ -140,6 +142,61 @@ def accounts_check(name: str = typer.Argument(...)) -> None:
     print(f"{name} ({account.platform}): ok, {info.display}")
     if info.url:
         print(f"  {info.url}")
-    expires = info.token_expires_at or account.token_expires_at
+    expires = info.token_expires_at or store.get_account(name).token_expires_at
     if expires:
         print(f"  token expires {format_utc(expires)}")
+
+
+@accounts_app.command("login")
+def accounts_login(
+    name: Annotated[str, typer.Argument(help="The account (added with its client_id).")],
+    no_browser: Annotated[bool, typer.Option(
+        "--no-browser", help="Only print the URL; do not open a browser.")] = False,
+    port: Annotated[int, typer.Option(
+        "--port", min=0, max=65535, help="Port of the redirect URI "
+        "http://127.0.0.1:PORT/callback registered with the platform's app.")] = 8765,
+    paste: Annotated[bool, typer.Option(
+        "--paste", help="On a machine without a browser: open the URL elsewhere, then paste "
+        "the URL it was redirected to.")] = False,
+    timeout: Annotated[float, typer.Option(
+        "--timeout", min=1, help="Seconds to wait for the redirect.")] = 300.0,
+) -> None:
+    """Log an OAuth account in (authorization code with PKCE); stores its tokens."""
+    from autopost import oauth
+    from autopost.platforms.http import make_client
+    from autopost.timeparse import format_utc
+
+    def read_line() -> str:
+        line = sys.stdin.readline()
+        if not line:
+            raise UsageError("no URL pasted; nothing changed")
+        return line
+
+    def open_browser(url: str) -> None:
+        if no_browser:
+            return
+        import webbrowser
+
+        try:
+            webbrowser.open(url)
+        except Exception:  # noqa: BLE001 - no browser here: the URL is printed anyway
+            pass
+
+    def say(line: str) -> None:
+        print(line, flush=True)
+
+    store = get_store()
+    with make_client() as client:
+        done = oauth.login(store, name, client=client, port=port, paste=paste,
+                           open_browser=open_browser, read_line=read_line, say=say,
+                           timeout=timeout, clock=now, owner=f"login-{os.getpid()}")
+    account = store.get_account(name)
+    who = done.who or "(could not ask who)"
+    print(f"logged in {name} ({account.platform}) as {who}")
+    if done.token_expires_at:
+        print(f"  token expires {format_utc(done.token_expires_at)}"
+              + ("" if done.refresh_token else "; no refresh token was issued, so log in "
+                 "again then"))
+    if done.problem:
+        raise NeedsAttention(f"account {name}: logged in, but the check failed: "
+                             f"{done.problem}")

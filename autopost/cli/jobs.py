@@ -27,7 +27,8 @@ from autopost.errors import NotFound, UsageError
 from autopost.models import JobFilter, JobStatus
 from autopost.timeparse import get_zone, parse_when
 
-_ADD_VALUE_OPTIONS = ("--account", "-a", "--at", "--tz", "--key", "--max-attempts")
+_ADD_VALUE_OPTIONS = ("--account", "-a", "--at", "--tz", "--key", "--max-attempts",
+                      "--option", "-o")
 
 
 @app.command(cls=RawArgsCommand)
@@ -50,6 +51,10 @@ def add(
     key: Annotated[str | None, typer.Option(
         "--key", help="Your id for this post: adding the same key again does nothing.")
     ] = None,
+    option: Annotated[list[str] | None, typer.Option(
+        "--option", "-o", metavar="KEY=VALUE",
+        help="A platform option (repeatable; PLATFORM.KEY=VALUE for one platform only). "
+             "'autopost platforms NAME' lists them.")] = None,
     max_attempts: Annotated[int | None, typer.Option(
         "--max-attempts", min=1, help="Give up after N attempts (default: the platform's).")
     ] = None,
@@ -58,6 +63,7 @@ def add(
     """Schedule a post to one or more accounts. Prints the job id(s)."""
     from autopost import render, services
     from autopost.models import Media
+    from autopost.platforms.options import parse_pairs
 
     at_now = now()
     if text == "-":
@@ -72,7 +78,8 @@ def add(
     files = tuple(Media(services.check_media(path), alt_text) for path, alt_text in pairs)
     store = get_store()
     request = services.AddRequest(text=text, accounts=list(account), when=when, media=files,
-                                  key=key, max_attempts=max_attempts)
+                                  key=key, max_attempts=max_attempts,
+                                  options=parse_pairs(option or []))
     jobs = services.build_jobs(store, get_settings(), request, now=at_now)
     results = store.add_jobs(jobs, now=at_now)
     if as_json:
@@ -99,9 +106,10 @@ def import_(
 ) -> None:
     """Import many posts from a CSV or JSON Lines file, all or nothing.
 
-    Columns: account, at, text, and optional key, media, alt, tz. Every row is checked
-    first; one bad row and nothing is imported. Rows with a key already imported are
-    left as they are, so importing the same file again is safe."""
+    Columns: account, at, text, and optional key, media, alt, tz, options (a JSON object
+    of platform options). Every row is checked first; one bad row and nothing is
+    imported. Rows with a key already imported are left as they are, so importing the
+    same file again is safe."""
     from autopost import importer, render
 
     text = importer.read_text(file)

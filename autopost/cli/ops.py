@@ -17,21 +17,25 @@ from autopost.timeparse import format_utc, get_zone, parse_duration
 
 @app.command()
 def platforms(
+    name: Annotated[str | None, typer.Argument(
+        metavar="[NAME]", help="One platform: its settings and the job options it takes.")
+    ] = None,
     as_json: Annotated[bool, typer.Option("--json", help="Print JSON.")] = False,
 ) -> None:
     """The effective retry and quota settings per platform (defaults < config < env)."""
     import importlib.util
 
     from autopost import render
-    from autopost.config import PLATFORMS
+    from autopost.config import PLATFORMS, check_platform
 
     settings = get_settings()
+    names = PLATFORMS if name is None else (check_platform(name),)
     rows = []
-    for name in PLATFORMS:
-        policy = settings.policy(name)
+    for platform in names:
+        policy = settings.policy(platform)
         rows.append({
-            "platform": name,
-            "supported": importlib.util.find_spec(f"autopost.platforms.{name}") is not None,
+            "platform": platform,
+            "supported": importlib.util.find_spec(f"autopost.platforms.{platform}") is not None,
             "max_attempts": policy.max_attempts,
             "base_delay": policy.base_delay,
             "max_delay": policy.max_delay,
@@ -40,12 +44,32 @@ def platforms(
             "daily_limit": policy.daily_limit,
             "retryable": sorted(str(k) for k in policy.retryable),
         })
+    if name is not None:
+        rows[0]["options"] = _options_of(rows[0]["platform"]) if rows[0]["supported"] else []
     if as_json:
-        render.print_json(rows)
+        render.print_json(rows if name is None else rows[0])
         return
     render.print_platforms(rows)
+    if name is not None:
+        options = rows[0]["options"]
+        if not rows[0]["supported"]:
+            print(f"\n{rows[0]['platform']} is not built yet")
+        elif not options:
+            print(f"\n{rows[0]['platform']} takes no job options")
+        else:
+            print("\noptions (add --option KEY=VALUE; import: an options column):")
+            for o in options:
+                default = f" (default {o['default']})" if o["default"] is not None else ""
+                print(f"  {o['name']:<24} {o['values']}: {o['help']}{default}")
     if settings.config_path:
         note(f"config: {settings.config_path}")
+
+
+def _options_of(platform: str) -> list[dict]:
+    from autopost.platforms.registry import adapter_class
+
+    return [{"name": o.name, "values": o.describe(), "help": o.help, "default": o.default}
+            for o in adapter_class(platform).options]
 
 
 @app.command()

@@ -61,6 +61,7 @@ from autopost.platforms.base import (
     platform_options,
 )
 from autopost.platforms.imageinfo import read_image_info
+from autopost.platforms.options import Option
 from autopost.timeparse import format_utc
 
 DEFAULT_VERSION = "202603"
@@ -149,6 +150,10 @@ class LinkedInAdapter(Adapter):
     secret_fields = ("access_token", "refresh_token", "client_secret")
     text_limit = TEXT_LIMIT
     max_media = MAX_IMAGES
+    options = (
+        Option("visibility", "choice", "who sees the post", choices=VISIBILITIES),
+        Option("disable_reshare", "bool", "others may not reshare the post"),
+    )
 
     # How far before our first send a post found by read-back may be dated.
     readback_margin: ClassVar[timedelta] = timedelta(minutes=2)
