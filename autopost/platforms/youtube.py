@@ -64,6 +64,7 @@ from autopost.platforms.base import (
     platform_options,
 )
 from autopost.platforms.imageinfo import read_image_info
+from autopost.platforms.options import Option
 from autopost.timeparse import format_utc
 
 GRANULE = 256 * 1024
@@ -280,6 +281,17 @@ class YouTubeAdapter(Adapter):
     secret_fields = ("access_token", "refresh_token", "client_secret")
     text_limit = None
     max_media = 1
+    options = (
+        Option("title", "text", "the video's title (default: the text's first line)"),
+        Option("description", "text", "the description (default: the rest of the text)"),
+        Option("category", "text", "numeric category id (22 = People & Blogs)",
+               pattern=r"[0-9]+"),
+        Option("privacy", "choice", "who can watch", choices=PRIVACY),
+        Option("publish_at", "text", "ISO 8601 time YouTube makes a private video public"),
+        Option("made_for_kids", "bool", "self-declared made for kids"),
+        Option("tags", "list", "comma-separated tags"),
+        Option("thumbnail", "text", "a JPEG or PNG file for the thumbnail"),
+    )
 
     chunk_size: ClassVar[int] = CHUNK
     # Broken connections survived within one attempt (each followed by a probe).
