@@ -9,6 +9,18 @@
     ambiguous       unknown -> reconcile before any retry (operator if it cannot tell)
     duplicate       unknown -> reconcile: it may be our own earlier attempt
     invalid         failed at once, with the platform's message
+
+After an unknown outcome, a reconcile (not an attempt) settles the job:
+    posted          posted
+    not posted      pending (resent as a new attempt), or failed when the attempts are spent:
+                    the platform showed the post does not exist
+    resend          the platform deduplicates a resend (Mastodon's Idempotency-Key inside
+                    its hour, Bluesky's record key): resent at once, attempts spent or not;
+                    the job stays unknown until that resend answers
+    cannot tell     unknown, waiting for 'autopost resolve'
+
+A job that may have reached the platform is never failed for want of attempts: only a
+refusal by the platform or an established absence fails it.
 """
 
 from __future__ import annotations
@@ -18,7 +30,9 @@ from dataclasses import dataclass
 from datetime import datetime, timedelta
 
 from autopost.config import PlatformPolicy
-from autopost.models import AccountState, ErrorKind, Job, JobStatus
+from collections.abc import Iterable
+
+from autopost.models import AccountState, Attempt, ErrorKind, Job, JobStatus
 from autopost.platforms.base import PlatformError, Reconciled, Verdict
 
 # How soon a run looks at a job whose outcome became unknown.
@@ -33,6 +47,8 @@ class Decision:
     block_until: datetime | None = None
     account_state: AccountState | None = None
     refund_attempt: bool = False
+    # A reconcile's answer: send again now, the platform deduplicates it.
+    resend: bool = False
 
 
 def backoff_delay(policy: PlatformPolicy, attempt: int, rng: random.Random) -> float:
@@ -91,12 +107,17 @@ def decide_reconcile(found: Reconciled, *, job: Job, now: datetime) -> Decision:
         return Decision(JobStatus.UNKNOWN, None,
                         f"cannot tell whether it was posted ({found.message}); "
                         "waits for 'autopost resolve'")
+    if found.verdict == Verdict.RESEND:
+        return Decision(JobStatus.UNKNOWN, now,
+                        f"resent to settle the outcome ({found.message}); not an attempt",
+                        resend=True)
     if job.last_error_kind == ErrorKind.DUPLICATE:
         return Decision(JobStatus.FAILED, None,
                         "the platform calls it a duplicate of a post that is not ours")
     if job.attempts >= job.max_attempts:
         return Decision(JobStatus.FAILED, None,
-                        f"not posted, and {job.attempts} attempt(s) are spent")
+                        f"the platform shows it was not posted ({found.message}), and "
+                        f"{job.attempts} attempt(s) are spent")
     return Decision(JobStatus.PENDING, now, f"reconciled: not posted ({found.message}); resend")
 
 
@@ -107,3 +128,52 @@ def decide_reconcile_error(err: PlatformError, *, job: Job, policy: PlatformPoli
     return Decision(JobStatus.UNKNOWN, at,
                     f"reconcile failed ({err.kind}); asking again at "
                     f"{at.isoformat(timespec='seconds')}")
+
+
+def decide_resend_error(err: PlatformError, *, job: Job, policy: PlatformPolicy,
+                        now: datetime, rng: random.Random) -> Decision:
+    """The deduplicated resend that was to settle an unknown job failed.
+
+    An earlier attempt may still be live, so the job stays unknown whatever the error,
+    except when the platform itself refuses the post: a platform that deduplicates would
+    have answered with the existing post instead. A refusal found before any request
+    (a media file gone, say) proves nothing about the earlier attempt: the operator decides.
+    """
+    kind = err.kind
+    if kind == ErrorKind.INVALID and err.http_status is not None:
+        return Decision(JobStatus.FAILED, None, "the platform refused the post")
+    if kind == ErrorKind.INVALID:
+        return Decision(JobStatus.UNKNOWN, None,
+                        "cannot resend to settle the outcome; waits for 'autopost resolve'")
+    at = retry_time(policy, max(1, job.attempts), now, rng, err.retry_at)
+    why = f"resend failed ({kind}); still unknown, asking again at " \
+          f"{at.isoformat(timespec='seconds')}"
+    if kind in (ErrorKind.AUTH_EXPIRED, ErrorKind.AUTH_REVOKED):
+        return Decision(JobStatus.UNKNOWN, at, why, account_state=AccountState.NEEDS_REAUTH)
+    block = None
+    if kind in (ErrorKind.RATE_LIMITED, ErrorKind.QUOTA_EXCEEDED):
+        block = err.retry_at or at
+    return Decision(JobStatus.UNKNOWN, at, why, block_until=block)
+
+
+# -- may a job have been posted? (the operator's `retry` asks) -------------------------
+
+# Audit outcomes after which nothing earlier is in doubt: posted, an established absence,
+# the operator's answer or order.
+_SETTLING = frozenset({"posted", "not_posted", "resolved", "retried"})
+_MAYBE_DELIVERED = frozenset({ErrorKind.AMBIGUOUS, ErrorKind.DUPLICATE})
+
+
+def unsettled_attempt(attempts: Iterable[Attempt]) -> Attempt | None:
+    """The last attempt (in log order) that may have reached the platform with nothing
+    after it that settled the question; None when no attempt is in doubt."""
+    doubt: Attempt | None = None
+    for a in attempts:
+        if a.outcome in _SETTLING or (a.outcome == "reconciled" and a.decision
+                                      and a.decision.startswith("reconciled: posted")):
+            doubt = None
+        elif a.outcome is None and a.finished_at is None:
+            doubt = a  # sent, and nobody recorded how it ended
+        elif a.outcome in ("error", "lost") and a.error_kind in _MAYBE_DELIVERED:
+            doubt = a
+    return doubt

@@ -25,7 +25,13 @@ from autopost.errors import UsageError
 from autopost.models import Account, AccountState, ErrorKind, Job, JobStatus
 from autopost.platforms.base import Adapter, PlatformError, Published, Reconciled
 from autopost.platforms.registry import adapter_class
-from autopost.policy import Decision, decide_error, decide_reconcile, decide_reconcile_error
+from autopost.policy import (
+    Decision,
+    decide_error,
+    decide_reconcile,
+    decide_reconcile_error,
+    decide_resend_error,
+)
 from autopost.redact import account_secrets, scrub
 from autopost.store.base import Result, Store
 
@@ -158,15 +164,20 @@ class Publisher:
                 if self.stop.is_set():
                     return ChainEnd(name, [] if reconcile else jobs[i:])
                 if reconcile:
-                    inbox.put(self._reconcile(adapter, job, run_id, seen))
+                    done, seen, store = self._reconcile(adapter, job, run_id, inbox, seen,
+                                                        store)
+                    if done is not None:
+                        inbox.put(done)
                     continue
-                reply: Future = Future()
-                inbox.put(Dispatch(job.id, reply))
-                number = reply.result()
+                number = self._dispatch(inbox, job)
                 if number is None:
                     continue  # the lease is no longer ours: another run owns the job
-                done, seen, store = self._attempt(adapter, job, number, run_id, inbox, seen,
-                                                  store)
+                outcome, refreshed, seen, store = self._publish(adapter, job, run_id, inbox,
+                                                               seen, store)
+                if isinstance(outcome, Published):
+                    done = self._posted(job, run_id, outcome, refreshed)
+                else:
+                    done = self._failed(adapter, job, number, run_id, outcome)
                 inbox.put(done)
                 if done.result.block_account_until is not None or done.result.account_state:
                     return ChainEnd(name, jobs[i + 1:])
@@ -196,8 +207,18 @@ class Publisher:
                     self._client = make_client()
             return self._client
 
-    def _attempt(self, adapter: Adapter, job: Job, number: int, run_id: str,
-                 inbox: queue.Queue, seen: dict, store: Store | None):
+    @staticmethod
+    def _dispatch(inbox: queue.Queue, job: Job) -> int | None:
+        """Have the main thread commit the dispatch mark; None when the lease is lost."""
+        reply: Future = Future()
+        inbox.put(Dispatch(job.id, reply))
+        return reply.result()
+
+    def _publish(self, adapter: Adapter, job: Job, run_id: str, inbox: queue.Queue,
+                 seen: dict, store: Store | None
+                 ) -> tuple[Published | PlatformError, bool, dict, Store | None]:
+        """One platform call for the job (refreshing an expired token once).
+        Returns what came of it, whether a refresh happened, and the refresh state."""
         def save_ref(ref: dict[str, Any]) -> None:
             reply: Future = Future()
             inbox.put(SaveRefRequest(job.id, {**job.ref, **ref}, reply))
@@ -206,7 +227,7 @@ class Publisher:
         refreshed = False
         while True:
             try:
-                published = adapter.publish(job, save_ref)
+                return adapter.publish(job, save_ref), refreshed, seen, store
             except PlatformError as exc:
                 if exc.kind == ErrorKind.AUTH_EXPIRED and adapter.refreshable and not refreshed:
                     refreshed = True
@@ -217,14 +238,12 @@ class Publisher:
                         continue
                     except PlatformError as again:
                         exc = again
-                return self._failed(adapter, job, number, run_id, exc), seen, store
+                return exc, refreshed, seen, store
             except Exception as exc:  # an adapter bug: the post may or may not have gone out
                 report_bug(exc)
-                err = PlatformError(ErrorKind.AMBIGUOUS,
-                                    f"internal error in the {adapter.platform} adapter "
-                                    f"({type(exc).__name__})")
-                return self._failed(adapter, job, number, run_id, err), seen, store
-            return self._posted(job, run_id, published, refreshed), seen, store
+                return PlatformError(ErrorKind.AMBIGUOUS,
+                                     f"internal error in the {adapter.platform} adapter "
+                                     f"({type(exc).__name__})"), refreshed, seen, store
 
     def _posted(self, job: Job, run_id: str, published: Published, refreshed: bool) -> Done:
         note = "posted" + (" after refreshing the token" if refreshed else "")
@@ -245,8 +264,10 @@ class Publisher:
                              can_reconcile=adapter.can_reconcile)
         return self._done(job, run_id, now, d, exc, closes_attempt=True)
 
-    def _reconcile(self, adapter: Adapter, job: Job, run_id: str, seen: dict | None = None
-                   ) -> Done:
+    def _reconcile(self, adapter: Adapter, job: Job, run_id: str, inbox: queue.Queue,
+                   seen: dict, store: Store | None
+                   ) -> tuple[Done | None, dict, Store | None]:
+        policy = self.settings.policy(job.platform)
         try:
             try:
                 found: Reconciled = adapter.reconcile(job)
@@ -254,37 +275,65 @@ class Publisher:
                 if exc.kind != ErrorKind.AUTH_EXPIRED or not adapter.refreshable:
                     raise
                 # Reading back needs a live token too: refresh once (serialised), ask again.
-                store = self.store_factory()
-                try:
-                    refresh_account(store, adapter, adapter.account.credentials
-                                    if seen is None else seen, run_id, clock=self.clock,
-                                    sleep=self.sleep)
-                finally:
-                    store.close()
+                store = store or self.store_factory()
+                seen = refresh_account(store, adapter, seen, run_id, clock=self.clock,
+                                       sleep=self.sleep).credentials
                 found = adapter.reconcile(job)
         except PlatformError as exc:
             exc = scrubbed(adapter, exc)
             now = self.clock()
             with self._rng_lock:
-                d = decide_reconcile_error(exc, job=job, policy=self.settings.policy(
-                    job.platform), now=now, rng=self.rng)
-            return self._done(job, run_id, now, d, exc, closes_attempt=False, reconcile=True)
+                d = decide_reconcile_error(exc, job=job, policy=policy, now=now, rng=self.rng)
+            return self._done(job, run_id, now, d, exc, closes_attempt=False,
+                              reconcile=True), seen, store
+        # The answer's words go into the record: without any of the account's secrets.
+        found = Reconciled(found.verdict, found.published,
+                           scrub(found.message, _secrets(adapter)) or "")
         now = self.clock()
         d = decide_reconcile(found, job=job, now=now)
+        if d.resend:
+            return self._resend(adapter, job, run_id, inbox, seen, store, d)
         published = found.published
+        outcome = {JobStatus.POSTED: "reconciled", JobStatus.UNKNOWN: "cannot_tell"}.get(
+            d.status, "not_posted")
         result = Result(
-            job.id, run_id, now, d.status, "reconciled",
+            job.id, run_id, now, d.status, outcome,
             next_attempt_at=d.next_attempt_at,
             error_kind=job.last_error_kind if d.status != JobStatus.POSTED else None,
-            message=None if d.status == JobStatus.POSTED else (
-                job.last_error or scrub(found.message, _secrets(adapter))),
+            message=None if d.status == JobStatus.POSTED else (job.last_error or found.message),
             platform_post_id=published.post_id if published else None,
             platform_url=published.url if published else None,
             decision=d.why, closes_attempt=False)
-        problem = _problem(job, d, scrub(found.message, _secrets(adapter)) or "")
+        problem = _problem(job, d, found.message)
         counter = {JobStatus.POSTED: "posted", JobStatus.FAILED: "failed",
                    JobStatus.UNKNOWN: "unknown"}.get(d.status, "reconciled")
-        return Done(job, result, problem, counter)
+        return Done(job, result, problem, counter), seen, store
+
+    def _resend(self, adapter: Adapter, job: Job, run_id: str, inbox: queue.Queue,
+                seen: dict, store: Store | None, why: Decision
+                ) -> tuple[Done | None, dict, Store | None]:
+        """Settle an unknown job by sending it again where the platform deduplicates the
+        resend. Not an attempt: allowed whatever the attempts spent, and the job stays
+        unknown (counted against the quota) until the platform answers."""
+        if self._dispatch(inbox, job) is None:
+            return None, seen, store  # another run took the job over
+        outcome, _refreshed, seen, store = self._publish(adapter, job, run_id, inbox, seen,
+                                                        store)
+        now = self.clock()
+        if isinstance(outcome, Published):
+            result = Result(job.id, run_id, now, JobStatus.POSTED, "posted",
+                            platform_post_id=outcome.post_id, platform_url=outcome.url,
+                            decision=f"posted: {why.why}")
+            return Done(job, result, None, "posted"), seen, store
+        outcome = scrubbed(adapter, outcome)
+        with self._rng_lock:
+            d = decide_resend_error(outcome, job=job, policy=self.settings.policy(job.platform),
+                                    now=now, rng=self.rng)
+        done = self._done(job, run_id, now, d, outcome, closes_attempt=True)
+        counter = {JobStatus.FAILED: "failed", JobStatus.UNKNOWN: "unknown"}[d.status]
+        if d.status == JobStatus.UNKNOWN and d.next_attempt_at is not None:
+            counter = "reconciled"  # asked again later: not yet anyone's problem
+        return Done(job, done.result, done.problem, counter), seen, store
 
     def _done(self, job: Job, run_id: str, now: datetime, d: Decision, exc: PlatformError, *,
               closes_attempt: bool, reconcile: bool = False) -> Done:

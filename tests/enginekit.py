@@ -61,6 +61,7 @@ class Platform:
         self.max_in_flight = 0
         self.max_per_account = 0
         self.total_in_flight = 0
+        self.by_key: dict[str, Published] = {}  # idempotency key -> the post it made
 
     def posted(self, text: str) -> int:
         return sum(1 for _, t in self.ledger if t == text)
@@ -89,6 +90,9 @@ class ScriptedAdapter(Adapter):
             if isinstance(step, tuple) and step[0] == "posted-then":
                 with w.lock:
                     w.ledger.append((job.account, job.text))
+                    w.by_key.setdefault(job.idempotency_key,
+                                        Published(f"p{len(w.ledger)}",
+                                                  f"https://example.test/{job.id}"))
                 raise step[1]
             if isinstance(step, PlatformError):
                 raise step
@@ -131,10 +135,40 @@ class NoReconcileAdapter(ScriptedAdapter):
         return Reconciled(Verdict.CANNOT_TELL, None, "no way to ask")
 
 
+class DedupeAdapter(ScriptedAdapter):
+    """A platform that cannot be asked but deduplicates a resend, as Mastodon does with
+    an Idempotency-Key inside its hour: a create carrying a key it has seen answers with
+    the post it already made."""
+
+    platform = "scripted-dedupe"
+
+    def publish(self, job: Job, save_ref) -> Published:
+        w = self.world
+        with w.lock:
+            made = w.by_key.get(job.idempotency_key)
+        if made is None:
+            published = super().publish(job, save_ref)
+            with w.lock:
+                w.by_key.setdefault(job.idempotency_key, published)
+            return published
+        with w.lock:
+            w.calls.append((job.account, job.text))
+            step = w.script[job.text].pop(0) if w.script[job.text] else "ok"
+        if isinstance(step, tuple):
+            step = step[1]  # the original post is still there; only the answer is lost
+        if isinstance(step, PlatformError):
+            raise step
+        return made
+
+    def reconcile(self, job: Job) -> Reconciled:
+        return Reconciled(Verdict.RESEND, None, "a resend is deduplicated")
+
+
 def install(world: Platform) -> None:
     ScriptedAdapter.world = world
     registry.register("scripted", ScriptedAdapter)
     registry.register("scripted-blind", NoReconcileAdapter)
+    registry.register("scripted-dedupe", DedupeAdapter)
 
 
 class Kit:

@@ -405,7 +405,7 @@ def test_create_then_drop_is_ambiguous_and_a_resend_does_not_duplicate(fake, ada
     [row] = fake.ledger()
     job = make_job(ref=refs.last)
     verdict = adapter.reconcile(job)
-    assert verdict.verdict is Verdict.NOT_POSTED
+    assert verdict.verdict is Verdict.RESEND
     assert "safe to resend with the same Idempotency-Key" in verdict.message
     published = adapter.publish(job, refs)
     assert published.post_id == row.id
@@ -439,7 +439,7 @@ def test_reconcile_never_sent(adapter, fake):
 def test_reconcile_inside_the_window_needs_no_request(adapter, fake):
     job = make_job(ref={"first_sent_at": format_utc(fake.now() - timedelta(minutes=50))})
     verdict = adapter.reconcile(job)
-    assert verdict.verdict is Verdict.NOT_POSTED
+    assert verdict.verdict is Verdict.RESEND
     assert "safe to resend" in verdict.message
     assert fake.requests == []
 

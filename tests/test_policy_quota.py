@@ -5,13 +5,22 @@ from __future__ import annotations
 import random
 from datetime import UTC, datetime, timedelta
 
+import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
 from autopost.config import PlatformPolicy
 from autopost.models import ErrorKind, Job, JobStatus
-from autopost.platforms.base import PlatformError
-from autopost.policy import backoff_delay, decide_error, retry_time
+from autopost.platforms.base import PlatformError, Verdict
+from autopost.policy import (
+    backoff_delay,
+    decide_error,
+    decide_reconcile,
+    decide_reconcile_error,
+    decide_resend_error,
+    retry_time,
+    unsettled_attempt,
+)
 from autopost.quota import DAY, HOUR, next_free_slot, window_slot
 
 T0 = datetime(2026, 12, 1, tzinfo=UTC)
@@ -120,3 +129,139 @@ def test_posting_at_each_offered_slot_never_exceeds_the_limit(offsets, limit):
         t = slot or t
         taken.append(t)
         assert _count(taken, t, HOUR) <= limit
+
+
+# -- jitter spreads retries out ------------------------------------------------------------------
+
+def test_backoff_jitter_spreads_evenly_over_half_to_whole_of_the_delay():
+    """Equal jitter: uniform over [d/2, d]. Ten equal bins of 5,000 draws each hold close
+    to a tenth (a constant delay, or one stuck at either end, fails)."""
+    policy = PlatformPolicy(base_delay=100, max_delay=10_000, backoff_multiplier=2)
+    rng = random.Random(20261201)
+    d = 400.0  # attempt 3
+    draws = [backoff_delay(policy, 3, rng) for _ in range(5000)]
+    bins = [0] * 10
+    for x in draws:
+        assert d / 2 <= x <= d
+        bins[min(9, int((x - d / 2) / (d / 20)))] += 1
+    assert all(400 <= n <= 600 for n in bins), bins
+    mean = sum(draws) / len(draws)
+    assert abs(mean - 0.75 * d) < 0.01 * d
+
+
+def test_jobs_failing_together_retry_at_different_times():
+    policy = PlatformPolicy(base_delay=60, max_delay=3600, backoff_multiplier=2)
+    rng = random.Random(3)
+    times = [decide_error(PlatformError(ErrorKind.SERVER, "m"), job=_job(), attempt=1,
+                          policy=policy, now=T0, rng=rng, can_reconcile=True).next_attempt_at
+             for _ in range(200)]
+    assert len(set(times)) == 200
+    spread = (max(times) - min(times)).total_seconds()
+    assert spread > 0.8 * 30  # most of the [30 s, 60 s] range is used
+
+
+# -- the reconcile decision table, row by row ----------------------------------------------------
+
+def _reconciled(verdict, message="m"):
+    from autopost.platforms.base import Published, Reconciled
+
+    published = Published("p1", "https://x/p1") if verdict == Verdict.POSTED else None
+    return Reconciled(verdict, published, message)
+
+
+RECONCILE_TABLE = [
+    # verdict, last error, attempts used of 3 -> status, next look, resend
+    (Verdict.POSTED, ErrorKind.AMBIGUOUS, 1, JobStatus.POSTED, None, False),
+    (Verdict.POSTED, ErrorKind.AMBIGUOUS, 3, JobStatus.POSTED, None, False),
+    (Verdict.POSTED, ErrorKind.DUPLICATE, 1, JobStatus.POSTED, None, False),
+    (Verdict.NOT_POSTED, ErrorKind.AMBIGUOUS, 1, JobStatus.PENDING, T0, False),
+    (Verdict.NOT_POSTED, ErrorKind.AMBIGUOUS, 3, JobStatus.FAILED, None, False),
+    (Verdict.NOT_POSTED, ErrorKind.DUPLICATE, 1, JobStatus.FAILED, None, False),
+    (Verdict.RESEND, ErrorKind.AMBIGUOUS, 1, JobStatus.UNKNOWN, T0, True),
+    (Verdict.RESEND, ErrorKind.AMBIGUOUS, 3, JobStatus.UNKNOWN, T0, True),
+    (Verdict.RESEND, ErrorKind.AMBIGUOUS, 9, JobStatus.UNKNOWN, T0, True),
+    (Verdict.CANNOT_TELL, ErrorKind.AMBIGUOUS, 1, JobStatus.UNKNOWN, None, False),
+    (Verdict.CANNOT_TELL, ErrorKind.AMBIGUOUS, 3, JobStatus.UNKNOWN, None, False),
+]
+
+
+@pytest.mark.parametrize("verdict,last,used,status,next_at,resend", RECONCILE_TABLE)
+def test_reconcile_decision_table(verdict, last, used, status, next_at, resend):
+    job = _job(attempts=used, last_error_kind=last)
+    d = decide_reconcile(_reconciled(verdict), job=job, now=T0)
+    assert (d.status, d.next_attempt_at, d.resend) == (status, next_at, resend)
+    assert not d.refund_attempt and d.block_until is None
+
+
+@pytest.mark.parametrize("used", [1, 3])
+def test_a_failed_reconcile_stays_unknown_and_asks_again(used):
+    policy = PlatformPolicy(base_delay=60, max_delay=600)
+    d = decide_reconcile_error(PlatformError(ErrorKind.NETWORK, "m"), job=_job(attempts=used),
+                               policy=policy, now=T0, rng=random.Random(1))
+    assert d.status == JobStatus.UNKNOWN and d.next_attempt_at > T0
+    later = T0 + timedelta(hours=2)
+    limited = decide_reconcile_error(
+        PlatformError(ErrorKind.RATE_LIMITED, "m", retry_at=later), job=_job(attempts=used),
+        policy=policy, now=T0, rng=random.Random(1))
+    assert limited.status == JobStatus.UNKNOWN and limited.next_attempt_at == later
+
+
+RESEND_TABLE = [
+    # error kind, HTTP status -> status, asked again, account state, blocked
+    (ErrorKind.INVALID, 422, JobStatus.FAILED, False, None, False),
+    (ErrorKind.INVALID, None, JobStatus.UNKNOWN, False, None, False),
+    (ErrorKind.NETWORK, None, JobStatus.UNKNOWN, True, None, False),
+    (ErrorKind.SERVER, 503, JobStatus.UNKNOWN, True, None, False),
+    (ErrorKind.AMBIGUOUS, None, JobStatus.UNKNOWN, True, None, False),
+    (ErrorKind.DUPLICATE, 403, JobStatus.UNKNOWN, True, None, False),
+    (ErrorKind.RATE_LIMITED, 429, JobStatus.UNKNOWN, True, None, True),
+    (ErrorKind.QUOTA_EXCEEDED, 403, JobStatus.UNKNOWN, True, None, True),
+    (ErrorKind.AUTH_EXPIRED, 401, JobStatus.UNKNOWN, True, "needs_reauth", False),
+    (ErrorKind.AUTH_REVOKED, 401, JobStatus.UNKNOWN, True, "needs_reauth", False),
+]
+
+
+@pytest.mark.parametrize("kind,http,status,again,state,blocked", RESEND_TABLE)
+def test_settling_resend_decision_table(kind, http, status, again, state, blocked):
+    """Whatever the attempts spent, a failed resend never fails a job that may be live,
+    unless the platform itself refused the post."""
+    d = decide_resend_error(PlatformError(kind, "m", http_status=http),
+                            job=_job(attempts=3), policy=PlatformPolicy(), now=T0,
+                            rng=random.Random(1))
+    assert d.status == status
+    assert (d.next_attempt_at is not None) == again
+    assert d.account_state == state and (d.block_until is not None) == blocked
+    assert not d.refund_attempt
+
+
+@pytest.mark.parametrize("kind", [ErrorKind.AMBIGUOUS, ErrorKind.DUPLICATE])
+def test_an_outcome_that_may_be_live_is_unknown_even_on_the_last_attempt(kind):
+    for can_reconcile in (True, False):
+        d = decide_error(PlatformError(kind, "m"), job=_job(attempts=3), attempt=3,
+                         policy=PlatformPolicy(), now=T0, rng=random.Random(0),
+                         can_reconcile=can_reconcile)
+        assert d.status == JobStatus.UNKNOWN
+
+
+def test_unsettled_attempt_reads_the_log():
+    from autopost.models import Attempt
+
+    def row(outcome, kind=None, decision=None, finished=True):
+        return Attempt("j", 1, "r", T0, T0 if finished else None, outcome, kind, None, None,
+                       None, decision)
+
+    lost = row("lost", ErrorKind.AMBIGUOUS)
+    assert unsettled_attempt([]) is None
+    assert unsettled_attempt([row("error", ErrorKind.INVALID)]) is None
+    assert unsettled_attempt([lost]) is lost
+    assert unsettled_attempt([lost, row("not_posted")]) is None
+    assert unsettled_attempt([lost, row("resolved")]) is None
+    assert unsettled_attempt([lost, row("cannot_tell")]) is lost
+    assert unsettled_attempt([lost, row("reconcile_error", ErrorKind.NETWORK)]) is lost
+    # Older versions wrote "reconciled" for every reconcile; only a posted one settles.
+    assert unsettled_attempt([lost, row("reconciled", decision="not posted, and 3 attempt(s) "
+                                        "are spent")]) is lost
+    assert unsettled_attempt([lost, row("reconciled", decision="reconciled: posted (x)")]) \
+        is None
+    sent = row(None, finished=False)
+    assert unsettled_attempt([row("not_posted"), sent]) is sent

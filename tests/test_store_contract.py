@@ -364,6 +364,62 @@ def test_resolve_refuses_jobs_that_are_not_unknown(store):
     assert store.get_job(job.id).status == JobStatus.PENDING
 
 
+def test_resolve_refuses_a_job_whose_lease_another_run_holds(store):
+    account(store)
+    (job,) = add(store, new())
+    later = make_unknown(store, job.id)
+    store.claim_unknown("reconciler", now=later, lease=LEASE, limit=5)
+    for url in ("https://x.example/1", None):
+        with pytest.raises(UsageError, match="being reconciled by run reconciler"):
+            store.resolve_job(job.id, posted_url=url, now=later)
+    got = store.get_job(job.id)
+    assert got.status == JobStatus.UNKNOWN and got.lease_owner == "reconciler"
+    # Once that lease is over, the operator's answer applies.
+    after = later + timedelta(seconds=LEASE + 1)
+    assert store.resolve_job(job.id, posted_url="https://x.example/1",
+                             now=after).status == JobStatus.POSTED
+
+
+def test_retry_refuses_an_unknown_job_unless_forced(store):
+    account(store)
+    (job,) = add(store, new())
+    later = make_unknown(store, job.id)
+    with pytest.raises(UsageError, match="may already be posted"):
+        store.retry_job(job.id, now=later)
+    assert store.get_job(job.id).status == JobStatus.UNKNOWN
+    store.claim_unknown("reconciler", now=later, lease=LEASE, limit=5)
+    with pytest.raises(UsageError, match="being reconciled"):
+        store.retry_job(job.id, now=later, force=True)
+    after = later + timedelta(seconds=LEASE + 1)
+    fresh = store.retry_job(job.id, now=after, force=True)
+    assert fresh.status == JobStatus.PENDING and fresh.max_attempts > fresh.attempts
+    assert [j.id for j in claim(store, "r2", after).jobs] == [job.id]
+
+
+def test_retry_refuses_a_failed_job_with_an_unsettled_attempt(store):
+    account(store)
+    (job,) = add(store, new(max_attempts=1))
+    later = make_unknown(store, job.id)
+    store.claim_unknown("rec", now=later, lease=LEASE, limit=5)
+    # A record that calls it failed although nothing showed the post is absent.
+    assert finish(store, job.id, "rec", later, JobStatus.FAILED, closes_attempt=False,
+                  decision="gave up")
+    with pytest.raises(UsageError, match="may already be posted"):
+        store.retry_job(job.id, now=later)
+    assert store.get_job(job.id).status == JobStatus.FAILED
+    assert store.retry_job(job.id, now=later, force=True).status == JobStatus.PENDING
+
+
+def test_retry_after_an_established_absence_needs_no_force(store):
+    account(store)
+    (job,) = add(store, new(max_attempts=1))
+    later = make_unknown(store, job.id)
+    store.claim_unknown("rec", now=later, lease=LEASE, limit=5)
+    assert store.record([Result(job.id, "rec", later, JobStatus.FAILED, "not_posted",
+                                closes_attempt=False, decision="absent")]) == [True]
+    assert store.retry_job(job.id, now=later).status == JobStatus.PENDING
+
+
 # -- claiming ------------------------------------------------------------------------------
 
 def test_claim_takes_due_jobs_in_order_up_to_the_limit(store):
@@ -551,6 +607,78 @@ def test_record_of_a_reconcile_adds_a_row_without_closing_an_attempt(store):
     outcomes = [a.outcome for a in store.attempts_for(job.id)]
     assert outcomes == ["lost", "reconciled"]
     assert got.attempts == 1
+
+
+def test_dispatch_needs_a_live_lease(store):
+    account(store)
+    (job,) = add(store, new())
+    claim(store, "r1", lease=60)
+    expired = NOW + timedelta(seconds=60)
+    assert store.dispatch([job.id], "r1", now=expired) == {}  # nobody rescued it yet
+    got = store.get_job(job.id)
+    assert got.attempts == 0 and store.attempts_for(job.id) == []
+
+
+def test_heartbeat_renews_every_job_the_run_holds(store):
+    for name in "ab":
+        account(store, name)
+    (a,) = add(store, new("a"))
+    later = make_unknown(store, a.id)
+    (b,) = add(store, new("b", later))
+    store.claim_unknown("r1", now=later, lease=60, limit=5)  # a, to reconcile
+    claim(store, "r1", later, lease=60)                       # b, to publish
+    beat = later + timedelta(seconds=30)
+    store.dispatch([], "r1", now=beat, lease=60)
+    for job in (a, b):
+        assert store.get_job(job.id).lease_expires_at == beat + timedelta(seconds=60)
+    assert store.rescue_expired("r2", now=later + timedelta(seconds=61)) == []
+    assert store.claim_unknown("r2", now=later + timedelta(seconds=61), lease=60,
+                               limit=5) == []
+
+
+def test_dispatch_of_an_unknown_job_is_a_settling_resend_not_an_attempt(store):
+    account(store)
+    (job,) = add(store, new(max_attempts=1))
+    later = make_unknown(store, job.id)
+    assert store.dispatch([job.id], "rec", now=later) == {}  # not leased to "rec" yet
+    store.claim_unknown("rec", now=later, lease=LEASE, limit=5)
+    assert store.dispatch([job.id], "rec", now=later) == {job.id: 1}
+    got = store.get_job(job.id)
+    assert got.attempts == 1 and got.status == JobStatus.UNKNOWN
+    lost, resend = store.attempts_for(job.id)
+    assert lost.outcome == "lost" and resend.finished_at is None and resend.number == 1
+    assert finish(store, job.id, "rec", later, JobStatus.POSTED, platform_post_id="9")
+    resend = store.attempts_for(job.id)[-1]
+    assert resend.outcome == "posted" and resend.finished_at == later
+
+
+def test_claim_unknown_closes_a_resend_a_dead_run_never_recorded(store):
+    account(store)
+    (job,) = add(store, new())
+    later = make_unknown(store, job.id)
+    store.claim_unknown("dead", now=later, lease=60, limit=5)
+    store.dispatch([job.id], "dead", now=later)
+    again = later + timedelta(seconds=61)
+    assert [j.id for j in store.claim_unknown("r2", now=again, lease=60, limit=5)] == [job.id]
+    rows = store.attempts_for(job.id)
+    assert [a.outcome for a in rows] == ["lost", "lost"]
+    assert all(a.finished_at is not None for a in rows)
+
+
+def test_quota_counts_a_dispatched_job_until_a_reconcile_says_it_is_absent(store):
+    account(store)
+    (job,) = add(store, new())
+    claim(store, "dead", lease=60)
+    store.dispatch([job.id], "dead", now=NOW)
+    later = NOW + timedelta(seconds=61)
+    assert store.quota_usage("a", now=later) == (1, 1)  # lease expired, not yet rescued
+    store.rescue_expired("r2", now=later)
+    assert store.quota_usage("a", now=later) == (1, 1)
+    store.claim_unknown("r2", now=later, lease=60, limit=5)
+    assert store.quota_usage("a", now=later) == (1, 1)
+    assert store.record([Result(job.id, "r2", later, JobStatus.PENDING, "not_posted",
+                                next_attempt_at=later, closes_attempt=False)]) == [True]
+    assert store.quota_usage("a", now=later) == (0, 0)
 
 
 def test_release_returns_undispatched_jobs_only(store):

@@ -48,8 +48,16 @@ class PlatformError(Exception):
 
 
 class Verdict(StrEnum):
+    """A reconcile's answer.
+
+    POSTED: the post exists. NOT_POSTED: the platform showed that it does not exist.
+    RESEND: the platform cannot be asked, but it deduplicates a resend of this job (an
+    idempotency key inside its window, a fixed record key), so sending again settles the
+    question without risk of a second post. CANNOT_TELL: no safe way to know."""
+
     POSTED = "posted"
     NOT_POSTED = "not_posted"
+    RESEND = "resend"
     CANNOT_TELL = "cannot_tell"
 
 

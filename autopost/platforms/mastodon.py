@@ -360,7 +360,9 @@ class MastodonAdapter(Adapter):
             return Reconciled(Verdict.NOT_POSTED, None, "the status was never sent")
         age = self.clock() - first
         if age < self.idempotency_window:
-            return Reconciled(Verdict.NOT_POSTED, None, (
+            # Not an established absence: the server simply answers a resend with the
+            # status it already made, if it made one.
+            return Reconciled(Verdict.RESEND, None, (
                 f"first sent {int(age.total_seconds() // 60)} min ago: "
                 "safe to resend with the same Idempotency-Key"))
         return self._read_back(job, first)

@@ -140,8 +140,12 @@ class Store(ABC):
         acknowledge them). A running, posted or unknown job is not cancelled."""
 
     @abstractmethod
-    def retry_job(self, job_id: str, *, now: datetime) -> Job:
-        """failed / missed / cancelled -> pending, due now, with fresh attempts."""
+    def retry_job(self, job_id: str, *, now: datetime, force: bool = False) -> Job:
+        """failed / missed / cancelled -> pending, due now, with fresh attempts.
+
+        A job that may already be posted (an unknown job, or one whose attempts log holds
+        an outcome that was never settled: policy.unsettled_attempt) is refused with a
+        UsageError saying why, unless `force`; so is an unknown job another run holds."""
 
     @abstractmethod
     def resolve_job(self, job_id: str, *, posted_url: str | None, now: datetime) -> Job:

@@ -27,6 +27,7 @@ from autopost.models import (
     NewJob,
     Run,
 )
+from autopost.policy import unsettled_attempt
 from autopost.quota import DAY, HOUR, next_free_slot
 from autopost.store.base import CancelOutcome, Claim, LimitsFor, Result, Store
 from autopost.store.connect import open_connection, translate_errors
@@ -293,20 +294,42 @@ class SqliteStore(Store):
         reason = reasons.get(fresh.status, f"it is {fresh.status}")
         return CancelOutcome(fresh, False, reason)
 
-    def retry_job(self, job_id: str, *, now: datetime) -> Job:
+    def retry_job(self, job_id: str, *, now: datetime, force: bool = False) -> Job:
         job = self.get_job(job_id)
+        stamp = to_db(now)
         with self._write() as c:
-            cur = c.execute(
-                "UPDATE jobs SET status = 'pending', next_attempt_at = ?, "
-                "max_attempts = max(max_attempts, attempts + 1), last_error = NULL, "
-                "last_error_kind = NULL, updated_at = ? "
-                "WHERE id = ? AND status IN ('failed', 'missed', 'cancelled')",
-                (to_db(now), to_db(now), job.id))
-            if cur.rowcount == 0:
+            row = c.execute("SELECT status, lease_owner, lease_expires_at FROM jobs "
+                            "WHERE id = ?", (job.id,)).fetchone()
+            status = JobStatus(row[0])
+            if status not in (JobStatus.FAILED, JobStatus.MISSED, JobStatus.CANCELLED,
+                              JobStatus.UNKNOWN):
                 raise UsageError(
-                    f"job {job.id} is {job.status}; only failed, missed or cancelled jobs "
+                    f"job {job.id} is {status}; only failed, missed or cancelled jobs "
                     "can be retried")
-            _audit(c, job.id, job.attempts, None, now, "retried", "set pending by operator")
+            if status == JobStatus.UNKNOWN and row[1] is not None and row[2] > stamp:
+                raise UsageError(f"job {job.id} is being reconciled by run {row[1]}; "
+                                 "try again when that run has finished")
+            doubt = None if status == JobStatus.UNKNOWN else unsettled_attempt(
+                _attempt(r) for r in self._rows(
+                    "SELECT * FROM attempts WHERE job_id = ? ORDER BY id", (job.id,)))
+            if not force and (status == JobStatus.UNKNOWN or doubt is not None):
+                when = f"attempt {doubt.number} ({to_db(doubt.started_at)[:19]}Z)" \
+                    if doubt is not None else "its last attempt"
+                raise UsageError(
+                    f"job {job.id} may already be posted on {job.platform}: the outcome of "
+                    f"{when} was never confirmed; check the account, then 'autopost resolve "
+                    f"{job.id} --posted URL', or 'autopost retry --force {job.id}' to send "
+                    "it again anyway")
+            c.execute(
+                "UPDATE jobs SET status = 'pending', next_attempt_at = ?, lease_owner = NULL, "
+                "lease_expires_at = NULL, dispatched = 0, "
+                "max_attempts = max(max_attempts, attempts + 1), last_error = NULL, "
+                "last_error_kind = NULL, updated_at = ? WHERE id = ?",
+                (stamp, stamp, job.id))
+            forced = force and (status == JobStatus.UNKNOWN or doubt is not None)
+            _audit(c, job.id, job.attempts, None, now, "retried",
+                   "set pending by operator" + (
+                       " (forced: it may already be posted)" if forced else ""))
         return self.get_job(job.id)
 
     def resolve_job(self, job_id: str, *, posted_url: str | None, now: datetime) -> Job:
@@ -330,7 +353,12 @@ class SqliteStore(Store):
                     (to_db(now), to_db(now), job.id, to_db(now)))
                 decision = "operator: not posted; will be sent again"
             if cur.rowcount == 0:
-                raise UsageError(f"job {job.id} is {job.status}, not unknown; nothing to resolve")
+                now_row = c.execute("SELECT status, lease_owner FROM jobs WHERE id = ?",
+                                    (job.id,)).fetchone()
+                if now_row[0] == "unknown":
+                    raise UsageError(f"job {job.id} is being reconciled by run {now_row[1]}; "
+                                     "try again when that run has finished")
+                raise UsageError(f"job {job.id} is {now_row[0]}, not unknown; nothing to resolve")
             _audit(c, job.id, job.attempts, None, now, "resolved", decision)
         return self.get_job(job.id)
 
@@ -418,6 +446,13 @@ class SqliteStore(Store):
                 (run_id, to_db(now + timedelta(seconds=lease)), stamp, stamp, stamp, limit))
             cols = [d[0] for d in cur.description]
             rows = cur.fetchall()
+            # A resend that a dead run started and never recorded: its outcome is as
+            # unknown as the job's.
+            c.executemany(
+                "UPDATE attempts SET finished_at = ?, outcome = 'lost', error_kind = 'ambiguous', "
+                "decision = 'the run stopped before recording the outcome' "
+                "WHERE job_id = ? AND finished_at IS NULL",
+                [(stamp, r[cols.index("id")]) for r in rows])
         return [_job(dict(zip(cols, r, strict=True))) for r in rows]
 
     def claim(self, run_id, *, now, lease, limit, per_account, limits_for: LimitsFor) -> Claim:
@@ -614,19 +649,26 @@ def _dispatch(c, job_ids: Sequence[str], run_id: str, now: datetime,
     numbers: dict[str, int] = {}
     stamp = to_db(now)
     if lease is not None:
-        # A heartbeat: the run is alive, so its claimed jobs keep their leases.
-        c.execute("UPDATE jobs SET lease_expires_at = ? WHERE status = 'running' "
+        # A heartbeat: the run is alive, so the jobs it holds keep their leases.
+        c.execute("UPDATE jobs SET lease_expires_at = ? WHERE status IN ('running', 'unknown') "
                   "AND lease_owner = ?", (to_db(now + timedelta(seconds=lease)), run_id))
     for jid in job_ids:
+        # Only under a live lease: a run that lost it never reaches the platform. A running
+        # job spends an attempt; an unknown one is being settled by a resend, which is not
+        # an attempt (its row carries the attempt it settles).
         row = c.execute(
-            "UPDATE jobs SET dispatched = 1, attempts = attempts + 1, updated_at = ? "
-            "WHERE id = ? AND lease_owner = ? AND status = 'running' "
-            "RETURNING attempts", (stamp, jid, run_id)).fetchone()
+            "UPDATE jobs SET dispatched = 1, updated_at = ?, "
+            "attempts = attempts + (status = 'running') "
+            "WHERE id = ? AND lease_owner = ? AND lease_expires_at > ? "
+            "AND status IN ('running', 'unknown') RETURNING attempts, status",
+            (stamp, jid, run_id, stamp)).fetchone()
         if row is None:
             continue
         numbers[jid] = row[0]
-        c.execute("INSERT INTO attempts (job_id, number, run_id, started_at) "
-                  "VALUES (?, ?, ?, ?)", (jid, row[0], run_id, stamp))
+        c.execute("INSERT INTO attempts (job_id, number, run_id, started_at, decision) "
+                  "VALUES (?, ?, ?, ?, ?)",
+                  (jid, row[0], run_id, stamp,
+                   "resent to settle an unknown outcome" if row[1] == "unknown" else None))
     return numbers
 
 
