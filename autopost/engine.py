@@ -37,8 +37,9 @@ from autopost.store.sqlite import new_id
 BATCH = 100
 POLL = 1.0  # how often a lingering run looks for newly added jobs
 STOP_GRACE = 10.0
-# Leases are renewed with a dispatch at most this often (and at most every tenth of the
-# lease): renewing every claimed row on every group commit was most of a commit's writes.
+# Leases are renewed at most this often (and at most every tenth of the lease), with what
+# the main thread commits, or on their own when a turn has nothing to commit. (Renewing
+# every claimed row on every group commit was most of a commit's writes.)
 HEARTBEAT = 1.0
 # How long a turn waits for the workers the previous commit released, so that their
 # results and next dispatch marks share one commit (they answer within microseconds when
@@ -227,8 +228,14 @@ class Engine:
     def _serve(self, inbox: queue.Queue, run_id: str, summary: RunSummary) -> list[str]:
         """Wait for workers' messages and commit them in as few transactions as possible."""
         try:
-            first = inbox.get(timeout=0.5)
+            first = inbox.get(timeout=self._beat_every())
         except queue.Empty:
+            # Nothing to commit, but the run is alive: keep its leases, however long a
+            # platform takes to answer.
+            now = self.clock()
+            lease = self._heartbeat(now)
+            if lease is not None:
+                self.store.dispatch([], run_id, now=now, lease=lease)
             return []
         batch = [first]
         want = 2 * self._released  # each reports its result, then its next step
@@ -257,7 +264,7 @@ class Engine:
             # Dispatch marks and results share one commit; workers hear back only after it.
             numbers, applied = self.store.dispatch_and_record(
                 [m.job_id for m in dispatches], [m.result for m in done], run_id, now=now,
-                lease=self._heartbeat(now) if dispatches else None)
+                lease=self._heartbeat(now))
             for m in dispatches:
                 m.reply.set_result(numbers.get(m.job_id))
         self._released = len(dispatches)
@@ -291,14 +298,16 @@ class Engine:
                 finished.append(m.account)
         return finished
 
+    def _beat_every(self) -> float:
+        return min(HEARTBEAT, self.settings.run.lease_seconds / 10)
+
     def _heartbeat(self, now: datetime) -> float | None:
-        """The lease to renew the run's jobs to with this dispatch, or None (renewed lately)."""
-        lease = self.settings.run.lease_seconds
-        every = timedelta(seconds=min(HEARTBEAT, lease / 10))
+        """The lease to renew the run's jobs to with this commit, or None (renewed lately)."""
+        every = timedelta(seconds=self._beat_every())
         if self._beat_at is not None and timedelta(0) <= now - self._beat_at < every:
             return None
         self._beat_at = now
-        return lease
+        return self.settings.run.lease_seconds
 
     def _limits_for(self, account: Account) -> tuple[int | None, int | None]:
         policy = self.settings.policy(account.platform)
