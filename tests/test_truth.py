@@ -268,3 +268,25 @@ def test_retry_after_an_established_absence_needs_no_force(kit):
     settle(kit, job.id)
     assert kit.job(job.id).status == JobStatus.FAILED
     assert kit.store.retry_job(job.id, now=kit.clock()).status == JobStatus.PENDING
+
+
+def test_mastodon_connection_dropped_after_the_create_on_the_last_attempt(kit):
+    """The real adapter against the fake server: two attempts answered 408 (retried), the
+    last one created and then dropped. The job is reconciled to posted, with the server's
+    own status, and never recorded as failed."""
+    from tests.fakes.mastodon_server import FakeMastodon
+
+    with FakeMastodon({"token-m": "m"}) as fake:
+        kit.account("m", platform="mastodon", base_url=fake.base_url,
+                    credentials={"access_token": "token-m"})
+        job = kit.add("m", "dropped on the last try", platform="mastodon", max_attempts=3)
+        fake.inject("status", status=408, path="/api/v1/statuses", count=2)
+        fake.inject("drop", path="/api/v1/statuses", count=1)
+        final, seen = settle(kit, job.id)
+        assert JobStatus.FAILED not in seen and JobStatus.UNKNOWN in seen
+        assert final.status == JobStatus.POSTED and final.attempts == 3
+        (made,) = fake.ledger()
+        assert final.platform_post_id == made.id
+        creates = [r for r in fake.requests if r["path"] == "/api/v1/statuses"]
+        assert len(creates) == 4  # 408, 408, created-then-dropped, the deduplicated resend
+        assert {r["idempotency_key"] for r in creates} == {job.idempotency_key}
