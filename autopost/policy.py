@@ -26,12 +26,11 @@ refusal by the platform or an established absence fails it.
 from __future__ import annotations
 
 import random
+from collections.abc import Iterable
 from dataclasses import dataclass
 from datetime import datetime, timedelta
 
 from autopost.config import PlatformPolicy
-from collections.abc import Iterable
-
 from autopost.models import AccountState, Attempt, ErrorKind, Job, JobStatus
 from autopost.platforms.base import PlatformError, Reconciled, Verdict
 
@@ -177,3 +176,17 @@ def unsettled_attempt(attempts: Iterable[Attempt]) -> Attempt | None:
         elif a.outcome in ("error", "lost") and a.error_kind in _MAYBE_DELIVERED:
             doubt = a
     return doubt
+
+
+def retry_doubt(job: Job, attempts: Iterable[Attempt]) -> str | None:
+    """Why a `retry` of this job could post it twice (None when it cannot): it is unknown,
+    or its log holds an attempt that may have reached the platform and was never settled."""
+    doubt = unsettled_attempt(attempts)
+    if job.status != JobStatus.UNKNOWN and doubt is None:
+        return None
+    when = "its last attempt" if doubt is None else (
+        f"attempt {doubt.number} ({doubt.started_at.isoformat(timespec='seconds')})")
+    return (f"job {job.id} may already be posted on {job.platform}: the outcome of {when} "
+            f"was never confirmed; check the account, then 'autopost resolve {job.id} "
+            f"--posted URL', or 'autopost retry --force {job.id}' to send it again anyway")
+

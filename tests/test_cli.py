@@ -19,7 +19,7 @@ from autopost.platforms.outbox import OutboxAdapter
 from autopost.store.base import Result
 from autopost.store.sqlite import SqliteStore
 
-from .conftest import outbox_credentials
+from .conftest import file_hash, outbox_credentials
 from .images import png
 
 JOB_KEYS = {"id", "account", "platform", "status", "scheduled_at", "next_attempt_at", "attempts",
@@ -447,6 +447,37 @@ def test_retry_refuses_a_pending_job_and_changes_nothing(cli, demo):
     out = cli("retry", cancelled["id"], pending["id"])
     assert out.code == 2 and "only failed, missed or cancelled" in out.stderr
     assert cli("show", cancelled["id"], "--json").json()["status"] == "cancelled"
+
+
+def make_unknown(cli, job_id: str) -> None:
+    """The job's run died after sending it: the outcome is unknown."""
+    now = datetime.now(UTC)
+    then = now - timedelta(seconds=120)
+    with opened(cli) as store:
+        store.conn.execute("UPDATE jobs SET next_attempt_at = ? WHERE id = ?",
+                           (then.strftime("%Y-%m-%dT%H:%M:%S.%fZ"), job_id))
+        store.claim("dead-run", now=then, lease=60, limit=10, per_account=10,
+                    limits_for=lambda a: (None, None))
+        assert store.dispatch([job_id], "dead-run", now=then) == {job_id: 1}
+        store.rescue_expired("rescuer", now=now)
+        assert store.get_job(job_id).status == JobStatus.UNKNOWN
+
+
+def test_retry_of_a_job_that_may_be_posted_needs_force(cli, demo):
+    maybe = add_job(cli, "maybe live", "-a", "demo", "--at", "+1h")
+    make_unknown(cli, maybe["id"])
+    failed = add_job(cli, "f", "-a", "demo", "--at", "+1h", "--max-attempts", "1")
+    record_attempts(cli, failed["id"])
+    before = file_hash(cli.db)
+    out = cli("retry", failed["id"], maybe["id"])
+    assert out.code == 2 and len(out.err_lines) == 1
+    assert "may already be posted" in out.stderr and "--force" in out.stderr
+    assert f"autopost resolve {maybe['id']}" in out.stderr
+    assert file_hash(cli.db) == before  # not even the failed job was touched
+    out = cli("retry", "--force", failed["id"], maybe["id"])
+    assert out.code == 0, out.stderr
+    shown = cli("show", maybe["id"], "--json").json()
+    assert shown["status"] == "pending"
 
 
 # -- settings and usage ---------------------------------------------------------------------

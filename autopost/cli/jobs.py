@@ -300,15 +300,23 @@ _RETRYABLE = (JobStatus.FAILED, JobStatus.MISSED, JobStatus.CANCELLED)
 @app.command()
 def retry(
     job_ids: Annotated[list[str], typer.Argument(metavar="JOB...", help="Job ids.")],
+    force: Annotated[bool, typer.Option(
+        "--force", help="Send it again even though it may already be posted (an unknown "
+                        "job, or one whose earlier outcome was never confirmed).")] = False,
 ) -> None:
     """Send failed, missed or cancelled jobs again, as soon as the next run."""
+    from autopost.policy import retry_doubt
+
     store = get_store()
     jobs = _jobs(store, job_ids)
-    for job in jobs:
-        if job.status not in _RETRYABLE:
+    for job in jobs:  # every job is checked before any changes
+        if job.status not in _RETRYABLE and job.status != JobStatus.UNKNOWN:
             raise UsageError(f"job {job.id} is {job.status}; only failed, missed or cancelled "
                              "jobs can be retried (nothing changed)")
+        doubt = retry_doubt(job, store.attempts_for(job.id))
+        if doubt is not None and not force:
+            raise UsageError(f"{doubt} (nothing changed)")
     for job in jobs:
-        fresh = store.retry_job(job.id, now=now())
+        fresh = store.retry_job(job.id, now=now(), force=force)
         print(f"{fresh.id}  pending again, due now ({fresh.attempts} of {fresh.max_attempts} "
               "attempts used)")

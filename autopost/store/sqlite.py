@@ -27,7 +27,7 @@ from autopost.models import (
     NewJob,
     Run,
 )
-from autopost.policy import unsettled_attempt
+from autopost.policy import retry_doubt
 from autopost.quota import DAY, HOUR, next_free_slot
 from autopost.store.base import CancelOutcome, Claim, LimitsFor, Result, Store
 from autopost.store.connect import open_connection, translate_errors
@@ -298,38 +298,31 @@ class SqliteStore(Store):
         job = self.get_job(job_id)
         stamp = to_db(now)
         with self._write() as c:
-            row = c.execute("SELECT status, lease_owner, lease_expires_at FROM jobs "
-                            "WHERE id = ?", (job.id,)).fetchone()
-            status = JobStatus(row[0])
+            # Read inside the write transaction: no run changes the job meanwhile.
+            current = _job(self._rows("SELECT * FROM jobs WHERE id = ?", (job.id,))[0])
+            status = current.status
             if status not in (JobStatus.FAILED, JobStatus.MISSED, JobStatus.CANCELLED,
                               JobStatus.UNKNOWN):
                 raise UsageError(
                     f"job {job.id} is {status}; only failed, missed or cancelled jobs "
                     "can be retried")
-            if status == JobStatus.UNKNOWN and row[1] is not None and row[2] > stamp:
-                raise UsageError(f"job {job.id} is being reconciled by run {row[1]}; "
-                                 "try again when that run has finished")
-            doubt = None if status == JobStatus.UNKNOWN else unsettled_attempt(
-                _attempt(r) for r in self._rows(
-                    "SELECT * FROM attempts WHERE job_id = ? ORDER BY id", (job.id,)))
-            if not force and (status == JobStatus.UNKNOWN or doubt is not None):
-                when = f"attempt {doubt.number} ({to_db(doubt.started_at)[:19]}Z)" \
-                    if doubt is not None else "its last attempt"
-                raise UsageError(
-                    f"job {job.id} may already be posted on {job.platform}: the outcome of "
-                    f"{when} was never confirmed; check the account, then 'autopost resolve "
-                    f"{job.id} --posted URL', or 'autopost retry --force {job.id}' to send "
-                    "it again anyway")
+            if (status == JobStatus.UNKNOWN and current.lease_owner is not None
+                    and current.lease_expires_at is not None and current.lease_expires_at > now):
+                raise UsageError(f"job {job.id} is being reconciled by run "
+                                 f"{current.lease_owner}; try again when that run has finished")
+            doubt = retry_doubt(current, (_attempt(r) for r in self._rows(
+                "SELECT * FROM attempts WHERE job_id = ? ORDER BY id", (job.id,))))
+            if doubt is not None and not force:
+                raise UsageError(doubt)
             c.execute(
                 "UPDATE jobs SET status = 'pending', next_attempt_at = ?, lease_owner = NULL, "
                 "lease_expires_at = NULL, dispatched = 0, "
                 "max_attempts = max(max_attempts, attempts + 1), last_error = NULL, "
                 "last_error_kind = NULL, updated_at = ? WHERE id = ?",
                 (stamp, stamp, job.id))
-            forced = force and (status == JobStatus.UNKNOWN or doubt is not None)
             _audit(c, job.id, job.attempts, None, now, "retried",
                    "set pending by operator" + (
-                       " (forced: it may already be posted)" if forced else ""))
+                       " (forced: it may already be posted)" if doubt else ""))
         return self.get_job(job.id)
 
     def resolve_job(self, job_id: str, *, posted_url: str | None, now: datetime) -> Job:
