@@ -6,7 +6,6 @@ import multiprocessing
 import os
 import sqlite3
 import stat
-import time
 
 import pytest
 
@@ -140,17 +139,16 @@ def test_a_newer_schema_is_refused(db):
         SqliteStore(db)
 
 
-def _open_at(path: str, start: float) -> None:
-    while time.time() < start:
-        time.sleep(0.001)
+def _open_at(path: str, barrier) -> None:
+    barrier.wait(60)  # every child has imported autopost: they open the file together
     SqliteStore(path).close()
 
 
 def test_processes_migrating_at_once_are_safe(db):
     db.parent.mkdir(mode=0o700)
     ctx = multiprocessing.get_context("spawn")
-    start = time.time() + 1.5  # after every child has imported autopost
-    procs = [ctx.Process(target=_open_at, args=(str(db), start)) for _ in range(4)]
+    barrier = ctx.Barrier(4)
+    procs = [ctx.Process(target=_open_at, args=(str(db), barrier)) for _ in range(4)]
     for p in procs:
         p.start()
     for p in procs:

@@ -196,6 +196,7 @@ def demo(
     """Schedule three posts to a local outbox, publish them, and show the result."""
     import subprocess
     import tempfile
+    import time
 
     base = Path(folder) if folder else Path(tempfile.mkdtemp(prefix="autopost-demo-"))
     base.mkdir(parents=True, exist_ok=True)
@@ -216,6 +217,11 @@ def demo(
     step("add", "A second post, due in 2 seconds", "--account", "demo", "--at", "+2s")
     step("add", "A third post, due in 4 seconds", "--account", "demo", "--at", "+4s")
     step("run-due", "--linger", "6")
+    # On a busy machine the steps above may take longer than the posts' spacing: look
+    # again until all three are out (they are all due by now), within a generous minute.
+    deadline = time.monotonic() + 60
+    while len(list(outbox.glob("*.json"))) < 3 and time.monotonic() < deadline:
+        step("run-due", "--linger", "2")
     step("list")
     files = sorted(outbox.glob("*.json"))
     print(f"\n{len(files)} post(s) in the outbox {outbox}:")
