@@ -240,8 +240,8 @@ def refresh_tokens(client: httpx.Client, spec: OAuthPlatform, creds: dict[str, A
                               base_url=base_url, now=now, what="token refresh")
     except PlatformError as exc:
         if exc.kind == ErrorKind.AUTH_REVOKED:
-            spent = (" (a single-use refresh token may have been spent by a refresh whose "
-                     "answer was lost)" if spec.rotating_refresh else "")
+            spent = (" (the grant was revoked, or its single-use refresh token was "
+                     "already spent)" if spec.rotating_refresh else "")
             raise PlatformError(ErrorKind.AUTH_REVOKED, f"{exc.message}{spent}; {login}",
                                 http_status=exc.http_status, code=exc.code) from None
         raise
