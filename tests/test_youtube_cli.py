@@ -157,3 +157,38 @@ def test_status_warns_when_a_google_token_is_dead(proc, fake, setup):
     assert out.code == 1 and "re-auth" in out.stdout + out.stderr
     status = proc("status", env=setup)
     assert status.code == 1 and "yt" in status.stdout
+
+
+def test_a_progress_bar_on_a_terminal_only(proc, fake, setup, tmp_path):
+    import pty
+
+    video = mp4(tmp_path / "big.mp4", 17 * MIB)  # above the progress bar's threshold
+    assert proc("add", "Big one", "--account", "yt", "--at", "now", "--media", video,
+                env=setup).code == 0
+    master, slave = pty.openpty()
+    full = {**{k: v for k, v in os.environ.items() if not k.startswith("AUTOPOST_")}, **setup}
+    run = subprocess.Popen([sys.executable, "-m", "autopost", "--db", str(proc.db),
+                            "run-due"], env=full, stdout=subprocess.PIPE, stderr=slave)
+    os.close(slave)
+    shown = b""
+    while True:
+        try:
+            piece = os.read(master, 4096)
+        except OSError:  # the child closed the terminal
+            break
+        if not piece:
+            break
+        shown += piece
+    assert run.wait(timeout=120) == 0
+    os.close(master)
+    text = shown.decode(errors="replace")
+    assert "big.mp4" in text and "100%" in text and "17/17 MiB" in text
+    assert TOKEN not in text
+    assert len(fake.ledger()) == 1
+
+
+def test_platforms_lists_linkedin_and_youtube_as_built(proc):
+    rows = {r["platform"]: r for r in json.loads(proc("platforms", "--json").stdout)}
+    assert rows["linkedin"]["supported"] and rows["youtube"]["supported"]
+    table = proc("platforms").stdout
+    assert "linkedin (not built)" not in table and "youtube (not built)" not in table

@@ -17,17 +17,23 @@ including the ugly parts:
   it: LinkedIn keeps only the last); a post may refer only to uploaded images of its
   author, one (`content.media`) or 2-20 (`content.multiImage`);
 - GET /rest/posts?q=author lists the author's posts, newest first, only with the read
-  scope (r_member_social / r_organization_social) and a percent-encoded URN.
+  scope (r_member_social / r_organization_social) and a percent-encoded URN;
+- GET /rest/organizationAcls?q=roleAssignee lists the pages the member administers;
+- OAuth: GET /oauth/v2/authorization (the member `approver` approves at once: 302 to the
+  redirect URI with a code and the state), POST /oauth/v2/accessToken (client secret in
+  the form, code single-use and bound to its redirect URI; 60-day tokens; a refresh
+  token only for clients marked as approved partners).
 """
 
 from __future__ import annotations
 
 import itertools
 import re
+import secrets
 import time
 from dataclasses import dataclass, field
 from typing import Any
-from urllib.parse import unquote
+from urllib.parse import parse_qs, unquote, urlencode
 
 from tests.fakes.httpfake import FakeServer, Reply, Request
 
@@ -113,6 +119,15 @@ class FakeLinkedIn(FakeServer):
         self.images: dict[str, dict[str, Any]] = {}
         self._ids = itertools.count(7_100_000_000_000_000_001)
         self._clock_offset = 0.0
+        self.clients: dict[str, dict[str, Any]] = {}   # client id -> {secret, partner}
+        self.codes: dict[str, dict[str, Any]] = {}
+        self.refresh_tokens: dict[str, Member] = {}
+        self.exchanges = 0
+        self.approver: str | None = None               # token of the member who approves
+
+    def add_client(self, client_id: str, secret: str, *, partner: bool = False) -> None:
+        with self.lock:
+            self.clients[client_id] = {"secret": secret, "partner": partner}
 
     # -- test controls ------------------------------------------------------------------
     def add_member(self, token: str, sub: str, name: str = "Ada Lovelace", *,
@@ -137,6 +152,10 @@ class FakeLinkedIn(FakeServer):
     # -- routing ------------------------------------------------------------------------
     def route(self, request: Request) -> Reply:
         path = request.path
+        if path == "/oauth/v2/authorization" and request.method == "GET":
+            return self._authorize(request)
+        if path == "/oauth/v2/accessToken" and request.method == "POST":
+            return self._token(request)
         if path.startswith("/dms-uploads/"):
             return self._put_image(request)
         member = self._member(request)
@@ -158,11 +177,72 @@ class FakeLinkedIn(FakeServer):
             return self._create_post(member, request)
         if path == "/rest/posts" and request.method == "GET":
             return self._find_posts(member, request)
+        if path == "/rest/organizationAcls" and request.method == "GET":
+            orgs = sorted(member.organizations)
+            return Reply(200, {"elements": [
+                {"organization": f"urn:li:organization:{o}", "role": "ADMINISTRATOR",
+                 "roleAssignee": member.urn, "state": "APPROVED"} for o in orgs]})
         if path == "/rest/images" and request.method == "POST":
             if request.query.get("action") != ["initializeUpload"]:
                 return _error(400, "unknown action", "ILLEGAL_ARGUMENT")
             return self._initialize_upload(member, request)
         return _error(404, f"No resource found for {request.method} {path}")
+
+    # -- OAuth ----------------------------------------------------------------------------
+    def _authorize(self, request: Request) -> Reply:
+        q = {k: v[-1] for k, v in request.query.items()}
+        client = self.clients.get(q.get("client_id", ""))
+        redirect = q.get("redirect_uri", "")
+        if client is None or q.get("response_type") != "code" or \
+                not redirect.startswith("http://127.0.0.1:"):
+            return _error(400, "invalid authorization request")
+        member = self.members.get(self.approver or "")
+        if member is None:
+            return _error(400, "nobody is logged in to approve")
+        scopes = set(q.get("scope", "").split())
+        if not scopes or not scopes <= member.scopes | {"openid", "profile", "email"}:
+            return Reply(302, None, {"Location": redirect + "?" + urlencode({
+                "error": "unauthorized_scope_error", "state": q.get("state", "")})})
+        code = f"AQ{next(self._ids)}"
+        with self.lock:
+            self.codes[code] = {"client": q["client_id"], "redirect": redirect,
+                                "member": member, "scopes": scopes}
+        return Reply(302, None, {"Location": redirect + "?" + urlencode(
+            {"code": code, "state": q.get("state", "")})})
+
+    def _token(self, request: Request) -> Reply:
+        form = {k: v[-1] for k, v in parse_qs(request.body.decode()).items()}
+        client = self.clients.get(form.get("client_id", ""))
+        if client is None or form.get("client_secret") != client["secret"]:
+            return Reply(401, {"error": "invalid_client",
+                               "error_description": "Client authentication failed"})
+        grant = form.get("grant_type")
+        with self.lock:
+            if grant == "authorization_code":
+                entry = self.codes.pop(form.get("code", ""), None)
+                if entry is None or entry["redirect"] != form.get("redirect_uri") or \
+                        entry["client"] != form["client_id"]:
+                    return Reply(400, {"error": "invalid_request", "error_description":
+                                       "Unable to retrieve access token: appid/redirect "
+                                       "uri/code verifier does not match authorization code"})
+                member = entry["member"]
+                self.exchanges += 1
+            elif grant == "refresh_token":
+                member = self.refresh_tokens.get(form.get("refresh_token", ""))
+                if member is None or not client["partner"]:
+                    return Reply(400, {"error": "invalid_grant", "error_description":
+                                       "The provided authorization grant is invalid"})
+            else:
+                return Reply(400, {"error": "unsupported_grant_type"})
+            token = f"AQV{secrets.token_urlsafe(16)}"
+            self.members[token] = member
+            body: dict[str, Any] = {"access_token": token, "expires_in": 5_184_000,
+                                    "scope": ",".join(sorted(member.scopes))}
+            if client["partner"]:
+                refresh = f"AQX{secrets.token_urlsafe(16)}"
+                self.refresh_tokens[refresh] = member
+                body.update(refresh_token=refresh, refresh_token_expires_in=31_536_000)
+        return Reply(200, body)
 
     def _member(self, request: Request) -> Member | Reply:
         auth = request.header("authorization") or ""

@@ -22,11 +22,15 @@ Quota: `inserts_left` (the videos.insert bucket, 100 a day) and `units_left` (10
 answer 403 quotaExceeded when spent; `upload_limit` per channel answers 400
 uploadLimitExceeded. Tokens: unknown or expired access tokens answer 401 (authError);
 POST /token refreshes (Google's answer omits refresh_token); a refresh token of an app in
-"Testing" stops working after 7 days (400 invalid_grant).
+"Testing" stops working after 7 days (400 invalid_grant). Login: GET /o/oauth2/v2/auth
+(the channel `approver` approves at once; PKCE S256 required; a refresh token only with
+access_type=offline), POST /token with grant_type=authorization_code (single-use code,
+the verifier checked, the client secret in the form).
 """
 
 from __future__ import annotations
 
+import base64
 import hashlib
 import itertools
 import json
@@ -37,7 +41,7 @@ from dataclasses import dataclass, field
 from datetime import UTC, datetime, timedelta
 from http.server import BaseHTTPRequestHandler
 from typing import Any
-from urllib.parse import parse_qs, urlsplit
+from urllib.parse import parse_qs, urlencode, urlsplit
 
 from tests.fakes import youtube_discovery as discovery
 from tests.fakes.httpfake import FakeServer, Reply, Request
@@ -103,6 +107,10 @@ class FakeYouTube(FakeServer):
         self.read_delay = 0.0       # seconds per 256 KiB read of a chunk body
         self.bytes_received = 0     # every chunk byte that arrived, resent ones included
         self.refreshes: list[str] = []
+        self.clients: dict[str, dict[str, Any]] = {}   # client id -> {secret, testing}
+        self.codes: dict[str, dict[str, Any]] = {}
+        self.approver: str | None = None               # access token of the approving channel
+        self.exchanges = 0
         self._ids = itertools.count(1)
         self._offset = timedelta()
 
@@ -124,6 +132,10 @@ class FakeYouTube(FakeServer):
                 self.refresh_tokens[refresh_token] = {"channel": channel.id,
                                                       "testing": testing, "at": self.now()}
         return channel
+
+    def add_client(self, client_id: str, secret: str, *, testing: bool = False) -> None:
+        with self.lock:
+            self.clients[client_id] = {"secret": secret, "testing": testing}
 
     def expire_sessions(self) -> None:
         with self.lock:
@@ -176,6 +188,8 @@ class FakeYouTube(FakeServer):
         path = request.path
         if path == "/token" and request.method == "POST":
             return self._token(request)
+        if path == "/o/oauth2/v2/auth" and request.method == "GET":
+            return self._authorize(request)
         channel = self._channel(request)
         if isinstance(channel, Reply):
             return channel
@@ -389,8 +403,56 @@ class FakeYouTube(FakeServer):
                 "resourceId": {"kind": "youtube#video", "videoId": video_id}}})
         return Reply(200, {"kind": "youtube#playlistItemListResponse", "items": items})
 
+    def _authorize(self, request: Request) -> Reply:
+        q = {k: v[-1] for k, v in request.query.items()}
+        redirect = q.get("redirect_uri", "")
+        if q.get("client_id") not in self.clients or q.get("response_type") != "code" \
+                or not redirect.startswith("http://127.0.0.1:"):
+            return Reply(400, {"error": "invalid_request"})
+        if q.get("code_challenge_method") != "S256" or not q.get("code_challenge"):
+            return Reply(400, {"error": "invalid_request",
+                               "error_description": "PKCE S256 is required"})
+        channel = self.tokens.get(self.approver or "")
+        if channel is None:
+            return Reply(400, {"error": "access_denied"})
+        code = f"4/0A{secrets.token_urlsafe(16)}"
+        with self.lock:
+            self.codes[code] = {"client": q["client_id"], "redirect": redirect,
+                                "challenge": q["code_challenge"], "channel": channel,
+                                "offline": q.get("access_type") == "offline"}
+        return Reply(302, None, {"Location": redirect + "?" + urlencode(
+            {"code": code, "state": q.get("state", ""), "scope": q.get("scope", "")})})
+
+    def _exchange(self, form: dict[str, str]) -> Reply:
+        with self.lock:
+            entry = self.codes.pop(form.get("code", ""), None)
+            verifier = form.get("code_verifier", "")
+            digest = base64.urlsafe_b64encode(hashlib.sha256(verifier.encode()).digest())
+            if entry is None or entry["redirect"] != form.get("redirect_uri") or \
+                    entry["client"] != form.get("client_id") or \
+                    digest.rstrip(b"=").decode() != entry["challenge"]:
+                return Reply(400, {"error": "invalid_grant", "error_description": "Bad Request"})
+            self.exchanges += 1
+            access = f"ya29.{secrets.token_urlsafe(24)}"
+            self.tokens[access] = entry["channel"]
+            body: dict[str, Any] = {"access_token": access, "expires_in": 3599,
+                                    "scope": "https://www.googleapis.com/auth/youtube.upload",
+                                    "token_type": "Bearer"}
+            if entry["offline"]:
+                refresh = f"1//0g{secrets.token_urlsafe(24)}"
+                self.refresh_tokens[refresh] = {
+                    "channel": entry["channel"], "at": self.now(),
+                    "testing": self.clients[entry["client"]]["testing"]}
+                body["refresh_token"] = refresh
+        return Reply(200, body)
+
     def _token(self, request: Request) -> Reply:
         form = {k: v[-1] for k, v in parse_qs(request.body.decode()).items()}
+        client = self.clients.get(form.get("client_id", ""))
+        if client is not None and form.get("client_secret") != client["secret"]:
+            return Reply(401, {"error": "invalid_client", "error_description": "Unauthorized"})
+        if form.get("grant_type") == "authorization_code":
+            return self._exchange(form)
         if form.get("grant_type") != "refresh_token":
             return Reply(400, {"error": "unsupported_grant_type"})
         if not form.get("client_id"):
