@@ -389,12 +389,13 @@ def test_add_time_checks(tmp_path):
 
 def test_signatures_of_other_video_containers(tmp_path):
     samples = {b"\x1a\x45\xdf\xa3\x01\x00\x00\x00webm": "video/webm",
-               b"RIFF\x00\x00\x00\x00AVI LIST": "video/x-msvideo",
-               b"\x00\x00\x00\x14ftypqt  ": "video/quicktime", b"FLV\x01\x05": "video/x-flv"}
+               b"\x00\x00\x00\x08wide\x00\x00": "video/quicktime",
+               b"\x00\x00\x00\x14ftypqt  ": "video/quicktime",
+               b"\x00\x00\x00\x14ftypheic": None, b"\x89PNG\r\n\x1a\n": None}
     for head, mime in samples.items():
         path = tmp_path / "x"
         path.write_bytes(head + b"\x00" * 200)
-        assert video_type(str(path)) == mime
+        assert video_type(str(path)) == mime, head
     path.write_bytes(b"just text " * 40)
     assert video_type(str(path)) is None
 

@@ -90,30 +90,11 @@ OPTIONS = ("title", "description", "tags", "category", "privacy", "publish_at",
 
 def video_type(path: str) -> str | None:
     """The MIME type of a video file, from its first bytes; None if it is not one."""
+    from autopost.media import HEAD, sniff
+
     with open(path, "rb") as fh:
-        head = fh.read(400)
-    if head[4:8] == b"ftyp":
-        brand = head[8:12]
-        if brand == b"qt  ":
-            return "video/quicktime"
-        if brand.startswith(b"3g"):
-            return "video/3gpp"
-        return "video/mp4"
-    if head[4:8] in (b"moov", b"mdat", b"wide", b"free", b"skip"):
-        return "video/quicktime"
-    if head.startswith(b"\x1a\x45\xdf\xa3"):
-        return "video/webm" if b"webm" in head[:64] else "video/x-matroska"
-    if head[:4] == b"RIFF" and head[8:12] == b"AVI ":
-        return "video/x-msvideo"
-    if head.startswith(b"FLV\x01"):
-        return "video/x-flv"
-    if head.startswith(b"\x30\x26\xb2\x75\x8e\x66\xcf\x11"):
-        return "video/x-ms-wmv"
-    if head.startswith(b"\x00\x00\x01\xba") or head.startswith(b"\x00\x00\x01\xb3"):
-        return "video/mpeg"
-    if len(head) > 188 and head[0] == 0x47 and head[188] == 0x47:
-        return "video/mp2t"
-    return None
+        found = sniff(fh.read(HEAD))
+    return found[1] if found is not None and found[0] == "video" else None
 
 
 def _bool(value: Any, name: str) -> bool:
@@ -319,9 +300,8 @@ class YouTubeAdapter(Adapter):
         except OSError as exc:
             raise UsageError(f"media {media[0].path}: cannot read ({exc.strerror})") from None
         if kind is None:
-            raise UsageError(f"media {Path(media[0].path).name}: not a video file YouTube "
-                             "takes (MP4, MOV, WebM, MKV, AVI, FLV, WMV, MPEG; checked by "
-                             "content)")
+            raise UsageError(f"media {Path(media[0].path).name}: not a video file (MP4, "
+                             "MOV or WebM, judged by its content)")
         opts = platform_options(options or {}, "youtube")
         metadata(text, options)
         _thumbnail(opts)
