@@ -323,6 +323,19 @@ class OAuthAdapter(Adapter):
                               account=self.account.name, base_url=self.account.base_url,
                               now=self.clock())
 
+    @classmethod
+    def login_spec(cls, options: dict[str, str]) -> OAuthPlatform:
+        """The OAuth facts for one login; a platform may ask more scopes for an option."""
+        if options:
+            raise UsageError(f"{cls.platform} login takes no "
+                             f"{', '.join('--' + k for k in sorted(options))}")
+        return cls.oauth
+
+    def after_login(self, options: dict[str, str]) -> dict[str, Any]:
+        """Credentials to store beside new tokens (e.g. whom posts go out as); {} here.
+        Called with the new tokens before anything is stored; raise to change nothing."""
+        return {}
+
     def whoami(self) -> str:
         """Who the token belongs to, for `accounts login` (override: one cheap call)."""
         return self.check().display
@@ -405,10 +418,11 @@ def login(store: Store, name: str, *, client: httpx.Client, port: int = DEFAULT_
           paste: bool = False, open_browser: Callable[[str], Any] | None = None,
           read_line: Callable[[], str] = input, say: Callable[[str], None] = print,
           timeout: float = LOGIN_TIMEOUT, clock: Callable[[], datetime] | None = None,
-          owner: str = "login") -> LoggedIn:
+          owner: str = "login", options: dict[str, str] | None = None) -> LoggedIn:
     """Log account `name` in: open the authorize URL, take the redirect (loopback or
     pasted), exchange the code once, store the tokens (under the refresh lock, so a run
-    refreshing at the same moment cannot overwrite them), and ask who is logged in."""
+    refreshing at the same moment cannot overwrite them), and ask who is logged in.
+    `options` are the platform's own login options (LinkedIn's organization)."""
     from autopost.accounts import MissingSecret, resolve_credentials
     from autopost.platforms.registry import adapter_class
 
@@ -426,7 +440,8 @@ def login(store: Store, name: str, *, client: httpx.Client, port: int = DEFAULT_
         raise UsageError(f"account {name!r} has no client_id: add it first with 'autopost "
                          f"accounts add {name} --platform {account.platform} --update "
                          "--credentials -' and {\"client_id\": ...}")
-    spec = cls.oauth
+    options = dict(options or {})
+    spec = cls.login_spec(options)
     receiver = None if paste else LoopbackReceiver(port)
     try:
         redirect = receiver.redirect_uri if receiver else redirect_uri(port)
@@ -462,6 +477,15 @@ def login(store: Store, name: str, *, client: httpx.Client, port: int = DEFAULT_
 
         raise EnvironmentTrouble(f"login to {account.platform} failed: {exc.message}; "
                                  "nothing changed") from None
+    # What the platform keeps beside the tokens (who posts), asked before anything is stored.
+    probe = cls(account, {**creds, **fresh.credentials}, client, clock=clock)
+    try:
+        extra = probe.after_login(options)
+    except PlatformError as exc:
+        raise UsageError(f"logged in to {account.platform}, but {exc.message}; nothing "
+                         "changed") from None
+    if extra:
+        fresh = Refreshed({**fresh.credentials, **extra}, fresh.token_expires_at)
     _store_login(store, name, fresh, owner=owner, clock=clock)
     stored = store.get_account(name)
     adapter = cls(stored, resolve_credentials(stored), client, clock=clock)

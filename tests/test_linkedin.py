@@ -246,7 +246,25 @@ def test_401_is_an_expired_token_naming_login(fake):
     assert error.http_status == 401 and "autopost accounts login ada" in error.message
     fake.members[TOKEN].revoked = True
     raises(ErrorKind.AUTH_EXPIRED, lambda: adapter_for(fake).publish(make_job(), Refs()))
-    assert not adapter_for(fake).refreshable
+    # Most apps have no refresh token: the refresh says to log in again.
+    error = raises(ErrorKind.AUTH_REVOKED, lambda: adapter_for(fake).refresh())
+    assert "autopost accounts login ada" in error.message
+
+
+def test_a_partner_apps_refresh_token_is_used(fake):
+    fake.add_client("cid", "csecret", partner=True)
+    fake.approver = TOKEN
+    fake.refresh_tokens["AQX-old"] = fake.members[TOKEN]
+    adapter = adapter_for(fake, refresh_token="AQX-old", client_id="cid",
+                          client_secret="csecret")
+    fresh = adapter.refresh()
+    assert fresh.credentials["access_token"] in fake.members
+    assert fresh.credentials["refresh_token"].startswith("AQX")
+    assert fresh.token_expires_at is not None
+    wrong = adapter_for(fake, refresh_token="AQX-unknown", client_id="cid",
+                        client_secret="csecret")
+    error = raises(ErrorKind.AUTH_REVOKED, wrong.refresh)
+    assert "invalid_grant" in error.message and "AQX-unknown" not in error.message
 
 
 def test_5xx_on_the_create_is_ambiguous(fake):
@@ -332,22 +350,27 @@ def test_reconcile_ignores_a_post_older_than_the_first_send(fake):
 # -- account setup, check and status ----------------------------------------------------------
 
 def test_setup_finds_the_member_and_keeps_the_expiry(fake):
+    creds, expires = LinkedInAdapter.prepare_credentials(
+        {"access_token": TOKEN, "expires_at": "2027-01-30T00:00:00Z"})
+    assert expires == datetime(2027, 1, 30, tzinfo=UTC) and creds == {"access_token": TOKEN}
     account = Account(name="ada", platform="linkedin", base_url=fake.base_url,
-                      credentials={"access_token": TOKEN, "expires_at": "2027-01-30T00:00:00Z"})
-    adapter = LinkedInAdapter(account, dict(account.credentials), httpx.Client())
+                      credentials=creds, token_expires_at=expires)
+    adapter = LinkedInAdapter(account, dict(creds), httpx.Client())
     fresh = adapter.setup()
-    assert fresh.credentials == {"access_token": TOKEN, "expires_at": "2027-01-30T00:00:00Z",
-                                 "author": ME}
-    assert fresh.token_expires_at == datetime(2027, 1, 30, tzinfo=UTC)
+    assert fresh.credentials == {"access_token": TOKEN, "author": ME}
     info = adapter.check()
     assert ME in info.display
+    # Before a login there is no token to ask with: nothing to set up.
+    app = Account(name="ada", platform="linkedin", base_url=fake.base_url,
+                  credentials={"client_id": "cid", "client_secret": "s"})
+    assert LinkedInAdapter(app, dict(app.credentials), httpx.Client()).setup() is None
 
 
 def test_credentials_are_checked():
     LinkedInAdapter.check_credentials({"access_token": "t", "author": ME})
     for bad in ({"access_token": "t", "author": "person:1"},
                 {"access_token": "t", "expires_at": "soon"},
-                {"author": ME}):
+                {"author": ME}, {"client_id": "cid"}):
         with pytest.raises(UsageError):
             LinkedInAdapter.check_credentials(bad)
 
@@ -419,3 +442,72 @@ def test_cli_retired_version_fails_the_job_loudly(proc, fake):
     assert out.code == 1
     assert "426" in out.stdout + out.stderr and "api_version" in out.stdout + out.stderr
     assert fake.ledger() == []
+
+
+# -- login through the CLI ------------------------------------------------------------------
+
+def test_cli_login_as_the_member_then_post(proc, fake):
+    from urllib.parse import parse_qs, urlsplit
+
+    from tests.oauthkit import login_through_browser
+
+    fake.add_client("li-client", "li-secret")
+    fake.approver = TOKEN
+    creds = json.dumps({"client_id": "li-client", "client_secret": "li-secret"})
+    out = proc("accounts", "add", "ada", "--platform", "linkedin", "--base-url",
+               fake.base_url, "--credentials", "-", input=creds)
+    assert out.code == 0, out.stderr
+    assert "autopost accounts login ada" in out.stdout
+    code, stdout, stderr, url = login_through_browser(proc.db, "ada")
+    assert code == 0, stdout + stderr
+    query = parse_qs(urlsplit(url).query)
+    assert urlsplit(url).path == "/oauth/v2/authorization"
+    assert query["scope"] == ["openid profile w_member_social"]
+    assert "logged in ada (linkedin)" in stdout and ME in stdout
+    assert fake.exchanges == 1
+    assert "li-secret" not in stdout + stderr
+    issued = [t for t, m in fake.members.items() if t != TOKEN]
+    assert issued and all(t not in stdout + stderr for t in issued)
+    rows = json.loads(proc("accounts", "list", "--json").stdout)
+    assert rows[0]["state"] == "ok"
+    assert proc("add", "After login (it works)", "--account", "ada", "--at", "now").code == 0
+    run = proc("run-due")
+    assert run.code == 0, run.stdout + run.stderr
+    [post] = fake.ledger()
+    assert post.author == ME and post.shown == "After login (it works)"
+    assert post.token in issued
+    status = proc("status")
+    assert "LinkedIn token" not in status.stdout  # 60 days left: nothing to warn about yet
+
+
+def test_cli_login_for_a_company_page(proc, fake):
+    from tests.oauthkit import login_through_browser
+
+    fake.add_client("li-client", "li-secret")
+    fake.approver = TOKEN
+    creds = json.dumps({"client_id": "li-client", "client_secret": "li-secret"})
+    assert proc("accounts", "add", "page", "--platform", "linkedin", "--base-url",
+                fake.base_url, "--credentials", "-", input=creds).code == 0
+    code, stdout, stderr, url = login_through_browser(proc.db, "page", "--organization",
+                                                      "999")
+    assert code == 2 and "does not administer urn:li:organization:999" in stderr
+    assert "access_token" not in json.loads(proc("accounts", "list", "--json").stdout)[0][
+        "credentials"]
+    code, stdout, stderr, url = login_through_browser(proc.db, "page", "--organization",
+                                                      "5515715")
+    assert code == 0, stdout + stderr
+    assert "w_organization_social" in url
+    assert proc("add", "Page news", "--account", "page", "--at", "now").code == 0
+    assert proc("run-due").code == 0
+    assert fake.ledger()[0].author == "urn:li:organization:5515715"
+
+
+def test_cli_status_warns_before_the_token_expires(proc, fake):
+    soon = (datetime.now(UTC) + timedelta(days=3)).strftime("%Y-%m-%dT%H:%M:%SZ")
+    creds = json.dumps({"access_token": TOKEN, "author": ME, "expires_at": soon})
+    assert proc("accounts", "add", "ada", "--platform", "linkedin", "--base-url",
+                fake.base_url, "--credentials", "-", input=creds).code == 0
+    status = proc("status")
+    assert status.code == 1
+    assert "LinkedIn token expires" in status.stdout
+    assert "autopost accounts login ada" in status.stdout

@@ -428,3 +428,44 @@ def test_json_of_a_reconciled_job_is_plain(fake, tmp_path):
     refs = Refs()
     adapter_for(fake).publish(make_job(path), refs)
     assert json.loads(json.dumps(refs.last))["file"]["size"] == GRANULE
+
+
+# -- Google tokens ------------------------------------------------------------------------------
+
+def test_refresh_keeps_the_stored_refresh_token_when_google_omits_it(fake, tmp_path):
+    from autopost.accounts import refresh_account
+    from autopost.store.sqlite import SqliteStore
+
+    fake.add_client("gid", "gsecret")
+    fake.refresh_tokens["1//keep"] = {"channel": fake.tokens[TOKEN], "testing": False,
+                                      "at": fake.now()}
+    store = SqliteStore(tmp_path / "a.db")
+    creds = {"access_token": "ya29.stale", "refresh_token": "1//keep", "client_id": "gid",
+             "client_secret": "gsecret"}
+    account = Account(name="ada", platform="youtube", base_url=fake.base_url,
+                      credentials=creds)
+    store.add_account(account, now=NOW)
+    adapter = YouTubeAdapter(account, dict(creds), httpx.Client(), progress=False,
+                             clock=lambda: NOW)
+    raises(ErrorKind.AUTH_EXPIRED, adapter.check)
+    stored = refresh_account(store, adapter, creds, "run-1", clock=lambda: NOW)
+    assert stored.credentials["refresh_token"] == "1//keep"
+    assert stored.credentials["access_token"] != "ya29.stale"
+    assert stored.token_expires_at == NOW + timedelta(seconds=3599)
+    assert adapter.check().display.startswith("Ada's channel")
+    assert fake.refreshes == ["1//keep"]
+    store.close()
+
+
+def test_a_testing_apps_refresh_token_dies_after_7_days_and_the_message_says_so(fake):
+    fake.add_client("gid", "gsecret", testing=True)
+    fake.refresh_tokens["1//weekly"] = {"channel": fake.tokens[TOKEN], "testing": True,
+                                        "at": fake.now()}
+    adapter = adapter_for(fake, token="ya29.stale", refresh_token="1//weekly",
+                          client_id="gid", client_secret="gsecret")
+    assert adapter.refresh().credentials["access_token"]
+    fake.advance(8 * 86400)
+    error = raises(ErrorKind.AUTH_REVOKED, adapter.refresh)
+    assert '"Testing"' in error.message and "7 days" in error.message
+    assert "autopost accounts login ada" in error.message
+    assert "1//weekly" not in error.message and "gsecret" not in error.message

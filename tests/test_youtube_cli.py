@@ -192,3 +192,68 @@ def test_platforms_lists_linkedin_and_youtube_as_built(proc):
     assert rows["linkedin"]["supported"] and rows["youtube"]["supported"]
     table = proc("platforms").stdout
     assert "linkedin (not built)" not in table and "youtube (not built)" not in table
+
+
+def test_login_playing_the_browser_then_upload(proc, fake, tmp_path):
+    from urllib.parse import parse_qs, urlsplit
+
+    from tests.oauthkit import login_through_browser
+
+    fake.add_client("gid.apps.googleusercontent.com", "g-secret")
+    fake.approver = TOKEN
+    creds = {"client_id": "gid.apps.googleusercontent.com", "client_secret": "g-secret"}
+    out = proc("accounts", "add", "tube", "--platform", "youtube", "--base-url", fake.base_url,
+               "--credentials", "-", input=json.dumps(creds))
+    assert out.code == 0, out.stderr
+    code, stdout, stderr, url = login_through_browser(proc.db, "tube")
+    assert code == 0, stdout + stderr
+    query = parse_qs(urlsplit(url).query)
+    assert urlsplit(url).path == "/o/oauth2/v2/auth"
+    assert query["access_type"] == ["offline"] and query["code_challenge_method"] == ["S256"]
+    assert "https://www.googleapis.com/auth/youtube.upload" in query["scope"][0]
+    assert "logged in tube (youtube) as Ada's channel" in stdout
+    assert fake.exchanges == 1 and "g-secret" not in stdout + stderr
+    assert not any(t in stdout + stderr for t in fake.refresh_tokens)
+    [row] = json.loads(proc("accounts", "list", "--json").stdout)
+    assert row["state"] == "ok"
+    video = mp4(tmp_path / "after-login.mp4", MIB)
+    assert proc("add", "Logged in", "--account", "tube", "--at", "now", "--media", video,
+                "--option", "privacy=unlisted", "--option", "tags=a,b").code == 0
+    run = proc("run-due")
+    assert run.code == 0, run.stdout + run.stderr
+    [uploaded] = fake.ledger()
+    assert uploaded.resource["status"]["privacyStatus"] == "unlisted"
+    assert uploaded.resource["snippet"]["tags"] == ["a", "b"]
+
+
+def test_run_due_refreshes_an_expired_token_and_a_dead_refresh_token_is_explained(
+        proc, fake, setup, tmp_path):
+    fake.add_client("gid", "g-secret", testing=True)
+    channel = fake.tokens[TOKEN]
+    fake.refresh_tokens["1//good"] = {"channel": channel, "testing": True, "at": fake.now()}
+    creds = {"access_token": "ya29.expired", "refresh_token": "1//good", "client_id": "gid",
+             "client_secret": "g-secret"}
+    assert proc("accounts", "add", "tube", "--platform", "youtube", "--base-url",
+                fake.base_url, "--credentials", "-", input=json.dumps(creds),
+                env=setup).code == 0
+    video = mp4(tmp_path / "v.mp4", MIB)
+    assert proc("add", "First", "--account", "tube", "--at", "now", "--media", video,
+                env=setup).code == 0
+    run = proc("run-due", env=setup)
+    assert run.code == 0, run.stdout + run.stderr
+    assert len(fake.ledger()) == 1 and fake.refreshes == ["1//good"]
+    # A week later the "Testing" app's refresh token is dead: the account waits, loudly.
+    fake.advance(8 * 86400)
+    for token in list(fake.tokens):
+        if token != TOKEN:
+            fake.expired_tokens.add(token)
+    assert proc("add", "Second", "--account", "tube", "--at", "now", "--media",
+                video, env=setup).code == 0
+    run = proc("run-due", env=setup)
+    assert run.code == 1
+    assert '"Testing"' in run.stdout + run.stderr and "7 days" in run.stdout + run.stderr
+    assert len(fake.ledger()) == 1
+    status = proc("status", env=setup)
+    assert status.code == 1 and "needs re-auth" in status.stdout
+    [job] = json.loads(proc("list", "--status", "pending", "--json", env=setup).stdout)
+    assert job["text"] == "Second"  # waits for the login, not failed

@@ -160,6 +160,9 @@ def accounts_login(
         "the URL it was redirected to.")] = False,
     timeout: Annotated[float, typer.Option(
         "--timeout", min=1, help="Seconds to wait for the redirect.")] = 300.0,
+    organization: Annotated[str | None, typer.Option(
+        "--organization", metavar="ID", help="LinkedIn: post as this company page (its id "
+        "or urn:li:organization:ID), which the member logging in administers.")] = None,
 ) -> None:
     """Log an OAuth account in (authorization code with PKCE); stores its tokens."""
     from autopost import oauth
@@ -189,7 +192,8 @@ def accounts_login(
     with make_client() as client:
         done = oauth.login(store, name, client=client, port=port, paste=paste,
                            open_browser=open_browser, read_line=read_line, say=say,
-                           timeout=timeout, clock=now, owner=f"login-{os.getpid()}")
+                           timeout=timeout, clock=now, owner=f"login-{os.getpid()}",
+                           options={"organization": organization} if organization else None)
     account = store.get_account(name)
     who = done.who or "(could not ask who)"
     print(f"logged in {name} ({account.platform}) as {who}")

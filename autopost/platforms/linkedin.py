@@ -42,16 +42,16 @@ import unicodedata
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
 from typing import Any, ClassVar
-from urllib.parse import quote, urlsplit
+from urllib.parse import quote
 
 import httpx
 
 from autopost.errors import UsageError
 from autopost.models import Account, ErrorKind, Job, Media
+from autopost.oauth import OAuthAdapter, OAuthPlatform
 from autopost.platforms import http
 from autopost.platforms.base import (
     AccountInfo,
-    Adapter,
     PlatformError,
     Published,
     Reconciled,
@@ -142,12 +142,22 @@ def _check_image(item: Media) -> str:
     return info.mime
 
 
-class LinkedInAdapter(Adapter):
+MEMBER_SCOPES = ("openid", "profile", "w_member_social")
+OAUTH = OAuthPlatform(
+    authorize_url=f"{OAUTH_ORIGIN}/oauth/v2/authorization",
+    token_url=f"{OAUTH_ORIGIN}/oauth/v2/accessToken",
+    scopes=MEMBER_SCOPES,
+    # LinkedIn's standard (web) apps take no PKCE and authenticate with the secret in the
+    # form; refresh tokens come only to approved partner apps.
+    pkce=False, client="confidential", token_auth="body",
+    default_lifetime=60 * 86400)
+
+
+class LinkedInAdapter(OAuthAdapter):
     platform = "linkedin"
     default_base_url = "https://api.linkedin.com"
-    required_fields = ("access_token",)
-    optional_fields = ("author", "refresh_token", "client_id", "client_secret", "expires_at")
-    secret_fields = ("access_token", "refresh_token", "client_secret")
+    oauth = OAUTH
+    optional_fields = (*OAuthAdapter.optional_fields, "author")
     text_limit = TEXT_LIMIT
     max_media = MAX_IMAGES
     options = (
@@ -158,12 +168,6 @@ class LinkedInAdapter(Adapter):
     # How far before our first send a post found by read-back may be dated.
     readback_margin: ClassVar[timedelta] = timedelta(minutes=2)
     readback_count: ClassVar[int] = 50
-
-    def __init__(self, *args: Any, **kwargs: Any):
-        super().__init__(*args, **kwargs)
-        # Refreshing needs a refresh token (approved partner apps only) and the app.
-        self.refreshable = bool(self.credentials.get("refresh_token")
-                                and self.credentials.get("client_id"))
 
     # -- add time -------------------------------------------------------------------
     @classmethod
@@ -181,10 +185,6 @@ class LinkedInAdapter(Adapter):
                 isinstance(author, str) and _AUTHOR.match(author))):
             raise UsageError("linkedin author must be urn:li:person:ID or "
                              "urn:li:organization:ID")
-        expires = credentials.get("expires_at")
-        if expires is not None and not isinstance(expires, dict) \
-                and _parse_time(expires) is None:
-            raise UsageError("linkedin expires_at must be an ISO 8601 time")
 
     @classmethod
     def status_warnings(cls, account: Account, policy: Any, now: datetime) -> list[str]:
@@ -216,36 +216,26 @@ class LinkedInAdapter(Adapter):
         return getattr(self.policy, "api_version", None) or DEFAULT_VERSION
 
     def _secrets(self) -> list[str]:
-        return http.secret_values(self.credentials, self.secret_fields)
+        return self.secrets()
 
     def _client(self) -> httpx.Client:
         if self.client is None:
             self.client = http.make_client()
         return self.client
 
-    def _url(self, url: str) -> str:
-        """An absolute URL LinkedIn handed out (an upload URL), sent to --base-url's
-        origin when the account has one."""
-        if not self.account.base_url:
-            return url
-        parts = urlsplit(url)
-        tail = parts.path + (f"?{parts.query}" if parts.query else "")
-        return self.account.base_url.rstrip("/") + tail
-
     def _headers(self, extra: dict[str, str] | None = None) -> dict[str, str]:
-        headers = {"Authorization": f"Bearer {self.credentials.get('access_token', '')}",
-                   "LinkedIn-Version": self.version, "X-Restli-Protocol-Version": "2.0.0"}
+        headers = {**self.bearer(), "LinkedIn-Version": self.version,
+                   "X-Restli-Protocol-Version": "2.0.0"}
         headers.update(extra or {})
         return headers
 
     def _request(self, method: str, url: str, *, is_create: bool = False,
                  ok: tuple[int, ...] = (200,), restli: bool = True,
                  **kwargs: Any) -> httpx.Response:
-        if not url.startswith(("http://", "https://")):
-            url = self.base_url + url
+        # Every URL, the upload URLs LinkedIn hands out included, goes through --base-url.
+        url = self.url(url)
         headers = self._headers(kwargs.pop("headers", None)) if restli else {
-            "Authorization": f"Bearer {self.credentials.get('access_token', '')}",
-            **(kwargs.pop("headers", None) or {})}
+            **self.bearer(), **(kwargs.pop("headers", None) or {})}
         client = self._client()
         request = client.build_request(method, url, headers=headers, **kwargs)
         response = http.send(client, request, is_create=is_create, redact=self._secrets())
@@ -304,12 +294,49 @@ class LinkedInAdapter(Adapter):
         return self.credentials["author"]
 
     def setup(self) -> Refreshed | None:
-        """Store the author URN (asked for once when not given) and the token's expiry."""
+        """With a token given directly: ask once who it belongs to and store the author."""
         stored = dict(self.account.credentials)
-        if not stored.get("author"):
-            stored["author"] = self._member()
-        expires = _parse_time(self.credentials.get("expires_at"))
-        return Refreshed(stored, expires)
+        if stored.get("author") or not self.credentials.get("access_token"):
+            return None  # the author comes with `accounts login`
+        stored["author"] = self._member()
+        return Refreshed(stored, None)
+
+    @classmethod
+    def login_spec(cls, options: dict[str, str]) -> OAuthPlatform:
+        if options.get("organization"):
+            from dataclasses import replace
+
+            return replace(OAUTH, scopes=(*MEMBER_SCOPES, "w_organization_social"))
+        return OAUTH
+
+    def after_login(self, options: dict[str, str]) -> dict[str, Any]:
+        """The author the posts go out as: the member who logged in, or with
+        --organization a page that member administers."""
+        unknown = sorted(set(options) - {"organization"})
+        if unknown:
+            raise UsageError(f"linkedin login takes no {', '.join(unknown)}")
+        org = (options.get("organization") or "").strip()
+        member = self._member()
+        if not org:
+            return {"author": member}
+        urn = org if org.startswith("urn:li:organization:") else f"urn:li:organization:{org}"
+        if not _AUTHOR.match(urn):
+            raise UsageError(f"--organization {org!r}: expected a page id or "
+                             "urn:li:organization:ID")
+        try:
+            body = http.json_body(self._request(
+                "GET", "/rest/organizationAcls?q=roleAssignee&role=ADMINISTRATOR"
+                "&state=APPROVED"))
+        except PlatformError as exc:
+            if exc.http_status == 403:  # the app may not read roles; posting will tell
+                return {"author": urn}
+            raise
+        pages = {str(e.get("organization")) for e in (body or {}).get("elements") or []
+                 if isinstance(e, dict)}
+        if urn not in pages:
+            raise UsageError(f"--organization: the member who logged in does not "
+                             f"administer {urn}")
+        return {"author": urn}
 
     # -- publish ------------------------------------------------------------------------
     def publish(self, job: Job, save_ref: SaveRef) -> Published:
@@ -388,7 +415,7 @@ class LinkedInAdapter(Adapter):
             raise PlatformError(ErrorKind.SERVER,
                                 "linkedin: initializeUpload gave no uploadUrl or image")
         # One PUT of the whole file: LinkedIn keeps only the last PUT to an upload URL.
-        self._request("PUT", self._url(str(value["uploadUrl"])), ok=(200, 201), restli=False,
+        self._request("PUT", str(value["uploadUrl"]), ok=(200, 201), restli=False,
                       content=data, headers={"Content-Type": mime})
         return str(value["image"])
 

@@ -44,17 +44,16 @@ import time
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
 from typing import Any, ClassVar
-from urllib.parse import urlsplit
 from zoneinfo import ZoneInfo
 
 import httpx
 
 from autopost.errors import UsageError
 from autopost.models import Account, ErrorKind, Job, Media
+from autopost.oauth import OAuthAdapter, OAuthPlatform
 from autopost.platforms import http
 from autopost.platforms.base import (
     AccountInfo,
-    Adapter,
     PlatformError,
     Published,
     Reconciled,
@@ -254,12 +253,24 @@ class Expired(Exception):
     """The upload session is gone (404/410): a new one must start."""
 
 
-class YouTubeAdapter(Adapter):
+SCOPES = ("https://www.googleapis.com/auth/youtube.upload",
+          # channels.list and playlistItems.list: who is logged in, and the uploads a
+          # reconcile may read
+          "https://www.googleapis.com/auth/youtube.readonly")
+TESTING_NOTE = ("Google refused the refresh token: access was revoked, the token went unused "
+                "for six months, or the app's OAuth consent screen is in \"Testing\", where "
+                "Google lets refresh tokens expire after 7 days (publish the app in the Google "
+                "Cloud console to stop that)")
+
+
+class YouTubeAdapter(OAuthAdapter):
     platform = "youtube"
     default_base_url = "https://www.googleapis.com"
-    required_fields = ("access_token",)
-    optional_fields = ("refresh_token", "client_id", "client_secret", "expires_at")
-    secret_fields = ("access_token", "refresh_token", "client_secret")
+    oauth = OAuthPlatform(
+        authorize_url="https://accounts.google.com/o/oauth2/v2/auth",
+        token_url=TOKEN_URL, scopes=SCOPES, client="confidential", token_auth="body",
+        # offline: a refresh token; consent: one on every login, not only the first.
+        extra_authorize={"access_type": "offline", "prompt": "consent"})
     text_limit = None
     max_media = 1
     options = (
@@ -284,8 +295,6 @@ class YouTubeAdapter(Adapter):
 
     def __init__(self, *args: Any, progress: Any = None, **kwargs: Any):
         super().__init__(*args, **kwargs)
-        self.refreshable = bool(self.credentials.get("refresh_token")
-                                and self.credentials.get("client_id"))
         if progress is None:
             progress = sys.stderr if sys.stderr is not None and sys.stderr.isatty() else False
         self.progress_stream = progress or None
@@ -308,7 +317,7 @@ class YouTubeAdapter(Adapter):
 
     # -- HTTP -----------------------------------------------------------------------
     def _secrets(self) -> list[str]:
-        return http.secret_values(self.credentials, self.secret_fields)
+        return self.secrets()
 
     def _client(self) -> httpx.Client:
         if self.client is None:
@@ -316,19 +325,15 @@ class YouTubeAdapter(Adapter):
         return self.client
 
     def _auth(self) -> dict[str, str]:
-        return {"Authorization": f"Bearer {self.credentials.get('access_token', '')}"}
+        return self.bearer()
 
     def _session_url(self, url: str) -> str:
         """The session URI as Google gave it, sent to --base-url's origin if there is one."""
-        if not self.account.base_url:
-            return url
-        parts = urlsplit(url)
-        return self.base_url + parts.path + (f"?{parts.query}" if parts.query else "")
+        return self.url(url)
 
     def _send(self, method: str, url: str, *, is_create: bool = False,
               timeout: httpx.Timeout | None = None, **kwargs: Any) -> httpx.Response:
-        if not url.startswith(("http://", "https://")):
-            url = self.base_url + url
+        url = self.url(url)
         headers = {**self._auth(), **(kwargs.pop("headers", None) or {})}
         client = self._client()
         request = client.build_request(method, url, headers=headers,
@@ -669,11 +674,31 @@ class YouTubeAdapter(Adapter):
                            token_expires_at=_parse_time(self.credentials.get("expires_at")),
                            details={"channel": channel.get("id")})
 
-    def setup(self) -> Refreshed | None:
-        expires = _parse_time(self.credentials.get("expires_at"))
-        if expires is None:
-            return None
-        return Refreshed(dict(self.account.credentials), expires)
+    def refresh(self) -> Refreshed:
+        """Google's refresh (the stored refresh token is kept when the answer has none);
+        a refusal says why Google refuses them, the 7-day "Testing" rule included."""
+        try:
+            return super().refresh()
+        except PlatformError as exc:
+            if exc.kind is ErrorKind.AUTH_REVOKED and exc.code in ("invalid_grant", None) \
+                    and self.credentials.get("refresh_token"):
+                raise PlatformError(ErrorKind.AUTH_REVOKED, (
+                    f"youtube: {TESTING_NOTE}; run 'autopost accounts login "
+                    f"{self.account.name}'"), http_status=exc.http_status,
+                    code=exc.code) from None
+            raise
+
+    @classmethod
+    def check_options(cls, raw: dict[str, Any], platforms: tuple[str, ...] = ()
+                      ) -> dict[str, Any]:
+        """The declared options, with the thumbnail as an absolute path (cron runs in
+        another folder) and publish_at in UTC."""
+        options = super().check_options(raw, platforms)
+        if options.get("thumbnail"):
+            options["thumbnail"] = str(Path(options["thumbnail"]).expanduser().absolute())
+        if options.get("publish_at"):
+            options["publish_at"] = _time(options["publish_at"]).strftime("%Y-%m-%dT%H:%M:%SZ")
+        return options
 
     @classmethod
     def status_warnings(cls, account: Account, policy: Any, now: datetime) -> list[str]:

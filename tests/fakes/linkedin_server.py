@@ -324,9 +324,9 @@ class FakeLinkedIn(FakeServer):
                             "input": {"inputPath": {"fieldPath": "/commentary"}}}]},
                         "status": 422})
             urn = f"urn:li:share:{next(self._ids)}"
+            used = (request.header("authorization") or "")[7:].strip()
             self.posts.append(Post(urn, author, commentary, render_little(commentary),
-                                   body["visibility"], content, self.now_ms(), member.token,
-                                   body))
+                                   body["visibility"], content, self.now_ms(), used, body))
         return Reply(201, None, {"x-restli-id": urn, "x-linkedin-id": urn})
 
     def _check_content(self, author: str, content: Any) -> Reply | None:
