@@ -1,10 +1,12 @@
 """LinkedIn: posts through the Posts API (/rest/posts), images through the Images API.
 
-Credentials: {"access_token": ..., "author": "urn:li:person:..." or
-"urn:li:organization:..."}, plus, where the app has them, "refresh_token", "client_id"
-and "client_secret" (LinkedIn gives refresh tokens only to approved partner apps), and
-"expires_at" (ISO 8601). Without "author", the member the token belongs to is asked for
-once (GET /v2/userinfo, OpenID scopes) at `accounts add` and stored.
+Credentials: the app's "client_id" and "client_secret", then `autopost accounts login
+NAME` (oauth.py; LinkedIn's web apps take no PKCE) stores the tokens and the "author":
+the member who logged in (GET /v2/userinfo, OpenID scopes), or with `--organization ID`
+a page that member administers (asking w_organization_social too). A script may give
+"access_token" (and "expires_at", "author") directly; without "author", the token's
+member is asked for once at `accounts add`. LinkedIn gives refresh tokens only to
+approved partner apps; where one exists, runs refresh with it.
 
 Every request carries `LinkedIn-Version: YYYYMM` and `X-Restli-Protocol-Version: 2.0.0`.
 The version is a setting (`[platforms.linkedin] api_version`, or

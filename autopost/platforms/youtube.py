@@ -1,7 +1,9 @@
 """YouTube: one video per job, uploaded with videos.insert's resumable protocol.
 
-Credentials: {"access_token", "refresh_token", "client_id", "client_secret"} from Google
-OAuth (scope youtube.upload; `autopost accounts login NAME`), optionally "expires_at".
+Credentials: the Google OAuth client's "client_id" and "client_secret", then `autopost
+accounts login NAME` (oauth.py: PKCE, offline access, scopes youtube.upload and
+youtube.readonly) stores the tokens; a script may give "access_token", "refresh_token"
+and "expires_at" directly.
 Google access tokens last about an hour and are refreshed with the refresh token; an
 answer without a refresh token keeps the stored one. A refused refresh (invalid_grant)
 means the grant was revoked, unused for six months, or given to an app whose OAuth
