@@ -257,3 +257,50 @@ def test_run_due_refreshes_an_expired_token_and_a_dead_refresh_token_is_explaine
     assert status.code == 1 and "needs re-auth" in status.stdout
     [job] = json.loads(proc("list", "--status", "pending", "--json", env=setup).stdout)
     assert job["text"] == "Second"  # waits for the login, not failed
+
+
+def test_answers_lost_after_the_last_chunk_the_next_run_finds_the_video(proc, fake, setup,
+                                                                         tmp_path):
+    video = mp4(tmp_path / "v.mp4", 2 * MIB)        # one chunk: the first PUT is the last
+    assert proc("add", "Lost answer", "--account", "yt", "--at", "now", "--media", video,
+                env=setup).code == 0
+    # The last chunk arrives (the video is made) but no answer gets back, nor to a probe;
+    # the run dies while it is still asking.
+    fake.inject("drop", path="/upload/youtube/v3/videos", method="PUT", count=50)
+    first = _run_due(proc.db, setup)
+    wait_for("the video", lambda: len(fake.ledger()) == 1)
+    first.send_signal(signal.SIGKILL)
+    first.communicate(timeout=30)
+    fake.faults.clear()
+    store = SqliteStore(proc.db)
+    try:
+        wait_for("the killed run's lease to expire",
+                 lambda: store.list_jobs(JobFilter())[0].lease_expires_at < datetime.now(UTC),
+                 timeout=LEASE * 5)
+        out, err = _run_due(proc.db, setup).communicate(timeout=120)
+        assert "Traceback" not in err, err
+        [job] = store.list_jobs(JobFilter())
+    finally:
+        store.close()
+    [made] = fake.ledger()
+    assert job.status is JobStatus.POSTED and job.platform_post_id == made.id
+    assert len(fake.seen("POST", "/upload/youtube/v3/videos")) == 1  # never uploaded again
+    assert fake.bytes_received == 2 * MIB
+
+
+def test_a_relative_thumbnail_option_is_kept_absolute(proc, fake, setup, tmp_path):
+    from tests import images
+
+    (tmp_path / "thumb.png").write_bytes(images.png(4, 4))
+    video = mp4(tmp_path / "v.mp4", MIB)
+    out = proc("add", "With a thumbnail", "--account", "yt", "--at", "now", "--media", video,
+               "--option", "thumbnail=thumb.png", env=setup)
+    assert out.code == 0, out.stderr
+    [job] = json.loads(proc("list", "--json", env=setup).stdout)
+    run = proc("run-due", env=setup)
+    assert run.code == 0, run.stdout + run.stderr
+    [uploaded] = fake.ledger()
+    assert uploaded.thumbnail == (tmp_path / "thumb.png").read_bytes()
+    bad = proc("add", "x", "--account", "yt", "--at", "now", "--media", video,
+               "--option", "privacy=secret", env=setup)
+    assert bad.code == 2 and "privacy" in bad.stderr and len(bad.err_lines) == 1
