@@ -25,7 +25,8 @@ from autopost.models import Account, JobFilter, JobStatus, NewJob
 from autopost.store.sqlite import SqliteStore
 from tests.fakes.mastodon_server import FakeMastodon
 
-LEASE = 1.0  # short, so that a dead run's jobs are rescued soon
+LEASE = 2.0
+SHORT = 1.0  # where a test waits for a dead run's leases again and again
 CREATE = "/api/v1/statuses"
 DEADLINE = 120.0
 
@@ -143,7 +144,7 @@ def _assert_exactly_once(fake: FakeMastodon, store: SqliteStore, expected: int) 
 def test_sigkill_at_random_moments_loses_nothing_and_posts_nothing_twice(tmp_path, seed):
     rng = random.Random(seed)
     with FakeMastodon(latency=0.03) as fake:
-        db, config, store = _setup(tmp_path, fake, jobs=45)
+        db, config, store = _setup(tmp_path, fake, jobs=45, lease=SHORT)
         for _ in range(15):
             proc = _cli(db, config, "run-due")
             _kill_after_creates(fake, proc, rng.randint(1, 8))
@@ -162,7 +163,7 @@ def test_slow_platform_short_lease_repeated_sigkill_every_job_posted_once(tmp_pa
     with FakeMastodon() as fake:
         fake.inject("latency", seconds=0.5, path=CREATE, count=10**9)
         db, config, store = _setup(tmp_path, fake, jobs=100, accounts=10, concurrency=10,
-                                   max_attempts=5, lease=2.0)
+                                   max_attempts=5)
         for _ in range(20):
             proc = _cli(db, config, "run-due")
             _kill_after_creates(fake, proc, rng.randint(1, 4))
@@ -177,7 +178,8 @@ def test_the_same_job_killed_in_flight_five_times_ends_posted_once(tmp_path):
     """Every attempt of one job dies with its run while the create is on the wire."""
     with FakeMastodon() as fake:
         fake.inject("latency", seconds=0.3, path=CREATE, count=10**9)
-        db, config, store = _setup(tmp_path, fake, jobs=1, accounts=1, max_attempts=5)
+        db, config, store = _setup(tmp_path, fake, jobs=1, accounts=1, max_attempts=5,
+                                   lease=SHORT)
         for _ in range(5):
             proc = _cli(db, config, "run-due")
             _kill_after_creates(fake, proc, 1)
@@ -238,7 +240,8 @@ def test_quota_holds_while_runs_overlap_and_one_per_wave_is_killed(tmp_path):
     with FakeMastodon() as fake:
         fake.inject("latency", seconds=0.3, path=CREATE, count=10**9)
         db, config, store = _setup(tmp_path, fake, jobs=12, accounts=1, concurrency=2,
-                                   quota="hourly_limit = 7\ndaily_limit = 0\n", spread=0.3)
+                                   quota="hourly_limit = 7\ndaily_limit = 0\n", spread=0.3,
+                                   lease=SHORT)
         for _ in range(2):
             procs = [_cli(db, config, "run-due") for _ in range(6)]
             start = _creates(fake)
