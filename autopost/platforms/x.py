@@ -25,7 +25,9 @@ and looks for the job's text (X shortens links to t.co, escapes &<> and appends 
 t.co link for media, so texts are compared with every link as one token) with the same
 number of media: found -> posted; the whole window read and absent -> resend; the read
 refused or rate-limited -> stays unknown and is asked again later. A 403 "duplicate
-content" answer goes the same way (it may be our own earlier attempt).
+content" answer goes the same way (it may be our own earlier attempt). X refuses the
+same text twice, so a post the timeline did not show yet (it lags a little) cannot be
+made twice by a resend: the resend gets that 403 and the job is reconciled again.
 
 Post URL: https://x.com/i/web/status/<id>.
 """
