@@ -808,6 +808,8 @@ def test_prune_deletes_old_finished_jobs_and_runs(store):
     store.start_run(Run(id="old-run", started_at=NOW - timedelta(days=40), finished_at=None,
                         host="h", pid=1))
     store.start_run(Run(id="new-run", started_at=NOW, finished_at=None, host="h", pid=2))
+    assert store.prune(before=NOW - timedelta(days=30), dry_run=True) == (1, 1)
+    assert store.get_job(posted.id).status == JobStatus.POSTED  # a dry run deletes nothing
     assert store.prune(before=NOW - timedelta(days=30)) == (1, 1)
     with pytest.raises(NotFound):
         store.get_job(posted.id)

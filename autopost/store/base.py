@@ -159,9 +159,10 @@ class Store(ABC):
         """(posts in the last hour, posts in the last day), in-flight jobs included."""
 
     @abstractmethod
-    def prune(self, *, before: datetime) -> tuple[int, int]:
+    def prune(self, *, before: datetime, dry_run: bool = False) -> tuple[int, int]:
         """Delete finished jobs (posted/failed/cancelled/missed) updated before `before`,
-        with their attempts, and older runs. Returns (jobs, runs) deleted."""
+        with their attempts, and older runs. Returns (jobs, runs) deleted; with `dry_run`,
+        what would be, deleting nothing."""
 
     # -- jobs: the engine --------------------------------------------------------
     @abstractmethod

@@ -367,8 +367,15 @@ class SqliteStore(Store):
         hour = sum(1 for t in stamps if t > now - HOUR)
         return hour, len(stamps)
 
-    def prune(self, *, before: datetime) -> tuple[int, int]:
+    def prune(self, *, before: datetime, dry_run: bool = False) -> tuple[int, int]:
         cutoff = to_db(before)
+        if dry_run:
+            jobs = self.conn.execute(
+                "SELECT count(*) FROM jobs WHERE status IN ('posted', 'failed', 'cancelled', "
+                "'missed') AND updated_at < ?", (cutoff,)).fetchone()[0]
+            runs = self.conn.execute("SELECT count(*) FROM runs WHERE started_at < ?",
+                                     (cutoff,)).fetchone()[0]
+            return jobs, runs
         with self._write() as c:
             c.execute(
                 "DELETE FROM attempts WHERE job_id IN (SELECT id FROM jobs WHERE status IN "
