@@ -67,12 +67,9 @@ def attempt_to_dict(attempt: Attempt) -> dict[str, Any]:
 
 
 def job_with_attempts(job: Job, attempts: Sequence[Attempt]) -> dict[str, Any]:
-    """`show --json`: the job, with "attempts" as the list of its attempt records (the
-    count moves to "attempt_count")."""
-    data = job_to_dict(job)
-    data["attempt_count"] = data["attempts"]
-    data["attempts"] = [attempt_to_dict(a) for a in attempts]
-    return data
+    """`show --json`: the job, and "attempt_log", the records of its attempts ("attempts"
+    is the count, as in every job)."""
+    return {**job_to_dict(job), "attempt_log": [attempt_to_dict(a) for a in attempts]}
 
 
 def credential_summary(credentials: dict[str, Any]) -> dict[str, str]:

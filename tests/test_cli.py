@@ -380,8 +380,8 @@ def test_show_job_and_attempts(cli, demo):
     assert JOB_KEYS <= set(shown)
     assert shown["status"] == "failed" and shown["last_error"] == "too many tags"
     assert shown["last_error_kind"] == "invalid"
-    assert (shown["attempt_count"], shown["max_attempts"]) == (1, 5)
-    (attempt,) = shown["attempts"]
+    assert (shown["attempts"], shown["max_attempts"]) == (1, 5)
+    (attempt,) = shown["attempt_log"]
     assert ATTEMPT_KEYS <= set(attempt)
     assert (attempt["number"], attempt["outcome"], attempt["error_kind"],
             attempt["http_status"]) == (1, "failed", "invalid", 422)
@@ -437,7 +437,7 @@ def test_retry(cli, demo):
     for job_id in (failed["id"], cancelled["id"]):
         shown = cli("show", job_id, "--json").json()
         assert shown["status"] == "pending" and shown["last_error"] is None
-        assert shown["max_attempts"] > shown["attempt_count"]
+        assert shown["max_attempts"] > shown["attempts"]
 
 
 def test_retry_refuses_a_pending_job_and_changes_nothing(cli, demo):
@@ -527,10 +527,27 @@ def test_prune(cli, demo):
     with opened(cli) as store:
         store.conn.execute("UPDATE jobs SET updated_at = '2020-01-01T00:00:00.000000Z' "
                            "WHERE id = ?", (job["id"],))
+    dry = cli("prune", "--older-than", "30d", "--dry-run")
+    assert dry.code == 0 and dry.stdout.startswith("would prune 1 job and 0 run records")
+    assert len(cli("list", "--json").json()) == 2  # nothing deleted
     out = cli("prune", "--older-than", "30d")
     assert out.code == 0 and out.stdout.startswith("pruned 1 job and 0 run records")
     assert [j["id"] for j in cli("list", "--json").json()] == [keep["id"]]
-    assert cli("prune", "--json").json()["jobs"] == 0
+    assert cli("prune", "--json").json()["removed_jobs"] == 0
+
+
+def test_prune_keeps_what_the_quota_windows_count(cli, demo):
+    posted = add_job(cli, "posted an hour ago", "-a", "demo", "--at", "now")
+    assert cli("run-due").code == 0
+    with opened(cli) as store:
+        assert store.get_job(posted["id"]).status == "posted"
+        hour, day = store.quota_usage("demo", now=datetime.now(UTC))
+    out = cli("prune", "--older-than", "1s", "--json")
+    assert out.code == 0 and out.json()["removed_jobs"] == 0
+    assert out.json()["before"] <= iso(datetime.now(UTC) - timedelta(hours=23, minutes=59))
+    with opened(cli) as store:
+        assert store.quota_usage("demo", now=datetime.now(UTC)) == (hour, day) == (1, 1)
+    assert "kept the last day" in cli("prune", "--older-than", "1h").stderr
 
 
 def test_cron_prints_lines_for_this_install(cli, tmp_path, monkeypatch):

@@ -73,7 +73,7 @@ def test_status_exit_codes_follow_health(tmp_path, store):
     store.conn.execute("UPDATE runs SET started_at = ?, finished_at = ?", (old, old))
     done = cli(tmp_path, "status", "--json")
     report = json.loads(done.stdout)
-    assert done.returncode == 1 and any("no run for" in p for p in report["problems"])
+    assert done.returncode == 1 and any("no run for" in p["message"] for p in report["problems"])
     assert report["last_run_age_seconds"] >= 590
     cli(tmp_path, "run-due")
     assert cli(tmp_path, "status").returncode == 0
@@ -97,7 +97,8 @@ def test_status_shouts_about_reauth_failed_and_unknown(tmp_path, store):
     done = cli(tmp_path, "status", "--json")
     report = json.loads(done.stdout)
     assert done.returncode == 1 and report["unknown"] == [job.id]
-    assert any("resolve" in p for p in report["problems"])
+    assert any("resolve" in p["message"] and p["kind"] == "unknown"
+               for p in report["problems"])
     # The operator settles it.
     assert cli(tmp_path, "resolve", job.id, "--posted", "https://example.test/1").returncode == 0
     assert store.get_job(job.id).status == JobStatus.POSTED

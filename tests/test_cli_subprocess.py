@@ -78,15 +78,15 @@ def test_job_lifecycle(proc, demo):
         [job_id]
 
     shown = proc("show", job_id[:4], "--json").json()
-    assert shown["id"] == job_id and shown["attempts"] == []
+    assert shown["id"] == job_id and shown["attempt_log"] == [] and shown["attempts"] == 0
     assert "Hello from a script" in proc("show", job_id).stdout
 
     cancelled = proc("cancel", job_id)
     assert cancelled.code == 0 and cancelled.stdout.strip() == f"{job_id}  cancelled"
     shown = proc("show", job_id, "--json").json()
     assert shown["status"] == "cancelled"
-    assert [a["outcome"] for a in shown["attempts"]] == ["cancelled"]
-    assert ATTEMPT_KEYS <= set(shown["attempts"][0])
+    assert [a["outcome"] for a in shown["attempt_log"]] == ["cancelled"]
+    assert ATTEMPT_KEYS <= set(shown["attempt_log"][0])
 
     retried = proc("retry", job_id)
     assert retried.code == 0 and "pending again" in retried.stdout
@@ -117,7 +117,7 @@ def test_import_is_idempotent_and_atomic(proc, tmp_path, demo):
     first = proc("import", str(good), "--json")
     assert first.code == 0, first.stderr
     summary = first.json()
-    assert (summary["format"], summary["created"], summary["existing"]) == ("jsonl", 50, 0)
+    assert (summary["format"], summary["new"], summary["existing"]) == ("jsonl", 50, 0)
     assert first.stderr == ""  # no progress bar off a terminal
     again = proc("import", str(good))
     assert again.code == 0

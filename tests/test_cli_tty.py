@@ -22,16 +22,19 @@ from autopost.tables import width_of
 LONG = "a post whose text is much longer than any terminal is wide " * 3
 
 
-def tty(db: Path, *args: str, columns: int = 80) -> str:
-    """Run autopost with stdout on a pseudo-terminal `columns` wide; its output."""
+def tty(db: Path, *args: str, columns: int = 80, answer: bytes | None = None) -> str:
+    """Run autopost with stdout on a pseudo-terminal `columns` wide; its output. With
+    `answer`, stdin is the terminal too and `answer` is typed into it."""
     env = {k: v for k, v in os.environ.items() if not k.startswith("AUTOPOST_")}
     env.update(COLUMNS=str(columns), LINES="50", NO_COLOR="1", TZ="UTC",
                AUTOPOST_CONFIG=str(db.parent / "config.toml"))
     master, slave = pty.openpty()
     proc = subprocess.Popen([sys.executable, "-m", "autopost", "--db", str(db), *args],
-                            stdin=subprocess.DEVNULL, stdout=slave, stderr=subprocess.PIPE,
-                            env=env)
+                            stdin=subprocess.DEVNULL if answer is None else slave,
+                            stdout=slave, stderr=subprocess.PIPE, env=env)
     os.close(slave)
+    if answer is not None:
+        os.write(master, answer)  # the terminal buffers it until the prompt reads
     chunks = []
     while True:
         try:
@@ -170,3 +173,16 @@ def test_quota_bars_on_a_terminal_numbers_through_a_pipe(db):
             piped(db, "quota").stdout.splitlines()}
     assert rows["mastodon-main"][1:3] == ["outbox", "1/1"]
     assert rows["b"][1:3] == ["outbox", "0/1"]
+
+
+def test_prune_asks_on_a_terminal(db):
+    job = add(db, "old")
+    assert piped(db, "cancel", job).returncode == 0
+    with sqlite3.connect(db) as c:
+        c.execute("UPDATE jobs SET updated_at = '2020-01-01T00:00:00.000000Z'")
+    out = tty(db, "prune", answer=b"n\n")
+    assert "delete 1 job and 0 run records older than" in out and "nothing deleted" in out
+    assert json.loads(piped(db, "show", job, "--json").stdout)["status"] == "cancelled"
+    out = tty(db, "prune", answer=b"y\n")
+    assert "pruned 1 job" in out
+    assert piped(db, "show", job).returncode == 2

@@ -215,10 +215,10 @@ def test_reimport_with_keys_is_a_no_op(cli, tmp_path, db):
     first = cli("import", str(path), "--json")
     assert first.code == 0, first.stderr
     summary = first.json()
-    assert (summary["rows"], summary["created"], summary["existing"]) == (2, 2, 0)
+    assert (summary["rows"], summary["new"], summary["existing"]) == (2, 2, 0)
     again = cli("import", str(path), "--json")
     assert again.code == 0
-    assert again.json()["created"] == 0 and again.json()["existing"] == 2
+    assert again.json()["new"] == 0 and again.json()["existing"] == 2
     assert again.json()["ids"] == summary["ids"]
     text = cli("import", str(path))
     assert "imported 0 new jobs" in text.stdout and "2 already existed" in text.stdout
@@ -268,7 +268,7 @@ def test_large_import(cli, tmp_path, db):
     out = cli("import", str(path), "--json")
     assert out.code == 0, out.stderr
     summary = out.json()
-    assert summary["created"] == 100_000 and len(set(summary["ids"])) == 100_000
+    assert summary["new"] == 100_000 and len(set(summary["ids"])) == 100_000
     store = SqliteStore(cli.db)
     try:
         assert store.count_by_status()["pending"] == 100_000

@@ -4,7 +4,7 @@ app       the root Typer app, the per-invocation state, the one error handler
 jobs      add, import, list, show, cancel, retry
 accounts  accounts add, list, remove, check
 running   run-due, status, resolve, demo
-ops       platforms, quota, calendar, prune, cron
+ops       platforms, quota, calendar, prune, cron, backup, export, config
 
 No SQL and no HTTP here: commands parse, call services and the store, and render.
 Errors a user can cause are AutopostErrors, turned into one stderr line and an exit code

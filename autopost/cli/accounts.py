@@ -8,7 +8,7 @@ from typing import Annotated, Any
 
 import typer
 
-from autopost.cli.app import accounts_app, get_settings, get_store, now
+from autopost.cli.app import accounts_app, get_settings, get_store, now, say
 from autopost.errors import NeedsAttention, NotFound, UsageError
 
 
@@ -35,7 +35,14 @@ def accounts_add(
         "--offline", help="Store the credentials without contacting the platform (where "
         "it would log in now, the first run does).")] = False,
 ) -> None:
-    """Add an account. Secrets come from a file, stdin or a prompt, never the command line."""
+    """Add an account. Secrets come from a file, stdin or a prompt, never the command line.
+
+    Example:
+
+    \b
+      autopost accounts add work -p mastodon --base-url https://mastodon.social \\
+        --credentials creds.json
+    """
     from autopost import services
 
     services.check_account_name(name)
@@ -59,9 +66,9 @@ def accounts_add(
         account = services.setup_account(account, cls)
     store.add_account(account, now=now(), replace=existing is not None)
     verb = "updated" if existing else "added"
-    print(f"{verb} account {name} ({account.platform})")
+    say(f"{verb} account {name} ({account.platform})")
     if cls.logs_in and not account.credentials.get("access_token"):
-        print(f"next: autopost accounts login {name}")
+        say(f"next: autopost accounts login {name}")
     for var in unset:
         print(f"note: ${var} is not set in this shell; runs will need it", file=sys.stderr)
 
@@ -79,7 +86,13 @@ def _prompt_credentials(cls) -> dict[str, Any]:
 def accounts_list(
     as_json: Annotated[bool, typer.Option("--json", help="Print JSON.")] = False,
 ) -> None:
-    """List accounts: platform, state, and which credential fields are set (never values)."""
+    """List accounts: platform, state, and which credential fields are set (never values).
+
+    Example:
+
+    \b
+      autopost accounts list
+    """
     from autopost import render
 
     accounts = get_store().list_accounts()
@@ -95,14 +108,26 @@ def accounts_list(
 
 @accounts_app.command("remove")
 def accounts_remove(name: Annotated[str, typer.Argument()]) -> None:
-    """Remove an account (refused while it has pending, running or unknown jobs)."""
+    """Remove an account (refused while it has pending, running or unknown jobs).
+
+    Example:
+
+    \b
+      autopost accounts remove old
+    """
     get_store().remove_account(name)
-    print(f"removed account {name}")
+    say(f"removed account {name}")
 
 
 @accounts_app.command("check")
 def accounts_check(name: str = typer.Argument(...)) -> None:
-    """Verify an account's credentials with a cheap call; exit 1 if it needs re-auth."""
+    """Verify an account's credentials with a cheap call; exit 1 if it needs re-auth.
+
+    Example:
+
+    \b
+      autopost accounts check work
+    """
     from autopost.accounts import refresh_account, resolve_credentials
     from autopost.models import AccountState, ErrorKind
     from autopost.platforms.base import PlatformError

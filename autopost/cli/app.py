@@ -15,7 +15,7 @@ from datetime import UTC, datetime
 from typing import TYPE_CHECKING, Annotated, Any
 
 import typer
-from typer.core import TyperCommand, TyperGroup
+from typer.core import TyperCommand, TyperGroup, TyperOption
 
 try:  # newer typer releases vendor their own click; its exceptions are the ones raised
     from typer._click.exceptions import ClickException, NoArgsIsHelpError
@@ -68,9 +68,44 @@ def _guarded(call: Callable[[], Any]) -> int:
     return rv if isinstance(rv, int) else 0
 
 
+def _set_quiet(ctx, param, value) -> None:  # noqa: ARG001
+    if value:
+        state(ctx).quiet = True
+
+
+def _set_verbose(ctx, param, value) -> None:  # noqa: ARG001
+    if value:
+        state(ctx).verbose = True
+
+
+QUIET_HELP = "Print only what a script needs: job ids from add and list, nothing on success."
+VERBOSE_HELP = "Say more: run-due prints its summary line even when not on a terminal."
+
+
+def _output_options() -> list:
+    return [TyperOption(param_decls=["-q", "--quiet"], is_flag=True, default=False,
+                        expose_value=False, callback=_set_quiet, help=QUIET_HELP),
+            TyperOption(param_decls=["-v", "--verbose"], is_flag=True, default=False,
+                        expose_value=False, callback=_set_verbose, help=VERBOSE_HELP)]
+
+
+def _add_output_options(command) -> None:
+    """-q and -v on every command, after the command name as well as before it."""
+    for sub in getattr(command, "commands", {}).values():
+        _add_output_options(sub)
+    if not getattr(command, "commands", None):
+        names = {n for p in command.params for n in getattr(p, "opts", [])}
+        if "--quiet" not in names:
+            command.params.extend(_output_options())
+
+
 class AutopostGroup(TyperGroup):
     """The root group: every way in (console script, `python -m`, tests) handles errors
     the same way, whether or not click runs in standalone mode."""
+
+    def __init__(self, *args, **kwargs):
+        super().__init__(*args, **kwargs)
+        _add_output_options(self)
 
     def main(self, args=None, prog_name=None, complete_var=None, standalone_mode=True,
              **extra):
@@ -93,7 +128,8 @@ class RawArgsCommand(TyperCommand):
 # Plain help text (no rich markup mode): help shows what was written, and `--help` does
 # not load rich, markdown and pygments.
 app = typer.Typer(cls=AutopostGroup, pretty_exceptions_show_locals=False,
-                  no_args_is_help=True, add_completion=False, rich_markup_mode=None,
+                  no_args_is_help=True, rich_markup_mode=None,
+                  context_settings={"help_option_names": ["-h", "--help"]},
                   help="Schedule social-media posts and publish them reliably from cron.")
 accounts_app = typer.Typer(no_args_is_help=True, pretty_exceptions_show_locals=False,
                            rich_markup_mode=None,
@@ -114,6 +150,8 @@ class State:
     config: str | None = None
     store: SqliteStore | None = None
     settings: Settings | None = None
+    quiet: bool = False
+    verbose: bool = False
 
     def close(self) -> None:
         if self.store is not None:
@@ -152,8 +190,23 @@ def get_settings(ctx: typer.Context | None = None) -> Settings:
 
 def note(text: str) -> None:
     """A remark beside a listing: under it on a terminal, on stderr through a pipe (so the
-    rows stay rows)."""
-    print(text, file=sys.stdout if sys.stdout.isatty() else sys.stderr)
+    rows stay rows); nothing with -q."""
+    if not state().quiet:
+        print(text, file=sys.stdout if sys.stdout.isatty() else sys.stderr)
+
+
+def say(text: str) -> None:
+    """A line saying what a command did; nothing with -q (errors still speak)."""
+    if not state().quiet:
+        print(text)
+
+
+def quiet() -> bool:
+    return state().quiet
+
+
+def verbose() -> bool:
+    return state().verbose
 
 
 def now() -> datetime:
@@ -179,6 +232,9 @@ def root(
         help="config.toml (default: the user config folder).")] = None,
     version: Annotated[bool, typer.Option(
         "--version", callback=_version, is_eager=True, help="Show the version.")] = False,
+    quiet: Annotated[bool, typer.Option("--quiet", "-q", help=QUIET_HELP)] = False,
+    verbose: Annotated[bool, typer.Option("--verbose", "-v", help=VERBOSE_HELP)] = False,
 ) -> None:
     st = state(ctx)
     st.db, st.config = db, config
+    st.quiet, st.verbose = st.quiet or quiet, st.verbose or verbose

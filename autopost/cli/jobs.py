@@ -21,6 +21,8 @@ from autopost.cli.app import (
     get_store,
     note,
     now,
+    quiet,
+    say,
     say_error,
 )
 from autopost.errors import NotFound, UsageError
@@ -60,7 +62,14 @@ def add(
     ] = None,
     as_json: Annotated[bool, typer.Option("--json", help="Print the jobs as JSON.")] = False,
 ) -> None:
-    """Schedule a post to one or more accounts. Prints the job id(s)."""
+    """Schedule a post to one or more accounts. Prints the job id(s).
+
+    Examples:
+
+    \b
+      autopost add "Launch day!" -a work --at "tomorrow 09:00" --tz Europe/Berlin
+      autopost add "A photo" -a work -a home --at +2h --media cat.jpg --alt "A cat"
+    """
     from autopost import render, services
     from autopost.models import Media
     from autopost.platforms.options import parse_pairs
@@ -86,6 +95,9 @@ def add(
         render.print_json([{**render.job_to_dict(job), "created": created}
                            for job, created in results])
         return
+    if quiet():
+        print("\n".join(job.id for job, _ in results))
+        return
     for job, created in results:
         if created:
             print(f"{job.id}  scheduled for {render.local(job.scheduled_at)} on {job.account}"
@@ -109,7 +121,13 @@ def import_(
     Columns: account, at, text, and optional key, media, alt, tz, options (a JSON object
     of platform options). Every row is checked first; one bad row and nothing is
     imported. Rows with a key already imported are left as they are, so importing the
-    same file again is safe."""
+    same file again is safe.
+
+    Example:
+
+    \b
+      autopost import posts.csv --tz Europe/Berlin
+    """
     from autopost import importer, render
 
     text = importer.read_text(file)
@@ -125,13 +143,13 @@ def import_(
     existing = len(results) - created
     if as_json:
         render.print_json({"file": str(file), "format": parsed.format, "rows": len(results),
-                           "created": created, "existing": existing,
+                           "new": created, "existing": existing,
                            "ids": [job.id for job, _ in results]})
         return
     line = f"imported {created} new job{'s' if created != 1 else ''} from {file.name}"
     if existing:
         line += f"; {existing} already existed (same key) and were left as they are"
-    print(line)
+    say(line)
 
 
 class _progress:
@@ -200,7 +218,14 @@ def list_(
                                               help="Show at most N jobs.")] = None,
     as_json: Annotated[bool, typer.Option("--json", help="Print JSON.")] = False,
 ) -> None:
-    """List jobs in scheduled order."""
+    """List jobs in scheduled order.
+
+    Examples:
+
+    \b
+      autopost list --status failed --account work
+      autopost list | cut -f1
+    """
     from autopost import render
 
     flt = JobFilter(status=_status(status) if status is not None else None,
@@ -214,6 +239,8 @@ def list_(
         store.get_account(account)  # a typo gets "unknown account", not "no jobs"
     if as_json:
         render.print_json([render.job_to_dict(j) for j in jobs])
+    elif quiet():
+        sys.stdout.write("".join(f"{j.id}\n" for j in jobs))
     elif not jobs:
         print("no jobs")
     else:
@@ -229,7 +256,13 @@ def show(
     job_id: Annotated[str, typer.Argument(metavar="JOB", help="A job id or its unique start.")],
     as_json: Annotated[bool, typer.Option("--json", help="Print JSON.")] = False,
 ) -> None:
-    """Show a job, why it is waiting if it is, and every attempt made for it."""
+    """Show a job, why it is waiting if it is, and every attempt made for it.
+
+    Example:
+
+    \b
+      autopost show 3f9k
+    """
     from autopost import render
 
     store = get_store()
@@ -277,16 +310,22 @@ def cancel(
     """Cancel jobs that have not been published.
 
     Exits 1 if one could not be cancelled (a run is publishing it right now, or it is
-    already posted)."""
+    already posted).
+
+    Example:
+
+    \b
+      autopost cancel 3f9k2m7a 8d1q0c4e
+    """
     store = get_store()
     jobs = _jobs(store, job_ids)
     failed = False
     for job in jobs:
         outcome = store.cancel_job(job.id, now=now())
         if outcome.cancelled:
-            print(f"{job.id}  cancelled")
+            say(f"{job.id}  cancelled")
         elif outcome.job.status == JobStatus.CANCELLED:
-            print(f"{job.id}  was already cancelled")
+            say(f"{job.id}  was already cancelled")
         else:
             failed = True
             say_error(f"job {job.id} not cancelled: {outcome.reason}")
@@ -304,7 +343,13 @@ def retry(
         "--force", help="Send it again even though it may already be posted (an unknown "
                         "job, or one whose earlier outcome was never confirmed).")] = False,
 ) -> None:
-    """Send failed, missed or cancelled jobs again, as soon as the next run."""
+    """Send failed, missed or cancelled jobs again, as soon as the next run.
+
+    Example:
+
+    \b
+      autopost list --status failed | cut -f1 | xargs autopost retry
+    """
     from autopost.policy import retry_doubt
 
     store = get_store()
@@ -318,5 +363,5 @@ def retry(
             raise UsageError(f"{doubt} (nothing changed)")
     for job in jobs:
         fresh = store.retry_job(job.id, now=now(), force=force)
-        print(f"{fresh.id}  pending again, due now ({fresh.attempts} of {fresh.max_attempts} "
+        say(f"{fresh.id}  pending again, due now ({fresh.attempts} of {fresh.max_attempts} "
               "attempts used)")

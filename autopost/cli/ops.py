@@ -1,4 +1,5 @@
-"""Settings, usage and upkeep: platforms, quota, calendar, prune, cron."""
+"""Settings, usage and upkeep: platforms, quota, calendar, prune, cron, backup, export,
+config."""
 
 from __future__ import annotations
 
@@ -10,7 +11,7 @@ from typing import Annotated
 
 import typer
 
-from autopost.cli.app import app, get_settings, get_store, note, now, state
+from autopost.cli.app import app, get_settings, get_store, note, now, say, state
 from autopost.models import JobFilter, JobStatus
 from autopost.timeparse import format_utc, get_zone, parse_duration
 
@@ -22,7 +23,13 @@ def platforms(
     ] = None,
     as_json: Annotated[bool, typer.Option("--json", help="Print JSON.")] = False,
 ) -> None:
-    """The effective retry and quota settings per platform (defaults < config < env)."""
+    """The effective retry and quota settings per platform (defaults < config < env).
+
+    Example:
+
+    \b
+      autopost platforms --json
+    """
     import importlib.util
 
     from autopost import render
@@ -76,7 +83,13 @@ def _options_of(platform: str) -> list[dict]:
 def quota(
     as_json: Annotated[bool, typer.Option("--json", help="Print JSON.")] = False,
 ) -> None:
-    """Posts used against each account's hourly and daily limits (in-flight included)."""
+    """Posts used against each account's hourly and daily limits (in-flight included).
+
+    Example:
+
+    \b
+      autopost quota
+    """
     from autopost import render, services
 
     store, settings, at_now = get_store(), get_settings(), now()
@@ -108,7 +121,13 @@ def calendar(
     as_json: Annotated[bool, typer.Option("--json", help="Print JSON.")] = False,
 ) -> None:
     """Upcoming pending posts: a week grid on a terminal (days across, hours down, posts
-    per account in each cell), one line per post through a pipe."""
+    per account in each cell), one line per post through a pipe.
+
+    Example:
+
+    \b
+      autopost calendar --days 14 --tz America/New_York
+    """
     from autopost import render
 
     zone = get_zone(tz)
@@ -132,27 +151,60 @@ def calendar(
 def prune(
     older_than: Annotated[str, typer.Option(
         "--older-than", metavar="AGE", help="Finished jobs untouched for this long "
-        "(30d, 12h, ...).")] = "30d",
+        "(30d, 12h, ...; never less than the day the quotas count).")] = "30d",
+    dry_run: Annotated[bool, typer.Option(
+        "--dry-run", help="Say what would be deleted; delete nothing.")] = False,
+    yes: Annotated[bool, typer.Option(
+        "--yes", "-y", help="Do not ask for confirmation on a terminal.")] = False,
     as_json: Annotated[bool, typer.Option("--json", help="Print JSON.")] = False,
 ) -> None:
     """Delete old finished jobs, their attempts, and old run records.
 
-    Finished means posted, failed, cancelled or missed."""
+    Finished means posted, failed, cancelled or missed. Posts the rolling quota windows
+    still count (the last day) are always kept. On a terminal it asks first.
+
+    Example:
+
+    \b
+      autopost prune --older-than 90d --dry-run
+    """
     from autopost import render
+    from autopost.quota import DAY
 
     seconds = parse_duration(older_than, name="--older-than")
-    before = now() - timedelta(seconds=seconds)
-    jobs, runs = get_store().prune(before=before)
+    at_now = now()
+    before = at_now - timedelta(seconds=seconds)
+    kept = before > at_now - DAY
+    if kept:
+        before = at_now - DAY  # a post still inside the daily window keeps its quota place
+    store = get_store()
+    jobs, runs = store.prune(before=before, dry_run=True)
+    what = (f"{jobs} job{'s' if jobs != 1 else ''} and {runs} run record"
+            f"{'s' if runs != 1 else ''} older than {format_utc(before)}")
+    if kept and not as_json:
+        note("(kept the last day: the quota windows still count those posts)")
+    if not dry_run and (jobs or runs) and not yes and sys.stdin.isatty() and not as_json:
+        if not typer.confirm(f"delete {what}?", default=False):
+            say("nothing deleted")
+            return
+    if not dry_run:
+        jobs, runs = store.prune(before=before)
     if as_json:
-        render.print_json({"jobs": jobs, "runs": runs, "before": format_utc(before)})
+        render.print_json({"dry_run": dry_run, "before": format_utc(before),
+                           "removed_jobs": jobs, "removed_runs": runs})
     else:
-        print(f"pruned {jobs} job{'s' if jobs != 1 else ''} and {runs} run record"
-              f"{'s' if runs != 1 else ''} older than {format_utc(before)}")
+        say(("would prune " if dry_run else "pruned ") + what)
 
 
 @app.command()
 def cron(ctx: typer.Context) -> None:
-    """Print crontab and systemd timer lines that run `run-due` for this install."""
+    """Print crontab and systemd timer lines that run `run-due` for this install.
+
+    Example:
+
+    \b
+      autopost cron
+    """
     from autopost.config import resolve_db_path
 
     st = state(ctx)
@@ -194,3 +246,101 @@ WantedBy=timers.target
 
 # then: systemctl --user daemon-reload && systemctl --user enable --now autopost.timer
 """
+
+
+@app.command()
+def backup(
+    ctx: typer.Context,
+    path: Annotated[Path, typer.Argument(metavar="PATH", help="Where to write the copy.")],
+    force: Annotated[bool, typer.Option("--force", help="Replace PATH if it exists.")] = False,
+) -> None:
+    """Write a consistent copy of the database while runs go on (SQLite online backup).
+
+    Example:
+
+    \b
+      autopost backup ~/backups/autopost-$(date +%F).db
+    """
+    from autopost.backup import backup as copy
+    from autopost.config import resolve_db_path
+    from autopost.errors import UsageError
+
+    source = resolve_db_path(state(ctx).db)
+    if not source.is_file():
+        raise UsageError(f"no database at {source}")
+    size = copy(source, path, overwrite=force)
+    say(f"backed up {source} to {path} ({size:,} bytes)")
+
+
+@app.command("export")
+def export(
+    fmt: Annotated[str, typer.Option(
+        "--format", "-f", metavar="csv|jsonl", help="csv (with a header) or jsonl.")] = "jsonl",
+    output: Annotated[Path | None, typer.Option(
+        "--output", "-o", metavar="FILE", help="Write to FILE instead of stdout.")] = None,
+    status: Annotated[str, typer.Option(
+        "--status", "-s", help="Which jobs (default: the pending schedule).")] = "pending",
+    account: Annotated[str | None, typer.Option("--account", "-a", metavar="NAME")] = None,
+) -> None:
+    """Write jobs in the import format, so 'autopost import' reads them back.
+
+    Example:
+
+    \b
+      autopost export --format csv -o schedule.csv
+    """
+    import os
+
+    from autopost import exporter
+    from autopost.cli.jobs import _status
+    from autopost.errors import UsageError
+
+    if fmt not in exporter.FORMATS:
+        raise UsageError(f"--format: expected csv or jsonl, got {fmt!r}")
+    store = get_store()
+    jobs = store.list_jobs(JobFilter(status=_status(status), account=account))
+    if account is not None and not jobs:
+        store.get_account(account)
+    try:
+        chunks = list(exporter.lines(jobs, fmt))
+    except ValueError as exc:
+        raise UsageError(str(exc)) from None
+    with_options = sum(1 for j in jobs if j.options)
+    if output is None:
+        sys.stdout.write("".join(chunks))
+    else:
+        fd = os.open(output, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o600)
+        with os.fdopen(fd, "w", encoding="utf-8", newline="") as fh:
+            fh.write("".join(chunks))
+        print(f"exported {len(jobs)} job{'s' if len(jobs) != 1 else ''} to {output}",
+              file=sys.stderr)
+    if with_options:
+        print(f"note: {with_options} job(s) have platform options, which the import format "
+              "does not carry", file=sys.stderr)
+
+
+@app.command("config")
+def config_(
+    ctx: typer.Context,
+    as_json: Annotated[bool, typer.Option("--json", help="Print JSON.")] = False,
+) -> None:
+    """Where the database and config file are, and every setting with where its value
+    came from (default, file, environment).
+
+    Example:
+
+    \b
+      AUTOPOST_MAX_CONCURRENT_JOBS=4 autopost config
+    """
+    from autopost import render, settings_report
+
+    root = ctx.find_root()
+    st = state(ctx)
+    report = settings_report.report(
+        st.db, st.config,
+        db_source=settings_report.path_source(root.get_parameter_source("db")),
+        config_source=settings_report.path_source(root.get_parameter_source("config")))
+    if as_json:
+        render.print_json(report)
+    else:
+        settings_report.show(report)

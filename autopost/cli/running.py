@@ -6,12 +6,13 @@ import json
 import signal
 import sys
 import threading
+import time
 from datetime import datetime, timedelta
 from pathlib import Path
 
 import typer
 
-from autopost.cli.app import app, get_settings, get_store, now
+from autopost.cli.app import app, get_settings, get_store, now, quiet, say, verbose
 from autopost.errors import NeedsAttention, UsageError
 from autopost.models import AccountState, JobFilter, JobStatus
 from autopost.timeparse import format_utc
@@ -28,7 +29,14 @@ def run_due(
     dry_run: bool = typer.Option(False, "--dry-run", help="Show what is due; change nothing."),
     as_json: bool = typer.Option(False, "--json", help="Print a JSON summary."),
 ) -> None:
-    """Publish the jobs that are due, then exit (run it from cron every 30-60 s)."""
+    """Publish the jobs that are due, then exit (run it from cron every 30-60 s).
+
+    Examples:
+
+    \b
+      autopost run-due --linger 60
+      autopost run-due --dry-run
+    """
     from autopost.engine import Engine, RunOptions
 
     settings = get_settings()
@@ -40,6 +48,7 @@ def run_due(
     stop = threading.Event()
     _on_signals(stop)
     engine = Engine(store, settings, store_factory=lambda: type(store)(store.path), stop=stop)
+    started = time.monotonic()
     summary = engine.run(RunOptions(limit=limit, concurrency=concurrency, linger=linger,
                                     dry_run=dry_run))
     if dry_run:
@@ -47,12 +56,23 @@ def run_due(
         return
     if as_json:
         print(json.dumps({"run_id": summary.run_id, **summary.counts(),
-                          "problems": [p.line() for p in summary.problems]}, indent=2))
+                          "problems": [problem(p.job_id, p.account, p.status, p.message)
+                                       for p in summary.problems]}, indent=2))
     else:
-        for problem in summary.problems:
-            print(problem.line())
+        for item in summary.problems:
+            print(item.line())
+        if not quiet() and (verbose() or sys.stdout.isatty()):
+            print(_summary_line(summary, time.monotonic() - started))
     if summary.needs_attention:
         raise typer.Exit(1)
+
+
+def _summary_line(summary, seconds: float) -> str:
+    """One line for a person watching: what the run did (silent under cron unless -v)."""
+    counts = summary.counts()
+    parts = [f"{n} {name}" for name, n in counts.items() if n]
+    return (f"run {summary.run_id}: {', '.join(parts) or 'nothing due'} "
+            f"in {seconds:.1f} s")
 
 
 def _on_signals(stop: threading.Event) -> None:
@@ -81,7 +101,13 @@ def _show_dry_run(jobs, as_json: bool) -> None:
 @app.command()
 def status(as_json: bool = typer.Option(False, "--json")) -> None:
     """Health: last run, overdue, unknown and failed jobs, accounts needing re-auth.
-    Exits 1 when anything needs attention."""
+    Exits 1 when anything needs attention.
+
+    Example:
+
+    \b
+      autopost status || echo 'autopost needs a look'
+    """
     settings = get_settings()
     store = get_store()
     report = _health(store, settings, now())
@@ -93,38 +119,50 @@ def status(as_json: bool = typer.Option(False, "--json")) -> None:
         raise typer.Exit(1)
 
 
+def problem(job: str | None, account: str | None, kind: str, message: str) -> dict:
+    """The one JSON shape of a problem (run-due and status): see docs/json.md."""
+    return {"job": job, "account": account, "kind": kind, "message": message}
+
+
 def _health(store, settings, now: datetime) -> dict:
     last = store.last_run()
     interval = settings.run.expected_interval
     counts = store.count_by_status()
-    problems: list[str] = []
+    problems: list[dict] = []
     age = None
     if last is None:
-        problems.append("run-due has never run (add it to cron: 'autopost cron')")
+        problems.append(problem(None, None, "never_run",
+                                "run-due has never run (add it to cron: 'autopost cron')"))
     else:
         seen = last.finished_at or last.started_at
         age = (now - seen).total_seconds()
         if age > 3 * interval:
-            problems.append(f"no run for {int(age)} s (expected every {int(interval)} s)")
+            problems.append(problem(None, None, "no_recent_run", f"no run for {int(age)} s "
+                                    f"(expected every {int(interval)} s)"))
     overdue = [j for j in store.due_jobs(now=now - timedelta(seconds=3 * interval), limit=50)]
     if overdue:
-        problems.append(f"{len(overdue)} job(s) overdue by more than {int(3 * interval)} s")
+        problems.append(problem(None, None, "overdue", f"{len(overdue)} job(s) overdue by "
+                                f"more than {int(3 * interval)} s"))
     unknown = store.list_jobs(JobFilter(status=JobStatus.UNKNOWN))
     waiting = [j for j in unknown if j.next_attempt_at is None]
     if waiting:
-        problems.append(f"{len(waiting)} job(s) with an unknown outcome wait for "
-                        "'autopost resolve'")
+        problems.append(problem(None, None, "unknown", f"{len(waiting)} job(s) with an "
+                                "unknown outcome wait for 'autopost resolve'"))
     if counts[JobStatus.FAILED]:
-        problems.append(f"{counts[JobStatus.FAILED]} job(s) failed ('autopost list --status "
-                        "failed'; retry or cancel them)")
+        problems.append(problem(None, None, "failed", f"{counts[JobStatus.FAILED]} job(s) "
+                                "failed ('autopost list --status failed'; retry or cancel "
+                                "them)"))
     if counts[JobStatus.MISSED]:
-        problems.append(f"{counts[JobStatus.MISSED]} job(s) missed their time ('autopost retry' "
-                        "or cancel them)")
+        problems.append(problem(None, None, "missed", f"{counts[JobStatus.MISSED]} job(s) "
+                                "missed their time ('autopost retry' or cancel them)"))
     reauth = [a for a in store.list_accounts() if a.state == AccountState.NEEDS_REAUTH]
     for account in reauth:
-        problems.append(f"account {account.name} needs re-auth: {account.state_reason or ''}"
-                        .rstrip(": "))
-    problems += _account_warnings(store.list_accounts(), settings, now)
+        problems.append(problem(
+            None, account.name, "needs_reauth",
+            f"account {account.name} needs re-auth: {account.state_reason or ''}"
+            .rstrip(": ")))
+    problems += [problem(None, name, "expiring", line)
+                 for name, line in _account_warnings(store.list_accounts(), settings, now)]
     blocked = [a for a in store.list_accounts() if a.is_blocked(now)]
     return {
         "now": format_utc(now),
@@ -142,22 +180,28 @@ def _health(store, settings, now: datetime) -> dict:
     }
 
 
-def _account_warnings(accounts, settings, now: datetime) -> list[str]:
-    """What each account's platform says will break soon (a token or API version)."""
+def _account_warnings(accounts, settings, now: datetime) -> list[tuple[str, str]]:
+    """What each account's platform says will break soon (a token or API version), as
+    (account, message) pairs."""
     from autopost.errors import UsageError
     from autopost.platforms.registry import adapter_class
 
-    out: list[str] = []
+    out: list[tuple[str, str]] = []
     for account in accounts:
         try:
             cls = adapter_class(account.platform)
         except UsageError:
             continue
-        out += cls.status_warnings(account, settings.policy(account.platform), now)
+        out += [(account.name, line) for line in
+                cls.status_warnings(account, settings.policy(account.platform), now)]
     return out
 
 
 def _print_health(report: dict) -> None:
+    if quiet():
+        for item in report["problems"]:
+            print(f"attention: {item['message']}")
+        return
     last = report["last_run"]
     if last:
         print(f"last run: {last['finished_at'] or last['started_at']} "
@@ -166,8 +210,8 @@ def _print_health(report: dict) -> None:
     for name, until in report["blocked"].items():
         print(f"account {name} is rate-limited until {until}")
     if report["problems"]:
-        for line in report["problems"]:
-            print(f"attention: {line}")
+        for item in report["problems"]:
+            print(f"attention: {item['message']}")
     else:
         print("healthy")
 
@@ -180,12 +224,19 @@ def resolve(
     not_posted: bool = typer.Option(False, "--not-posted",
                                     help="It was not posted: send it again."),
 ) -> None:
-    """Settle a job whose outcome is unknown, after checking the platform yourself."""
+    """Settle a job whose outcome is unknown, after checking the platform yourself.
+
+    Examples:
+
+    \b
+      autopost resolve 3f9k --posted https://mastodon.social/@me/1131
+      autopost resolve 3f9k --not-posted
+    """
     if (posted is None) == (not not_posted):
         raise UsageError("give exactly one of --posted URL or --not-posted")
     store = get_store()
     job = store.resolve_job(job_id, posted_url=posted, now=now())
-    print(f"job {job.id} is now {job.status}")
+    say(f"job {job.id} is now {job.status}")
 
 
 @app.command()
@@ -193,7 +244,13 @@ def demo(
     folder: Path = typer.Option(None, "--dir", help="Where to keep the demo's database and "
                                 "outbox (default: a new temporary folder)."),
 ) -> None:
-    """Schedule three posts to a local outbox, publish them, and show the result."""
+    """Schedule three posts to a local outbox, publish them, and show the result.
+
+    Example:
+
+    \b
+      autopost demo
+    """
     import subprocess
     import tempfile
     import time
