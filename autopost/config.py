@@ -127,6 +127,7 @@ class Settings:
     default: PlatformPolicy = field(default_factory=PlatformPolicy)
     platforms: dict[str, PlatformPolicy] = field(default_factory=dict)
     config_path: Path | None = None
+    notify: Any = None  # autopost.notify.Target from [notify], or None
 
     def policy(self, platform: str) -> PlatformPolicy:
         return self.platforms.get(canonical_platform(platform), self.default)
@@ -212,7 +213,7 @@ def _read_toml(path: Path) -> dict[str, Any]:
 
 
 def _build(data: dict[str, Any], env: dict[str, str], path: Path | None) -> Settings:
-    unknown = set(data) - {"run", "platforms"}
+    unknown = set(data) - {"run", "platforms", "notify"}
     if unknown:
         raise ConfigError(f"config: unknown section [{sorted(unknown)[0]}]")
     run = _apply(RunSettings(), _table(data, "run"), "run", _RUN_KEYS)
@@ -239,7 +240,13 @@ def _build(data: dict[str, Any], env: dict[str, str], path: Path | None) -> Sett
         platforms[name] = _apply(platforms[name], table, f"platforms.{raw_name}", keys)
     for name in PLATFORMS:
         platforms[name] = _apply_env_platform(name, platforms[name], env)
-    return Settings(run=run, default=default, platforms=platforms, config_path=path)
+    notify = None
+    if "notify" in data:  # imported only when configured: this module is on the idle path
+        from autopost.notify import target_from
+
+        notify = target_from(_table(data, "notify"))
+    return Settings(run=run, default=default, platforms=platforms, config_path=path,
+                    notify=notify)
 
 
 def _table(data: dict[str, Any], key: str, prefix: str = "") -> dict[str, Any]:

@@ -1,6 +1,6 @@
 """`autopost export`: jobs as rows in the import format (CSV or JSON Lines), so that
 `export` then `import` on a fresh database (with the same accounts) gives back the same
-schedule: account, at (UTC), text, key, media and alt."""
+schedule: account, at (UTC), text, key, media, alt and options."""
 
 from __future__ import annotations
 
@@ -14,7 +14,7 @@ from autopost.models import Job
 from autopost.timeparse import format_utc
 
 FORMATS = ("csv", "jsonl")
-CSV_COLUMNS = ("account", "at", "text", "key", "media", "alt")
+CSV_COLUMNS = ("account", "at", "text", "key", "media", "alt", "options")
 
 
 def row(job: Job) -> dict[str, Any]:
@@ -27,6 +27,8 @@ def row(job: Job) -> dict[str, Any]:
         out["media"] = [m.path for m in job.media]
         if any(m.alt for m in job.media):
             out["alt"] = [m.alt or "" for m in job.media]
+    if job.options:
+        out["options"] = dict(job.options)
     return out
 
 
@@ -47,6 +49,8 @@ def lines(jobs: Iterable[Job], fmt: str) -> Iterator[str]:
                     raise ValueError(f"job {job.id}: a {name} value contains '|', which "
                                      "the CSV format cannot carry (use --format jsonl)")
                 r[name] = "|".join(r[name])
+        if "options" in r:
+            r["options"] = json.dumps(r["options"], ensure_ascii=False)
         writer.writerow(r)
         yield buf.getvalue()
         buf.seek(0)

@@ -13,6 +13,9 @@ import threading
 
 import pytest
 
+from autopost.platforms import registry
+from autopost.platforms.options import Option
+from autopost.platforms.outbox import OutboxAdapter
 from autopost.store.sqlite import SqliteStore
 from tests.conftest import file_hash
 from tests.images import png
@@ -24,8 +27,20 @@ def schedule(store) -> list[tuple]:
     from autopost.models import JobFilter, JobStatus
 
     return sorted((j.account, j.scheduled_at, j.text, j.key,
-                   tuple((m.path, m.alt) for m in j.media))
+                   tuple((m.path, m.alt) for m in j.media), json.dumps(j.options))
                   for j in store.list_jobs(JobFilter(status=JobStatus.PENDING)))
+
+
+class OptionsOutbox(OutboxAdapter):
+    platform = "optbox"
+    options = (Option("visibility", "choice", "who sees it", choices=("public", "unlisted")),)
+
+
+@pytest.fixture(autouse=True)
+def optbox():
+    registry.register("optbox", OptionsOutbox)
+    yield
+    registry.unregister("optbox")
 
 
 @pytest.fixture
@@ -37,6 +52,10 @@ def planned(cli, tmp_path, demo):
             "--key", "k-2")
     add_job(cli, "with a picture", "-a", demo, "--at", future(3), "--media", str(image),
             "--alt", "a red dot", "--media", str(image))
+    assert cli("accounts", "add", "opt", "--platform", "optbox", "--credentials", "-",
+               input=json.dumps({"path": str(tmp_path / "optbox")})).code == 0
+    add_job(cli, "with an option", "-a", "opt", "--at", future(5), "--option",
+            "visibility=unlisted")
     gone = add_job(cli, "cancelled, not exported", "-a", demo, "--at", future(4))
     cli("cancel", gone["id"])
     return image
@@ -47,18 +66,19 @@ def test_export_then_import_round_trips_the_schedule(cli, tmp_path, planned, fmt
     out = tmp_path / f"schedule.{fmt}"
     done = cli("export", "--format", fmt, "--output", str(out))
     assert done.code == 0, done.stderr
-    assert "exported 3 jobs" in done.stderr
+    assert "exported 4 jobs" in done.stderr
     assert stat.S_IMODE(out.stat().st_mode) == 0o600
     with opened(cli) as store:
         before = schedule(store)
     # A fresh database with the same account.
     fresh = type(cli)(tmp_path / "fresh" / "autopost.db")
     creds = json.dumps({"path": str(tmp_path / "outbox2")})
-    assert fresh("accounts", "add", "demo", "--platform", "outbox", "--credentials", "-",
-                 input=creds).code == 0
+    for name, platform in (("demo", "outbox"), ("opt", "optbox")):
+        assert fresh("accounts", "add", name, "--platform", platform, "--credentials", "-",
+                     input=creds).code == 0
     imported = fresh("import", str(out), "--json")
     assert imported.code == 0, imported.stderr
-    assert imported.json()["new"] == 3
+    assert imported.json()["new"] == 4
     with opened(fresh) as store:
         assert schedule(store) == before
     # The same export on stdout.
@@ -183,9 +203,10 @@ def command_paths(cli) -> list[list[str]]:
     names = [line.split()[0] for line in out.split("Commands:")[1].splitlines() if line.strip()]
     paths = []
     for name in names:
-        if name == "accounts":
-            sub = cli("accounts", "-h").stdout.split("Commands:")[1]
-            paths += [["accounts", line.split()[0]] for line in sub.splitlines() if line.strip()]
+        text = cli(name, "-h").stdout
+        if "Commands:" in text:  # a group: accounts, notify
+            sub = text.split("Commands:")[1]
+            paths += [[name, line.split()[0]] for line in sub.splitlines() if line.strip()]
         else:
             paths.append([name])
     return paths
@@ -224,3 +245,12 @@ def test_run_due_is_silent_under_cron_and_sums_up_with_v(cli, demo):
     add_job(cli, "due too", "-a", demo, "--at", "now")
     loud = cli("run-due", "-v")
     assert loud.code == 0 and loud.stdout.startswith("run ") and "1 posted in" in loud.stdout
+
+
+def test_cron_prints_mailto_notify_and_systemd_wiring(cli, demo):
+    out = cli("cron").stdout
+    assert "\nMAILTO=" in out
+    assert f"{cli.db} status --notify -q --prometheus {cli.db.with_name('autopost.prom')}" in out
+    assert "OnFailure=autopost-failed@%n.service" in out
+    assert "EnvironmentFile=-%h/.config/autopost/env" in out
+    assert "[Unit]\nDescription=autopost: %i failed" in out

@@ -97,7 +97,7 @@ def _check_one(value, expr: str, where: str) -> None:
 
 
 def test_the_doc_parses():
-    assert len(COMMANDS) >= 12 and {"Job", "Attempt", "Problem", "Status"} <= set(SHAPES)
+    assert len(COMMANDS) >= 14 and {"Job", "Attempt", "Problem", "Status"} <= set(SHAPES)
     with pytest.raises(AssertionError):
         check({"id": 1}, "Job", "x")
     with pytest.raises(AssertionError):
@@ -139,12 +139,14 @@ def test_every_command_matches_its_documented_shape(cli, tmp_path, populated):
         "autopost show JOB --json": cli("show", populated["posted"], "--json"),
         "autopost accounts list --json": cli("accounts", "list", "--json"),
         "autopost platforms --json": cli("platforms", "--json"),
+        "autopost platforms NAME --json": cli("platforms", "mastodon", "--json"),
         "autopost quota --json": cli("quota", "--json"),
         "autopost calendar --json": cli("calendar", "--json"),
         "autopost prune --json": cli("prune", "--dry-run", "--json"),
         "autopost run-due --dry-run --json": cli("run-due", "--dry-run", "--json"),
         "autopost run-due --json": cli("run-due", "--json"),
         "autopost status --json": cli("status", "--json"),
+        "autopost config --json": cli("config", "--json"),
     }
     assert set(runs) == set(COMMANDS), "a documented command is not checked (or the reverse)"
     for command, out in runs.items():

@@ -189,7 +189,14 @@ def accounts_login(
         "--organization", metavar="ID", help="LinkedIn: post as this company page (its id "
         "or urn:li:organization:ID), which the member logging in administers.")] = None,
 ) -> None:
-    """Log an OAuth account in (authorization code with PKCE); stores its tokens."""
+    """Log an OAuth account in (authorization code with PKCE); stores its tokens.
+
+    Examples:
+
+    \b
+      autopost accounts login work
+      autopost accounts login work --paste      # on a server without a browser
+    """
     from autopost import oauth
     from autopost.platforms.http import make_client
     from autopost.timeparse import format_utc

@@ -135,6 +135,10 @@ accounts_app = typer.Typer(no_args_is_help=True, pretty_exceptions_show_locals=F
                            rich_markup_mode=None,
                            help="Add, list and remove the accounts autopost posts to.")
 app.add_typer(accounts_app, name="accounts")
+notify_app = typer.Typer(no_args_is_help=True, pretty_exceptions_show_locals=False,
+                         rich_markup_mode=None,
+                         help="The [notify] hook and webhook that hear about problems.")
+app.add_typer(notify_app, name="notify")
 
 
 def run(argv: list[str]) -> int:

@@ -25,10 +25,11 @@ def platforms(
 ) -> None:
     """The effective retry and quota settings per platform (defaults < config < env).
 
-    Example:
+    Examples:
 
     \b
       autopost platforms --json
+      autopost platforms mastodon
     """
     import importlib.util
 
@@ -90,9 +91,22 @@ def quota(
     \b
       autopost quota
     """
-    from autopost import render, services
+    from autopost import render
 
     store, settings, at_now = get_store(), get_settings(), now()
+    rows = quota_rows(store, settings, at_now)
+    if as_json:
+        render.print_json(rows)
+    elif not rows:
+        print("no accounts yet")
+    else:
+        render.print_quota(rows)
+
+
+def quota_rows(store, settings, at_now) -> list[dict]:
+    """Each account's use of its rolling windows (quota --json, status --prometheus)."""
+    from autopost import render, services
+
     rows = []
     for account in store.list_accounts():
         hour, day = store.quota_usage(account.name, now=at_now)
@@ -105,12 +119,7 @@ def quota(
             "blocked_until": render.utc(account.blocked_until)
             if account.is_blocked(at_now) else None,
         })
-    if as_json:
-        render.print_json(rows)
-    elif not rows:
-        print("no accounts yet")
-    else:
-        render.print_quota(rows)
+    return rows
 
 
 @app.command()
@@ -212,24 +221,33 @@ def cron(ctx: typer.Context) -> None:
                str(resolve_db_path(st.db).absolute())]
     if st.config:
         command += ["--config", str(Path(st.config).expanduser().absolute())]
-    command.append("run-due")
-    line = " ".join(shlex.quote(part) for part in command)
-    print(CRON_TEMPLATE.format(command=line).strip())
+    base = " ".join(shlex.quote(part) for part in command)
+    metrics = resolve_db_path(st.db).absolute().with_name("autopost.prom")
+    print(CRON_TEMPLATE.format(command=f"{base} run-due", status=f"{base} status",
+                               metrics=shlex.quote(str(metrics))).strip())
 
 
 CRON_TEMPLATE = """
-# crontab (crontab -e): every minute, each run watching until the next one starts, so a
-# post goes out within about a second of its time. cron mails whatever it prints: only
-# problems. Overlapping runs are safe.
+# crontab (crontab -e). cron mails whatever a job prints, and autopost prints only
+# problems: put your address here.
+MAILTO=you@example.com
+# Every minute, each run watching until the next one starts, so a post goes out within
+# about a second of its time. Overlapping runs are safe.
 * * * * * {command} --linger 60
 # Without --linger a post waits up to a minute for the next tick.
+# Every 10 minutes: tell [notify] about a missing run, an account needing re-auth or an
+# expiring token (each once), and refresh the metrics file for node_exporter.
+*/10 * * * * {status} --notify -q --prometheus {metrics} > /dev/null
 
 # systemd instead: ~/.config/systemd/user/autopost.service
 [Unit]
 Description=autopost: publish the posts that are due
+OnFailure=autopost-failed@%n.service
 
 [Service]
 Type=oneshot
+# Secrets that credentials name as {{"env": "VAR"}}: VAR=value lines, chmod 600.
+EnvironmentFile=-%h/.config/autopost/env
 ExecStart={command}
 
 # ~/.config/systemd/user/autopost.timer
@@ -243,6 +261,14 @@ AccuracySec=1s
 
 [Install]
 WantedBy=timers.target
+
+# ~/.config/systemd/user/autopost-failed@.service: mails the failed unit's last lines
+[Unit]
+Description=autopost: %i failed
+
+[Service]
+Type=oneshot
+ExecStart=/bin/sh -c 'journalctl --user -u %i -n 40 | mail -s "autopost: %i failed" "$USER"'
 
 # then: systemctl --user daemon-reload && systemctl --user enable --now autopost.timer
 """
@@ -305,7 +331,6 @@ def export(
         chunks = list(exporter.lines(jobs, fmt))
     except ValueError as exc:
         raise UsageError(str(exc)) from None
-    with_options = sum(1 for j in jobs if j.options)
     if output is None:
         sys.stdout.write("".join(chunks))
     else:
@@ -314,9 +339,6 @@ def export(
             fh.write("".join(chunks))
         print(f"exported {len(jobs)} job{'s' if len(jobs) != 1 else ''} to {output}",
               file=sys.stderr)
-    if with_options:
-        print(f"note: {with_options} job(s) have platform options, which the import format "
-              "does not carry", file=sys.stderr)
 
 
 @app.command("config")

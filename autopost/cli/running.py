@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+import os
 import signal
 import sys
 import threading
@@ -12,7 +13,17 @@ from pathlib import Path
 
 import typer
 
-from autopost.cli.app import app, get_settings, get_store, now, quiet, say, verbose
+from autopost.cli.app import (
+    app,
+    get_settings,
+    get_store,
+    notify_app,
+    now,
+    quiet,
+    say,
+    say_error,
+    verbose,
+)
 from autopost.errors import NeedsAttention, UsageError
 from autopost.models import AccountState, JobFilter, JobStatus
 from autopost.timeparse import format_utc
@@ -54,6 +65,11 @@ def run_due(
     if dry_run:
         _show_dry_run(summary.would_publish, as_json)
         return
+    if settings.notify is not None and summary.problems:
+        from autopost import notify
+
+        notify.send(settings.notify, notify.run_events(summary.problems, summary.run_id),
+                    ledger_path(store))
     if as_json:
         print(json.dumps({"run_id": summary.run_id, **summary.counts(),
                           "problems": [problem(p.job_id, p.account, p.status, p.message)
@@ -65,6 +81,42 @@ def run_due(
             print(_summary_line(summary, time.monotonic() - started))
     if summary.needs_attention:
         raise typer.Exit(1)
+
+
+def ledger_path(store) -> Path:
+    """Where notify keeps what it has sent: beside the database file."""
+    path = getattr(store, "path", None)
+    if path is None:
+        from autopost.config import default_db_path
+
+        path = default_db_path()
+    return Path(path)
+
+
+@notify_app.command("test")
+def notify_test() -> None:
+    """Send a sample event to the [notify] command and webhook; exit 1 if one fails.
+
+    Example:
+
+    \b
+      autopost notify test
+    """
+    from autopost import notify
+
+    settings = get_settings()
+    if settings.notify is None:
+        raise UsageError("no [notify] in the config (see 'autopost config' for its path)")
+    event = notify.Event(f"test:{os.getpid()}", "test",
+                         "a test event from 'autopost notify test'")
+    failures = notify.deliver(settings.notify, event.to_dict(now()))
+    for line in failures:
+        say_error(line)
+    if failures:
+        raise typer.Exit(1)
+    targets = [n for n, v in (("command", settings.notify.command),
+                              ("webhook", settings.notify.webhook)) if v]
+    say(f"sent a test event to the {' and the '.join(targets)}")
 
 
 def _summary_line(summary, seconds: float) -> str:
@@ -99,7 +151,14 @@ def _show_dry_run(jobs, as_json: bool) -> None:
 
 
 @app.command()
-def status(as_json: bool = typer.Option(False, "--json")) -> None:
+def status(
+    as_json: bool = typer.Option(False, "--json", help="Print JSON."),
+    prometheus: Path = typer.Option(
+        None, "--prometheus", metavar="FILE",
+        help="Also write the metrics to FILE (node_exporter textfile format, atomically)."),
+    send: bool = typer.Option(
+        False, "--notify", help="Tell [notify] about problems not told before (once each)."),
+) -> None:
     """Health: last run, overdue, unknown and failed jobs, accounts needing re-auth.
     Exits 1 when anything needs attention.
 
@@ -110,7 +169,21 @@ def status(as_json: bool = typer.Option(False, "--json")) -> None:
     """
     settings = get_settings()
     store = get_store()
-    report = _health(store, settings, now())
+    at_now = now()
+    report = _health(store, settings, at_now)
+    if prometheus is not None:
+        from autopost import metrics
+        from autopost.cli.ops import quota_rows
+
+        metrics.write(prometheus, metrics.render(metrics.collect(
+            report, store, quota_rows(store, settings, at_now), at_now)))
+    if send and settings.notify is not None:
+        from autopost import notify
+
+        notify.send(settings.notify, notify.status_events(report), ledger_path(store),
+                    conditions=True)
+    elif send and sys.stderr.isatty():  # under cron, no [notify] is no news
+        say_error("--notify: no [notify] in the config; nothing sent")
     if as_json:
         print(json.dumps(report, indent=2))
     else:

@@ -238,3 +238,23 @@ class Store(ABC):
 
     @abstractmethod
     def last_run(self) -> Run | None: ...
+
+    # -- metrics (a store may answer these with one query each) ---------------------
+    def count_by_account_status(self) -> dict[tuple[str, str], int]:
+        """Jobs per (account, status)."""
+        counts: dict[tuple[str, str], int] = {}
+        for job in self.list_jobs(JobFilter()):
+            key = (job.account, str(job.status))
+            counts[key] = counts.get(key, 0) + 1
+        return counts
+
+    def count_attempts(self) -> dict[tuple[str, str], int]:
+        """Finished attempts per (outcome, error kind or "")."""
+        counts: dict[tuple[str, str], int] = {}
+        for job in self.list_jobs(JobFilter()):
+            for a in self.attempts_for(job.id):
+                if a.outcome is None:
+                    continue
+                key = (a.outcome, str(a.error_kind or ""))
+                counts[key] = counts.get(key, 0) + 1
+        return counts

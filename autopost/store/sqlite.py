@@ -362,6 +362,16 @@ class SqliteStore(Store):
             counts[JobStatus(r["status"])] = r["n"]
         return counts
 
+    def count_by_account_status(self) -> dict[tuple[str, str], int]:
+        rows = self._rows("SELECT account, status, count(*) AS n FROM jobs "
+                          "GROUP BY account, status")
+        return {(r["account"], r["status"]): r["n"] for r in rows}
+
+    def count_attempts(self) -> dict[tuple[str, str], int]:
+        rows = self._rows("SELECT outcome, coalesce(error_kind, '') AS kind, count(*) AS n "
+                          "FROM attempts WHERE outcome IS NOT NULL GROUP BY outcome, kind")
+        return {(r["outcome"], r["kind"]): r["n"] for r in rows}
+
     def quota_usage(self, account: str, *, now: datetime) -> tuple[int, int]:
         stamps = _usage(self.conn, account, now)
         hour = sum(1 for t in stamps if t > now - HOUR)
