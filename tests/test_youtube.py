@@ -309,7 +309,7 @@ def test_reconcile_of_an_unfinished_session_resends(fake, tmp_path):
         adapter_for(fake).publish(make_job(path), refs)
     fake.faults.clear()
     found = adapter_for(fake).reconcile(make_job(path, ref=refs.last))
-    assert found.verdict is Verdict.NOT_POSTED and str(2 * GRANULE) in found.message
+    assert found.verdict is Verdict.RESEND and str(2 * GRANULE) in found.message
     fake.expire_sessions()
     assert adapter_for(fake).reconcile(make_job(path, ref=refs.last)).verdict \
         is Verdict.NOT_POSTED

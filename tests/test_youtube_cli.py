@@ -304,3 +304,39 @@ def test_a_relative_thumbnail_option_is_kept_absolute(proc, fake, setup, tmp_pat
     bad = proc("add", "x", "--account", "yt", "--at", "now", "--media", video,
                "--option", "privacy=secret", env=setup)
     assert bad.code == 2 and "privacy" in bad.stderr and len(bad.err_lines) == 1
+
+
+def test_killed_more_times_than_its_attempts_the_upload_still_finishes_once(proc, fake, setup,
+                                                                           tmp_path):
+    size = 40 * MIB                       # five chunks
+    video = mp4(tmp_path / "long.mp4", size)
+    assert proc("add", "Killed often", "--account", "yt", "--at", "now", "--media", video,
+                env=setup).code == 0
+    fake.read_delay = 0.03
+    store = SqliteStore(proc.db)
+    try:
+        # max_attempts is 3. A killed client's last bytes may still sit in the socket for
+        # the server to read: kills are spaced by more than a chunk.
+        for n, threshold in enumerate((2, 8, 14, 20)):
+            run = _run_due(proc.db, setup)
+            wait_for(f"{threshold} MiB", lambda t=threshold: fake.bytes_received >= t * MIB)
+            run.send_signal(signal.SIGKILL)
+            run.communicate(timeout=30)
+            wait_for("the lease to expire",
+                     lambda: store.list_jobs(JobFilter())[0].lease_expires_at is None
+                     or store.list_jobs(JobFilter())[0].lease_expires_at < datetime.now(UTC),
+                     timeout=LEASE * 5)
+            assert fake.ledger() == [], f"finished before kill {n + 1}"
+        fake.read_delay = 0.0
+        for _ in range(4):
+            out, err = _run_due(proc.db, setup).communicate(timeout=120)
+            assert "Traceback" not in err, err
+            if store.list_jobs(JobFilter())[0].status is JobStatus.POSTED:
+                break
+        [job] = store.list_jobs(JobFilter())
+    finally:
+        store.close()
+    [made] = fake.ledger()
+    assert job.status is JobStatus.POSTED and job.platform_post_id == made.id
+    assert made.size == size and len(fake.seen("POST", "/upload/youtube/v3/videos")) == 1
+    assert fake.bytes_received < 1.3 * size

@@ -22,8 +22,10 @@ A broken connection is resumed by asking the session what it has (an empty PUT w
 question starts every later attempt and every reconcile, so a run killed mid-upload
 leaves a job that the next run resumes from the server's offset, never from zero, and a
 session that already completed gives its video, exactly once. YouTube creates the video
-only when the last byte arrives, so an unfinished session never left a video behind;
-an expired session (404/410) starts a new upload. Progress is saved every few seconds,
+only when the last byte arrives, so an unfinished session never left a video behind,
+and going on with it cannot make a second one: the reconcile's verdict for it is RESEND
+(settling, not an attempt, so a long upload killed many times still finishes). An
+expired session (404/410) starts a new upload. Progress is saved every few seconds,
 which also renews the job's lease while a long upload runs.
 
 Options: title (default: the text's first line), description (default: the rest of the
@@ -618,9 +620,12 @@ class YouTubeAdapter(OAuthAdapter):
         try:
             video = self._probe(uri, total)
         except Incomplete as state:
-            return Reconciled(Verdict.NOT_POSTED, None, (
-                f"the upload session has {state.offset} of {total} bytes; YouTube makes the "
-                "video only at the last byte, and the next attempt resumes from there"))
+            # Going on with the same session cannot make a second video: YouTube makes
+            # one per session, at its last byte. So resuming settles it, whatever the
+            # attempts spent.
+            return Reconciled(Verdict.RESEND, None, (
+                f"the upload session has {state.offset} of {total} bytes and no video yet; "
+                "resuming it makes at most one"))
         except Expired:
             if not ref.get("final_sent_at"):
                 return Reconciled(Verdict.NOT_POSTED, None,
