@@ -125,11 +125,12 @@ class Engine:
             claim_until = deadline if opts.linger > 0 else None
             while not self.stop.is_set():
                 self._housekeeping(run_id, summary)
+                looked_at = self.clock()
                 budget, claimed = self._drain(run_id, summary, pool, concurrency, budget,
                                               claim_until)
                 if self.stop.is_set() or (budget is not None and budget <= 0):
                     break
-                if not self._wait_for_work(deadline, idle=not claimed):
+                if not self._wait_for_work(deadline, idle=not claimed, looked_at=looked_at):
                     break
         finally:
             pool.shutdown()
@@ -149,18 +150,20 @@ class Engine:
                 job.id, job.account, "missed",
                 "not started within the catch-up window; 'autopost retry' sends it anyway"))
 
-    def _wait_for_work(self, deadline: datetime, *, idle: bool) -> bool:
+    def _wait_for_work(self, deadline: datetime, *, idle: bool, looked_at: datetime) -> bool:
         """Sleep until something may be due; False when the linger time is over.
 
-        `idle`: the last look claimed nothing. Jobs that are due but not claimable (their
-        account has a job running in another run) then wait a poll, not a busy loop."""
+        `idle`: the last look (at `looked_at`) claimed nothing. A job that was already due
+        then and still is was not claimable (its account has a job running in another run):
+        it waits a poll, not a busy loop. A job that fell due after that look is new work
+        and is claimed at once."""
         while not self.stop.is_set():
             now = self.clock()
             if now >= deadline:
                 return False
             nxt = self.store.next_due_at(now=now)
             if nxt is not None and nxt <= now:
-                if not idle:
+                if not idle or nxt > looked_at:
                     return True
                 idle = False
                 nxt = None
