@@ -5,6 +5,8 @@ This module is on the idle `run-due` path, so it imports only the standard libra
 
 config.toml:
 
+    database = "postgresql://autopost@db.example/autopost"   # or a file path (SQLite)
+
     [run]
     enabled = true
     lease_seconds = "5m"
@@ -128,6 +130,8 @@ class Settings:
     platforms: dict[str, PlatformPolicy] = field(default_factory=dict)
     config_path: Path | None = None
     notify: Any = None  # autopost.notify.Target from [notify], or None
+    # `database = ...` from config.toml: a SQLite file path or a postgresql:// DSN.
+    database: str | None = None
 
     def policy(self, platform: str) -> PlatformPolicy:
         return self.platforms.get(canonical_platform(platform), self.default)
@@ -163,6 +167,22 @@ def resolve_db_path(flag: str | None, env: dict[str, str] | None = None) -> Path
         return Path(flag).expanduser()
     if env.get("AUTOPOST_DB"):
         return Path(env["AUTOPOST_DB"]).expanduser()
+    return default_db_path()
+
+
+def is_dsn(value: str | Path | None) -> bool:
+    """A postgresql:// (or postgres://) DSN selects the PostgreSQL store; a path, SQLite."""
+    return isinstance(value, str) and value.startswith(("postgresql://", "postgres://"))
+
+
+def resolve_database(flag: str | None, settings: Settings | None = None,
+                     env: dict[str, str] | None = None) -> str | Path:
+    """--db, else AUTOPOST_DB, else `database` in config.toml, else the default file.
+    A DSN comes back as the string, a path as a Path."""
+    env = os.environ if env is None else env
+    for value in (flag, env.get("AUTOPOST_DB"), settings.database if settings else None):
+        if value:
+            return value if is_dsn(value) else Path(value).expanduser()
     return default_db_path()
 
 
@@ -213,9 +233,12 @@ def _read_toml(path: Path) -> dict[str, Any]:
 
 
 def _build(data: dict[str, Any], env: dict[str, str], path: Path | None) -> Settings:
-    unknown = set(data) - {"run", "platforms", "notify"}
+    unknown = set(data) - {"run", "platforms", "notify", "database"}
     if unknown:
         raise ConfigError(f"config: unknown section [{sorted(unknown)[0]}]")
+    database = data.get("database")
+    if database is not None and (not isinstance(database, str) or not database.strip()):
+        raise ConfigError("config: database must be a file path or a postgresql:// DSN")
     run = _apply(RunSettings(), _table(data, "run"), "run", _RUN_KEYS)
     run = _apply_env_run(run, env)
     platform_tables = _table(data, "platforms")
@@ -246,7 +269,7 @@ def _build(data: dict[str, Any], env: dict[str, str], path: Path | None) -> Sett
 
         notify = target_from(_table(data, "notify"))
     return Settings(run=run, default=default, platforms=platforms, config_path=path,
-                    notify=notify)
+                    notify=notify, database=database)
 
 
 def _table(data: dict[str, Any], key: str, prefix: str = "") -> dict[str, Any]:

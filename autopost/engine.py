@@ -29,10 +29,10 @@ from datetime import UTC, datetime, timedelta
 from typing import Any
 
 from autopost.config import Settings
+from autopost.ids import new_id
 from autopost.models import Account, Job, JobStatus, Run
 from autopost.publisher import ChainEnd, Dispatch, Done, Pool, Problem, Publisher, SaveRefRequest
 from autopost.store.base import Store
-from autopost.store.sqlite import new_id
 
 BATCH = 100
 POLL = 1.0  # how often a lingering run looks for newly added jobs
@@ -49,6 +49,11 @@ GROUP_WAIT = 0.001
 
 def utcnow() -> datetime:
     return datetime.now(UTC)
+
+
+def host_name() -> str:
+    """The host a run is recorded under: AUTOPOST_HOST, else the machine's name."""
+    return os.environ.get("AUTOPOST_HOST") or socket.gethostname()
 
 
 @dataclass(frozen=True)
@@ -116,7 +121,7 @@ class Engine:
             return summary
         start = self.clock()
         self.store.start_run(Run(id=run_id, started_at=start, finished_at=None,
-                                 host=socket.gethostname(), pid=os.getpid()))
+                                 host=host_name(), pid=os.getpid()))
         deadline = start + timedelta(seconds=max(0.0, opts.linger))
         concurrency = max(1, opts.concurrency or self.settings.run.max_concurrent_jobs)
         pool = Pool(concurrency)

@@ -70,7 +70,7 @@ def _in_range(value: str | None, most: int) -> bool:
 
 
 def _idle(opts: dict[str, str], linger: float, argv: list[str]) -> int | None:
-    from autopost.config import load_settings, resolve_db_path
+    from autopost.config import is_dsn, load_settings, resolve_database
     from autopost.store.connect import open_connection
     from autopost.store.probe import has_work, record_idle_tick, schema_version
     from autopost.store.schema import SCHEMA_VERSION
@@ -79,7 +79,9 @@ def _idle(opts: dict[str, str], linger: float, argv: list[str]) -> int | None:
     settings = load_settings(opts.get("--config"))
     if not settings.run.enabled:
         return None
-    path = resolve_db_path(opts.get("--db"))
+    path = resolve_database(opts.get("--db"), settings)
+    if is_dsn(path):
+        return _idle_postgres(str(path), linger, argv)
     if not path.exists():
         return None
     start = time.monotonic()
@@ -104,10 +106,41 @@ def _idle(opts: dict[str, str], linger: float, argv: list[str]) -> int | None:
 
         # os.urandom, not secrets: secrets pulls in hashlib and OpenSSL (~4 MB, ~5 ms).
         record_idle_tick(conn, os.urandom(6).hex(), to_db(datetime.now(UTC)),
-                         socket.gethostname(), os.getpid())
+                         _host(socket), os.getpid())
         return 0
     finally:
         conn.close()
+
+
+def _idle_postgres(dsn: str, linger: float, argv: list[str]) -> int | None:
+    """The same tick on PostgreSQL, by the database's clock."""
+    from autopost.store.pg_probe import has_work, record_idle_tick
+    from autopost.store.pg_schema import SCHEMA_VERSION, schema_version
+    from autopost.store.pgconn import connect
+
+    start = time.monotonic()
+    conn = connect(dsn, application="autopost tick")
+    try:
+        if schema_version(conn) != SCHEMA_VERSION:
+            return None
+        while True:
+            left = linger - (time.monotonic() - start)
+            if has_work(conn, max(0.0, min(LEAD, left))):
+                _hand_over(argv, linger - (time.monotonic() - start))
+                return None
+            if left <= 0:
+                break
+            time.sleep(min(POLL, left))
+        import socket
+
+        record_idle_tick(conn, os.urandom(6).hex(), _host(socket), os.getpid())
+        return 0
+    finally:
+        conn.close()
+
+
+def _host(socket) -> str:
+    return os.environ.get("AUTOPOST_HOST") or socket.gethostname()
 
 
 def _hand_over(argv: list[str], linger_left: float) -> None:

@@ -19,24 +19,73 @@ import pytest
 
 from autopost.store.base import Store
 
-# Store implementations the contract suite runs against. A PostgreSQL store joins by
-# adding its name here and a branch in `make_store`.
-STORE_BACKENDS = ["sqlite"]
+# Store implementations the contract suite runs against.
+STORE_BACKENDS = ["sqlite", "postgres"]
 
 
-def make_store(backend: str, tmp_path: Path) -> Store:
+def make_store(backend: str, tmp_path: Path, request=None) -> Store:
     if backend == "sqlite":
         from autopost.store.sqlite import SqliteStore
 
         return SqliteStore(tmp_path / "contract.db")
+    if backend == "postgres":
+        from autopost.store.postgres import PostgresStore
+
+        dsn = request.getfixturevalue("pg_shared_db")
+        # The contract's times are explicit, so this store trusts the caller's clock;
+        # tests/test_postgres.py covers the database's clock.
+        store = PostgresStore(dsn, clock="caller")
+        store.conn.execute("TRUNCATE accounts, jobs, attempts, runs RESTART IDENTITY")
+        return store
     raise ValueError(f"no such store backend: {backend}")
 
 
 @pytest.fixture(params=STORE_BACKENDS)
 def store(request, tmp_path) -> Iterator[Store]:
-    s = make_store(request.param, tmp_path)
+    s = make_store(request.param, tmp_path, request)
     yield s
     s.close()
+
+
+# -- PostgreSQL: a real server, never skipped under CI ----------------------------------------
+
+@pytest.fixture(scope="session")
+def pg_admin() -> Iterator[str]:
+    """A server the tests may create databases on: AUTOPOST_TEST_DSN, else a throwaway one
+    (tests/pgserver.py). Missing PostgreSQL skips locally and fails under CI=true."""
+    from tests import pgserver
+
+    try:
+        import psycopg  # noqa: F401
+
+        dsn, server = pgserver.admin_dsn()
+    except (ImportError, pgserver.NoPostgres) as exc:
+        if os.environ.get("CI", "").lower() in ("1", "true", "yes"):
+            pytest.fail(f"PostgreSQL tests cannot run under CI: {exc}")
+        pytest.skip(f"PostgreSQL not available: {exc}")
+    try:
+        yield dsn
+    finally:
+        if server is not None:
+            server.stop()
+
+
+@pytest.fixture(scope="session")
+def pg_shared_db(pg_admin) -> str:
+    """One database for the contract suite (each test empties it first)."""
+    from tests import pgserver
+
+    return pgserver.fresh_database(pg_admin)
+
+
+@pytest.fixture
+def pg_dsn(pg_admin) -> Iterator[str]:
+    """A fresh, empty database for one test."""
+    from tests import pgserver
+
+    dsn = pgserver.fresh_database(pg_admin)
+    yield dsn
+    pgserver.drop_database(pg_admin, dsn)
 
 
 @pytest.fixture

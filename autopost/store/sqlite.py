@@ -6,24 +6,21 @@ Every SQL string of the project lives in store/.
 from __future__ import annotations
 
 import json
-import secrets
 import sqlite3
 from collections.abc import Iterator, Sequence
 from contextlib import contextmanager
-from datetime import UTC, datetime, timedelta
+from datetime import datetime, timedelta
 from pathlib import Path
 from typing import Any
 
 from autopost.errors import NotFound, UsageError
+from autopost.ids import new_id
 from autopost.models import (
     Account,
-    AccountState,
     Attempt,
-    ErrorKind,
     Job,
     JobFilter,
     JobStatus,
-    Media,
     NewJob,
     Run,
 )
@@ -31,26 +28,25 @@ from autopost.policy import retry_doubt
 from autopost.quota import DAY, HOUR, next_free_slot
 from autopost.store.base import CancelOutcome, Claim, LimitsFor, Result, Store
 from autopost.store.connect import open_connection, translate_errors
+from autopost.store.rows import (
+    account_from,
+    account_row,
+    attempt_from,
+    inserted_job,
+    job_from,
+    new_job_row,
+    run_from,
+)
 from autopost.store.schema import migrate
 from autopost.store.timefmt import from_db, to_db
 
-_ID_ALPHABET = "23456789abcdefghjkmnpqrstuvwxyz"
-_ID_LENGTH = 8
 _FINISHED = ("posted", "failed", "cancelled", "missed")
-
-
-# Random bytes mapped onto the alphabet (a slight skew towards its first letters is
-# harmless for ids; a clash is retried). One urandom read per id keeps large imports fast.
-_ID_TABLE = bytes(ord(_ID_ALPHABET[b % len(_ID_ALPHABET)]) for b in range(256))
-
-
-def new_id(length: int = _ID_LENGTH) -> str:
-    return secrets.token_bytes(length).translate(_ID_TABLE).decode("ascii")
 
 
 class SqliteStore(Store):
     def __init__(self, path: Path | str, *, busy_timeout: float | None = None):
         self.path = Path(path)
+        self.location: Path | str = self.path
         self.conn = open_connection(self.path, busy_timeout=busy_timeout)
         self._db: Any = None
         with translate_errors(self.path):
@@ -93,7 +89,7 @@ class SqliteStore(Store):
 
     # -- accounts --------------------------------------------------------------
     def add_account(self, account: Account, *, now: datetime, replace: bool = False) -> Account:
-        row = _account_row(account, now)
+        row = account_row(account, now)
         with self._write() as c:
             exists = c.execute("SELECT 1 FROM accounts WHERE name = ?", (account.name,)).fetchone()
             if exists and not replace:
@@ -112,10 +108,10 @@ class SqliteStore(Store):
         rows = self._rows("SELECT * FROM accounts WHERE name = ?", (name,))
         if not rows:
             raise NotFound(f"unknown account {name!r} (see 'autopost accounts list')")
-        return _account(rows[0])
+        return account_from(rows[0])
 
     def list_accounts(self) -> list[Account]:
-        return [_account(r) for r in self._rows("SELECT * FROM accounts ORDER BY name")]
+        return [account_from(r) for r in self._rows("SELECT * FROM accounts ORDER BY name")]
 
     def remove_account(self, name: str) -> None:
         with self._write() as c:
@@ -197,7 +193,7 @@ class SqliteStore(Store):
                 if pair is not None and pair in seen:
                     out.append((seen[pair], False))
                     continue
-                row = _new_job_row(job, new_id(), stamp)
+                row = new_job_row(job, new_id(), stamp)
                 if pair is not None:
                     seen[pair] = row["id"]
                 rows.append(row)
@@ -212,7 +208,7 @@ class SqliteStore(Store):
             return [(byid[i], created) for i, created in out]
         # Large imports: build the dataclasses from what was inserted, not by re-reading.
         created_at = from_db(stamp)
-        made = {r["id"]: _inserted_job(r, job, created_at)
+        made = {r["id"]: inserted_job(r, job, created_at)
                 for r, job in zip(rows, inserted, strict=True)}
         missing = [i for i, created in out if not created]
         made.update({j.id: j for j in self._jobs_by_ids(missing)})
@@ -235,7 +231,7 @@ class SqliteStore(Store):
         for i in range(0, len(ids), 500):
             chunk = list(ids[i:i + 500])
             marks = ", ".join("?" for _ in chunk)
-            result += [_job(r) for r in self._rows(
+            result += [job_from(r) for r in self._rows(
                 f"SELECT * FROM jobs WHERE id IN ({marks})", chunk)]
         return result
 
@@ -249,7 +245,7 @@ class SqliteStore(Store):
                 raise UsageError(f"job id {job_id!r} is ambiguous; give more characters")
         if not rows:
             raise NotFound(f"unknown job {job_id!r} (see 'autopost list')")
-        return _job(rows[0])
+        return job_from(rows[0])
 
     def list_jobs(self, flt: JobFilter) -> list[Job]:
         where, params = [], []
@@ -269,11 +265,11 @@ class SqliteStore(Store):
         if flt.limit is not None:
             sql += " LIMIT ?"
             params.append(flt.limit)
-        return [_job(r) for r in self._rows(sql, params)]
+        return [job_from(r) for r in self._rows(sql, params)]
 
     def attempts_for(self, job_id: str) -> list[Attempt]:
         rows = self._rows("SELECT * FROM attempts WHERE job_id = ? ORDER BY id", (job_id,))
-        return [_attempt(r) for r in rows]
+        return [attempt_from(r) for r in rows]
 
     def cancel_job(self, job_id: str, *, now: datetime) -> CancelOutcome:
         job = self.get_job(job_id)
@@ -299,7 +295,7 @@ class SqliteStore(Store):
         stamp = to_db(now)
         with self._write() as c:
             # Read inside the write transaction: no run changes the job meanwhile.
-            current = _job(self._rows("SELECT * FROM jobs WHERE id = ?", (job.id,))[0])
+            current = job_from(self._rows("SELECT * FROM jobs WHERE id = ?", (job.id,))[0])
             status = current.status
             if status not in (JobStatus.FAILED, JobStatus.MISSED, JobStatus.CANCELLED,
                               JobStatus.UNKNOWN):
@@ -310,7 +306,7 @@ class SqliteStore(Store):
                     and current.lease_expires_at is not None and current.lease_expires_at > now):
                 raise UsageError(f"job {job.id} is being reconciled by run "
                                  f"{current.lease_owner}; try again when that run has finished")
-            doubt = retry_doubt(current, (_attempt(r) for r in self._rows(
+            doubt = retry_doubt(current, (attempt_from(r) for r in self._rows(
                 "SELECT * FROM attempts WHERE job_id = ? ORDER BY id", (job.id,))))
             if doubt is not None and not force:
                 raise UsageError(doubt)
@@ -463,7 +459,7 @@ class SqliteStore(Store):
                 "decision = 'the run stopped before recording the outcome' "
                 "WHERE job_id = ? AND finished_at IS NULL",
                 [(stamp, r[cols.index("id")]) for r in rows])
-        return [_job(dict(zip(cols, r, strict=True))) for r in rows]
+        return [job_from(dict(zip(cols, r, strict=True))) for r in rows]
 
     def claim(self, run_id, *, now, lease, limit, per_account, limits_for: LimitsFor) -> Claim:
         stamp = to_db(now)
@@ -531,7 +527,7 @@ class SqliteStore(Store):
             chunk = names_list[i:i + 500]
             marks = ", ".join("?" for _ in chunk)
             for row in c.execute(f"SELECT * FROM accounts WHERE name IN ({marks})", chunk):
-                out[row["name"]] = _account(dict(row))
+                out[row["name"]] = account_from(dict(row))
         return out
 
     def dispatch(self, job_ids, run_id, *, now, lease=None):
@@ -581,7 +577,7 @@ class SqliteStore(Store):
             "AND (a.blocked_until IS NULL OR a.blocked_until <= ?) "
             "ORDER BY j.next_attempt_at, j.scheduled_at, j.id LIMIT ?",
             (stamp, stamp, -1 if limit is None else limit))
-        return [_job(r) for r in rows]
+        return [job_from(r) for r in rows]
 
     def next_due_at(self, *, now: datetime) -> datetime | None:
         stamp = to_db(now)
@@ -616,10 +612,7 @@ class SqliteStore(Store):
         rows = self._rows("SELECT * FROM runs ORDER BY started_at DESC LIMIT 1")
         if not rows:
             return None
-        r = rows[0]
-        return Run(id=r["id"], started_at=from_db(r["started_at"]),
-                   finished_at=from_db(r["finished_at"]), host=r["host"], pid=r["pid"],
-                   counts=json.loads(r["counts"]))
+        return run_from(rows[0])
 
 
 # -- helpers (module level: they take a cursor, hold no state) --------------------
@@ -737,98 +730,3 @@ def _audit(c, job_id: str, number: int, run_id: str | None, now: datetime, outco
         "INSERT INTO attempts (job_id, number, run_id, started_at, finished_at, outcome, "
         "decision) VALUES (?, ?, ?, ?, ?, ?, ?)",
         (job_id, number, run_id, stamp, stamp, outcome, decision))
-
-
-def _inserted_job(row: dict[str, Any], job: NewJob, created_at: datetime) -> Job:
-    """The Job that `row`, just inserted from `job`, reads back as (without reading it)."""
-    scheduled = job.scheduled_at.astimezone(UTC)
-    return Job(
-        id=row["id"], account=job.account, platform=job.platform, text=job.text,
-        scheduled_at=scheduled, next_attempt_at=scheduled, status=JobStatus.PENDING,
-        media=tuple(job.media), options=dict(job.options), attempts=0,
-        max_attempts=job.max_attempts, key=job.key, idempotency_key=row["idempotency_key"],
-        group_id=job.group_id, created_at=created_at, updated_at=created_at)
-
-
-def _new_job_row(job: NewJob, job_id: str, stamp: str) -> dict[str, Any]:
-    scheduled = to_db(job.scheduled_at)
-    return {
-        "id": job_id,
-        "account": job.account,
-        "platform": job.platform,
-        "text": job.text,
-        "media": json.dumps([m.to_dict() for m in job.media]) if job.media else "[]",
-        "options": json.dumps(job.options) if job.options else "{}",
-        "scheduled_at": scheduled,
-        "status": "pending",
-        "attempts": 0,
-        "max_attempts": job.max_attempts,
-        "next_attempt_at": scheduled,
-        "key": job.key,
-        "idempotency_key": secrets.token_hex(16),
-        "group_id": job.group_id,
-        "ref": "{}",
-        "created_at": stamp,
-        "updated_at": stamp,
-    }
-
-
-def _account_row(account: Account, now: datetime) -> dict[str, Any]:
-    return {
-        "name": account.name,
-        "platform": account.platform,
-        "base_url": account.base_url,
-        "credentials": json.dumps(account.credentials),
-        "state": str(account.state),
-        "state_reason": account.state_reason,
-        "blocked_until": to_db(account.blocked_until),
-        "token_expires_at": to_db(account.token_expires_at),
-        "hourly_limit": account.hourly_limit,
-        "daily_limit": account.daily_limit,
-        "created_at": to_db(now),
-        "updated_at": to_db(now),
-    }
-
-
-def _account(r: dict[str, Any]) -> Account:
-    return Account(
-        name=r["name"], platform=r["platform"], base_url=r["base_url"],
-        credentials=json.loads(r["credentials"]), state=AccountState(r["state"]),
-        state_reason=r["state_reason"], blocked_until=from_db(r["blocked_until"]),
-        token_expires_at=from_db(r["token_expires_at"]), hourly_limit=r["hourly_limit"],
-        daily_limit=r["daily_limit"], created_at=from_db(r["created_at"]))
-
-
-def _loads(text: str) -> Any:
-    """json.loads with a fast path for the empty list/object most rows hold."""
-    if text == "{}":
-        return {}
-    if text == "[]":
-        return []
-    return json.loads(text)
-
-
-def _job(r: dict[str, Any]) -> Job:
-    return Job(
-        id=r["id"], account=r["account"], platform=r["platform"], text=r["text"],
-        media=tuple(Media(**m) for m in _loads(r["media"])),
-        options=_loads(r["options"]),
-        scheduled_at=from_db(r["scheduled_at"]), next_attempt_at=from_db(r["next_attempt_at"]),
-        status=JobStatus(r["status"]), attempts=r["attempts"], max_attempts=r["max_attempts"],
-        key=r["key"], idempotency_key=r["idempotency_key"], group_id=r["group_id"],
-        lease_owner=r["lease_owner"], lease_expires_at=from_db(r["lease_expires_at"]),
-        last_error=r["last_error"],
-        last_error_kind=ErrorKind(r["last_error_kind"]) if r["last_error_kind"] else None,
-        platform_post_id=r["platform_post_id"], platform_url=r["platform_url"],
-        posted_at=from_db(r["posted_at"]), ref=_loads(r["ref"]),
-        created_at=from_db(r["created_at"]), updated_at=from_db(r["updated_at"]))
-
-
-def _attempt(r: dict[str, Any]) -> Attempt:
-    return Attempt(
-        job_id=r["job_id"], number=r["number"], run_id=r["run_id"],
-        started_at=from_db(r["started_at"]), finished_at=from_db(r["finished_at"]),
-        outcome=r["outcome"],
-        error_kind=ErrorKind(r["error_kind"]) if r["error_kind"] else None,
-        http_status=r["http_status"], message=r["message"],
-        platform_post_id=r["platform_post_id"], decision=r["decision"])

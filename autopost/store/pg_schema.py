@@ -1,0 +1,138 @@
+"""The PostgreSQL schema, built by numbered migrations recorded in autopost_schema.
+
+The same tables, columns and indexes as the SQLite schema (schema.py), with times as
+timestamptz so that the database's own clock can judge leases and due times. Version N
+here is version N there, so a copy between the two needs no translation.
+
+Migrations are safe when several hosts start at once: each runs in one transaction
+that first takes a transaction-level advisory lock (the other hosts wait on it) and then
+re-reads the version; DDL is transactional, so a crash mid-migration leaves the previous
+version intact. Append new migrations; never edit an applied one.
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+# pg_advisory_xact_lock key: "autopost" as a number, shared by every autopost database.
+MIGRATION_LOCK = 0x6175746F706F7374
+
+_INITIAL = """
+CREATE TABLE accounts (
+    name text COLLATE "C" PRIMARY KEY,
+    platform text NOT NULL,
+    base_url text,
+    credentials text NOT NULL DEFAULT '{}',
+    state text NOT NULL DEFAULT 'ok',
+    state_reason text,
+    blocked_until timestamptz,
+    token_expires_at timestamptz,
+    hourly_limit bigint,
+    daily_limit bigint,
+    refresh_owner text,
+    refresh_until timestamptz,
+    created_at timestamptz NOT NULL,
+    updated_at timestamptz NOT NULL
+);
+CREATE TABLE jobs (
+    id text COLLATE "C" PRIMARY KEY,
+    account text COLLATE "C" NOT NULL,
+    platform text NOT NULL,
+    text text NOT NULL,
+    media text NOT NULL DEFAULT '[]',
+    options text NOT NULL DEFAULT '{}',
+    scheduled_at timestamptz NOT NULL,
+    status text NOT NULL,
+    attempts bigint NOT NULL DEFAULT 0,
+    max_attempts bigint NOT NULL,
+    next_attempt_at timestamptz,
+    lease_owner text,
+    lease_expires_at timestamptz,
+    dispatched bigint NOT NULL DEFAULT 0,
+    last_error text,
+    last_error_kind text,
+    key text COLLATE "C",
+    idempotency_key text NOT NULL,
+    group_id text,
+    platform_post_id text,
+    platform_url text,
+    posted_at timestamptz,
+    ref text NOT NULL DEFAULT '{}',
+    created_at timestamptz NOT NULL,
+    updated_at timestamptz NOT NULL
+);
+CREATE INDEX jobs_due ON jobs (status, next_attempt_at);
+CREATE INDEX jobs_account ON jobs (account, status, posted_at);
+CREATE INDEX jobs_scheduled ON jobs (scheduled_at);
+CREATE UNIQUE INDEX jobs_account_key ON jobs (account, key) WHERE key IS NOT NULL;
+CREATE TABLE attempts (
+    id bigserial PRIMARY KEY,
+    job_id text COLLATE "C" NOT NULL,
+    number bigint NOT NULL,
+    run_id text,
+    started_at timestamptz NOT NULL,
+    finished_at timestamptz,
+    outcome text,
+    error_kind text,
+    http_status bigint,
+    message text,
+    platform_post_id text,
+    decision text
+);
+CREATE INDEX attempts_job ON attempts (job_id, id);
+CREATE TABLE runs (
+    id text COLLATE "C" PRIMARY KEY,
+    started_at timestamptz NOT NULL,
+    finished_at timestamptz,
+    host text NOT NULL,
+    pid bigint NOT NULL,
+    counts text NOT NULL DEFAULT '{}'
+);
+CREATE INDEX runs_started ON runs (started_at);
+"""
+
+_LIST_ORDER = "CREATE INDEX jobs_status_scheduled ON jobs (status, scheduled_at, id);"
+
+MIGRATIONS: list[str] = [_INITIAL, _LIST_ORDER]
+
+SCHEMA_VERSION = len(MIGRATIONS)
+
+
+def schema_version(conn: Any) -> int:
+    """The applied version; 0 for a database autopost has not touched."""
+    row = conn.execute("SELECT to_regclass('autopost_schema') IS NOT NULL AS present").fetchone()
+    if not _first(row):
+        return 0
+    return _first(conn.execute("SELECT version FROM autopost_schema").fetchone())
+
+
+def migrate(conn: Any) -> int:
+    """Bring the database up to SCHEMA_VERSION (conn in autocommit mode)."""
+    from autopost.errors import EnvironmentTrouble
+
+    version = schema_version(conn)
+    if version > SCHEMA_VERSION:
+        raise EnvironmentTrouble(
+            f"database schema version {version} is newer than this autopost knows "
+            f"({SCHEMA_VERSION}); upgrade autopost")
+    while version < SCHEMA_VERSION:
+        with conn.transaction():
+            conn.execute("SELECT pg_advisory_xact_lock(%s)", (MIGRATION_LOCK,))
+            conn.execute("CREATE TABLE IF NOT EXISTS autopost_schema (version bigint NOT NULL)")
+            row = conn.execute("SELECT version FROM autopost_schema").fetchone()
+            if row is None:
+                conn.execute("INSERT INTO autopost_schema (version) VALUES (0)")
+                current = 0
+            else:
+                current = _first(row)
+            if current == version:
+                conn.execute(MIGRATIONS[version])
+                conn.execute("UPDATE autopost_schema SET version = %s", (version + 1,))
+        version = schema_version(conn)
+    return version
+
+
+def _first(row: Any) -> Any:
+    if row is None:
+        return None
+    return next(iter(row.values())) if isinstance(row, dict) else row[0]

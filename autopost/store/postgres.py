@@ -1,0 +1,783 @@
+"""The PostgreSQL Store (psycopg 3): the same contract as the SQLite store, for several hosts.
+
+What differs from SQLite, and why:
+- Claims lock the candidate accounts' rows with FOR UPDATE SKIP LOCKED before choosing
+  their jobs. Only one transaction at a time can claim for an account, so the "no job of
+  this account running anywhere" check, the per-account order and the quota check (all
+  read after the lock, in the same transaction) hold across hosts; another host skips
+  the locked accounts instead of waiting and claims the others' jobs.
+- With clock="database" (the default), leases, due times, quota windows and every stamp
+  come from the database server's clock (now(), the transaction's start), not from the
+  host's: hosts whose clocks differ neither steal live leases nor post early. The
+  engine's relative times (a retry in 5 minutes) are moved onto the database's clock.
+  clock="caller" trusts the times the caller passes, as the SQLite store does (the
+  contract suite's explicit times need it).
+- The refresh lock is the account row itself (SELECT ... FOR UPDATE NOWAIT), held from
+  acquire_refresh_lock until the new credentials are saved; the lease columns are kept
+  too, so the lock has a visible owner and an expiry like on SQLite.
+- Transactions that PostgreSQL aborts for a deadlock or a serialisation failure are
+  retried.
+"""
+
+from __future__ import annotations
+
+import json
+from collections.abc import Callable, Sequence
+from datetime import UTC, datetime, timedelta
+from typing import Any, TypeVar
+
+from autopost.errors import NotFound, UsageError
+from autopost.ids import new_id
+from autopost.models import Account, Attempt, Job, JobFilter, JobStatus, NewJob, Run
+from autopost.quota import DAY, HOUR, next_free_slot
+from autopost.store.base import CancelOutcome, Claim, LimitsFor, Result, Store
+from autopost.store.pg_schema import migrate
+from autopost.store.pgconn import connect, describe_dsn, translate_errors
+from autopost.store.rows import (
+    FINISHED,
+    account_from,
+    account_row,
+    attempt_from,
+    inserted_job,
+    job_from,
+    new_job_row,
+    run_from,
+)
+
+T = TypeVar("T")
+_RETRIES = 20
+
+
+def _t(value: datetime | None) -> datetime | None:
+    """To the database: aware datetimes only (as the SQLite store's to_db)."""
+    if value is not None and value.tzinfo is None:
+        raise ValueError("naive datetime given to the store")
+    return value
+
+
+def _f(value: datetime | None) -> datetime | None:
+    """From the database: aware UTC datetimes."""
+    return None if value is None else value.astimezone(UTC)
+
+
+class PostgresStore(Store):
+    def __init__(self, dsn: str, *, clock: str = "database"):
+        if clock not in ("database", "caller"):
+            raise ValueError(f"clock must be 'database' or 'caller', not {clock!r}")
+        self.dsn = dsn
+        self.location = dsn
+        self.clock = clock
+        self.where = describe_dsn(dsn)
+        self.conn = connect(dsn)
+        # Accounts whose refresh lock this connection holds (the open transaction's).
+        self._refreshing: set[str] = set()
+        with translate_errors(self.where):
+            migrate(self.conn)
+
+    def close(self) -> None:
+        self.conn.close()
+
+    def reopen(self) -> PostgresStore:
+        return PostgresStore(self.dsn, clock=self.clock)
+
+    # -- plumbing --------------------------------------------------------------
+    def _tx(self, body: Callable[[Any], T]) -> T:
+        """Run body(conn) in one transaction, again when PostgreSQL aborted it for a
+        deadlock or a serialisation failure (nothing of it was applied)."""
+        from psycopg import errors
+
+        for attempt in range(_RETRIES):
+            try:
+                with translate_errors(self.where), self.conn.transaction():
+                    return body(self.conn)
+            except (errors.DeadlockDetected, errors.SerializationFailure,
+                    errors.LockNotAvailable):
+                if attempt == _RETRIES - 1 or self._refreshing:
+                    raise
+                import time
+
+                time.sleep(0.005 * (attempt + 1))
+        raise AssertionError("unreachable")  # pragma: no cover
+
+    def _rows(self, sql: str, params: Sequence[Any] | dict[str, Any] = ()) -> list[dict]:
+        with translate_errors(self.where):
+            return self.conn.execute(sql, params).fetchall()
+
+    def _now(self, c, now: datetime) -> datetime:
+        """The time decisions use: the database's (the transaction's start) or the caller's."""
+        if self.clock == "caller":
+            return _t(now)
+        return c.execute("SELECT now() AS t").fetchone()["t"]
+
+    def database_time(self) -> datetime:
+        """The database server's clock."""
+        return _f(self._rows("SELECT clock_timestamp() AS t")[0]["t"])
+
+    # -- accounts --------------------------------------------------------------
+    def add_account(self, account: Account, *, now: datetime, replace: bool = False) -> Account:
+        def body(c):
+            row = account_row(account, self._now(c, now), _t)
+            exists = c.execute("SELECT 1 FROM accounts WHERE name = %s FOR UPDATE",
+                               (account.name,)).fetchone()
+            if exists and not replace:
+                raise UsageError(f"account {account.name!r} exists (use --update to replace it)")
+            if exists:
+                row.pop("created_at")
+                sets = ", ".join(f"{k} = %({k})s" for k in row if k != "name")
+                c.execute(f"UPDATE accounts SET {sets} WHERE name = %(name)s", row)
+            else:
+                cols = ", ".join(row)
+                marks = ", ".join(f"%({k})s" for k in row)
+                c.execute(f"INSERT INTO accounts ({cols}) VALUES ({marks})", row)
+
+        self._tx(body)
+        return self.get_account(account.name)
+
+    def get_account(self, name: str) -> Account:
+        rows = self._rows("SELECT * FROM accounts WHERE name = %s", (name,))
+        if not rows:
+            raise NotFound(f"unknown account {name!r} (see 'autopost accounts list')")
+        return account_from(rows[0], _f)
+
+    def list_accounts(self) -> list[Account]:
+        return [account_from(r, _f) for r in self._rows("SELECT * FROM accounts ORDER BY name")]
+
+    def remove_account(self, name: str) -> None:
+        def body(c):
+            if not c.execute("SELECT 1 FROM accounts WHERE name = %s FOR UPDATE",
+                             (name,)).fetchone():
+                raise NotFound(f"unknown account {name!r} (see 'autopost accounts list')")
+            busy = c.execute(
+                "SELECT count(*) AS n FROM jobs WHERE account = %s AND status IN "
+                "('pending', 'running', 'unknown')", (name,)).fetchone()["n"]
+            if busy:
+                raise UsageError(
+                    f"account {name!r} still has {busy} pending, running or unknown job(s); "
+                    "cancel or resolve them first")
+            c.execute("DELETE FROM accounts WHERE name = %s", (name,))
+
+        self._tx(body)
+
+    def save_credentials(self, name, credentials, token_expires_at, *, now):
+        def body(c):
+            c.execute(
+                "UPDATE accounts SET credentials = %s, token_expires_at = %s, updated_at = %s "
+                "WHERE name = %s",
+                (json.dumps(credentials), _t(token_expires_at), self._now(c, now), name))
+
+        self._tx(body)
+        if name in self._refreshing:
+            # The new tokens are durable before anyone uses them; this also ends the
+            # row lock: the rotation is done.
+            self._end_refresh(commit=True)
+
+    def set_account_state(self, name, state, reason, *, now):
+        def body(c):
+            cur = c.execute(
+                "UPDATE accounts SET state = %s, state_reason = %s, updated_at = %s "
+                "WHERE name = %s", (str(state), reason, self._now(c, now), name))
+            if cur.rowcount == 0:
+                raise NotFound(f"unknown account {name!r}")
+
+        self._tx(body)
+
+    def acquire_refresh_lock(self, name, owner, *, now, ttl):
+        """Lock the account's row (NOWAIT: False while another transaction holds it) and
+        keep the transaction open until the credentials are saved or the lock released.
+        A host that dies holding it loses it with its connection; one that hangs, after
+        `ttl` seconds idle in the transaction."""
+        from psycopg import errors
+
+        c = self.conn
+        opened = False
+        with translate_errors(self.where):
+            if not self._refreshing:
+                c.execute("BEGIN")
+                opened = True
+                c.execute(f"SET LOCAL idle_in_transaction_session_timeout = {int(ttl * 1000)}")
+            try:
+                with c.transaction():  # a savepoint: a refusal leaves the outer lock alone
+                    row = c.execute(
+                        "SELECT refresh_owner, refresh_until, now() AS db_now FROM accounts "
+                        "WHERE name = %s FOR UPDATE NOWAIT", (name,)).fetchone()
+                    at = now if self.clock == "caller" else row and row["db_now"]
+                    if row is None:
+                        taken = False
+                    else:
+                        free = (row["refresh_owner"] in (None, owner)
+                                or row["refresh_until"] <= at)
+                        if free:
+                            c.execute(
+                                "UPDATE accounts SET refresh_owner = %s, refresh_until = %s "
+                                "WHERE name = %s", (owner, at + timedelta(seconds=ttl), name))
+                        taken = free
+            except errors.LockNotAvailable:
+                taken = False
+            if taken:
+                self._refreshing.add(name)
+            elif opened:
+                c.execute("ROLLBACK")
+        return taken
+
+    def release_refresh_lock(self, name, owner):
+        if name in self._refreshing:
+            with translate_errors(self.where):
+                self.conn.execute(
+                    "UPDATE accounts SET refresh_owner = NULL, refresh_until = NULL "
+                    "WHERE name = %s AND refresh_owner = %s", (name, owner))
+            if not self._refreshing - {name}:
+                self._end_refresh(commit=True)
+            return
+        # Saved already (the row lock ended then): clear the visible owner.
+        self._tx(lambda c: c.execute(
+            "UPDATE accounts SET refresh_owner = NULL, refresh_until = NULL "
+            "WHERE name = %s AND refresh_owner = %s", (name, owner)))
+
+    def _end_refresh(self, *, commit: bool) -> None:
+        self._refreshing.clear()
+        with translate_errors(self.where):
+            self.conn.execute("COMMIT" if commit else "ROLLBACK")
+
+    # -- jobs: management ------------------------------------------------------
+    def add_jobs(self, jobs: Sequence[NewJob], *, now: datetime) -> list[tuple[Job, bool]]:
+        if not jobs:
+            return []
+        from psycopg import errors
+
+        for _ in range(5):
+            try:
+                return self._add_jobs_once(jobs, now)
+            except errors.UniqueViolation as exc:
+                if "jobs_pkey" not in str(exc):
+                    raise
+        raise RuntimeError("could not find free job ids")  # pragma: no cover
+
+    def _add_jobs_once(self, jobs: Sequence[NewJob], now: datetime) -> list[tuple[Job, bool]]:
+        out: list[tuple[str, bool]] = []
+        rows: list[dict[str, Any]] = []
+        inserted: list[NewJob] = []
+
+        def body(c):
+            stamp = self._now(c, now)
+            out.clear()
+            rows.clear()
+            inserted.clear()
+            seen: dict[tuple[str, str], str] = {}
+            pairs = sorted({(j.account, j.key) for j in jobs if j.key is not None})
+            existing: dict[tuple[str, str], str] = {}
+            if pairs:
+                # Lock the keys' accounts so that two hosts adding the same key at once
+                # agree on one job.
+                c.execute("SELECT 1 FROM accounts WHERE name = ANY(%s) ORDER BY name FOR UPDATE",
+                          (sorted({a for a, _ in pairs}),))
+                for r in c.execute(
+                        "SELECT id, account, key FROM jobs WHERE (account, key) IN "
+                        "(SELECT * FROM unnest(%s::text[], %s::text[]))",
+                        ([a for a, _ in pairs], [k for _, k in pairs])):
+                    existing[(r["account"], r["key"])] = r["id"]
+            for job in jobs:
+                pair = (job.account, job.key) if job.key is not None else None
+                if pair is not None and pair in existing:
+                    out.append((existing[pair], False))
+                    continue
+                if pair is not None and pair in seen:
+                    out.append((seen[pair], False))
+                    continue
+                row = new_job_row(job, new_id(), stamp, _t)
+                if pair is not None:
+                    seen[pair] = row["id"]
+                rows.append(row)
+                inserted.append(job)
+                out.append((row["id"], True))
+            if rows:
+                cols = list(rows[0])
+                with c.cursor() as cur:
+                    with cur.copy(f"COPY jobs ({', '.join(cols)}) FROM STDIN") as copy:
+                        for row in rows:
+                            copy.write_row([row[k] for k in cols])
+            return stamp
+
+        stamp = self._tx(body)
+        if len(out) <= 1000:
+            byid = {j.id: j for j in self._jobs_by_ids([i for i, _ in out])}
+            return [(byid[i], created) for i, created in out]
+        created_at = _f(stamp)
+        made = {r["id"]: inserted_job(r, job, created_at)
+                for r, job in zip(rows, inserted, strict=True)}
+        missing = [i for i, created in out if not created]
+        made.update({j.id: j for j in self._jobs_by_ids(missing)})
+        return [(made[i], created) for i, created in out]
+
+    def _jobs_by_ids(self, ids: Sequence[str], c=None) -> list[Job]:
+        if not ids:
+            return []
+        sql = "SELECT * FROM jobs WHERE id = ANY(%s)"
+        if c is not None:
+            return [job_from(r, _f) for r in c.execute(sql, (list(ids),))]
+        return [job_from(r, _f) for r in self._rows(sql, (list(ids),))]
+
+    def get_job(self, job_id: str) -> Job:
+        job_id = job_id.strip().lower()
+        rows = self._rows("SELECT * FROM jobs WHERE id = %s", (job_id,))
+        if not rows and job_id and len(job_id) >= 3:
+            rows = self._rows(
+                "SELECT * FROM jobs WHERE id >= %s AND id < %s ORDER BY id LIMIT 2",
+                (job_id, job_id + "\uffff"))
+            if len(rows) > 1:
+                raise UsageError(f"job id {job_id!r} is ambiguous; give more characters")
+        if not rows:
+            raise NotFound(f"unknown job {job_id!r} (see 'autopost list')")
+        return job_from(rows[0], _f)
+
+    def list_jobs(self, flt: JobFilter) -> list[Job]:
+        where, params = [], []
+        if flt.status is not None:
+            where.append("status = %s")
+            params.append(str(flt.status))
+        if flt.account is not None:
+            where.append("account = %s")
+            params.append(flt.account)
+        if flt.platform is not None:
+            where.append("platform = %s")
+            params.append(flt.platform)
+        sql = "SELECT * FROM jobs"
+        if where:
+            sql += " WHERE " + " AND ".join(where)
+        sql += ' ORDER BY scheduled_at, id'
+        if flt.limit is not None:
+            sql += " LIMIT %s"
+            params.append(flt.limit)
+        return [job_from(r, _f) for r in self._rows(sql, params)]
+
+    def attempts_for(self, job_id: str) -> list[Attempt]:
+        rows = self._rows("SELECT * FROM attempts WHERE job_id = %s ORDER BY id", (job_id,))
+        return [attempt_from(r, _f) for r in rows]
+
+    def cancel_job(self, job_id: str, *, now: datetime) -> CancelOutcome:
+        job = self.get_job(job_id)
+
+        def body(c):
+            at = self._now(c, now)
+            cur = c.execute(
+                "UPDATE jobs SET status = 'cancelled', next_attempt_at = NULL, updated_at = %s "
+                "WHERE id = %s AND status IN ('pending', 'failed', 'missed') RETURNING attempts",
+                (at, job.id))
+            row = cur.fetchone()
+            if row is not None:
+                _audit(c, job.id, row["attempts"], None, at, "cancelled", "cancelled by operator")
+            return row is not None
+
+        cancelled = self._tx(body)
+        fresh = self.get_job(job.id)
+        if cancelled:
+            return CancelOutcome(fresh, True)
+        reasons = {
+            JobStatus.RUNNING: "it is being published right now by a run",
+            JobStatus.POSTED: "it is already posted",
+            JobStatus.CANCELLED: "it is already cancelled",
+        }
+        return CancelOutcome(fresh, False, reasons.get(fresh.status, f"it is {fresh.status}"))
+
+    def retry_job(self, job_id: str, *, now: datetime) -> Job:
+        job = self.get_job(job_id)
+
+        def body(c):
+            at = self._now(c, now)
+            row = c.execute(
+                "UPDATE jobs SET status = 'pending', next_attempt_at = %s, "
+                "max_attempts = greatest(max_attempts, attempts + 1), last_error = NULL, "
+                "last_error_kind = NULL, updated_at = %s "
+                "WHERE id = %s AND status IN ('failed', 'missed', 'cancelled') "
+                "RETURNING attempts", (at, at, job.id)).fetchone()
+            if row is None:
+                raise UsageError(
+                    f"job {job.id} is {job.status}; only failed, missed or cancelled jobs "
+                    "can be retried")
+            _audit(c, job.id, row["attempts"], None, at, "retried", "set pending by operator")
+
+        self._tx(body)
+        return self.get_job(job.id)
+
+    def resolve_job(self, job_id: str, *, posted_url: str | None, now: datetime) -> Job:
+        job = self.get_job(job_id)
+
+        def body(c):
+            at = self._now(c, now)
+            if posted_url is not None:
+                row = c.execute(
+                    "UPDATE jobs SET status = 'posted', platform_url = %s, posted_at = %s, "
+                    "next_attempt_at = NULL, lease_owner = NULL, lease_expires_at = NULL, "
+                    "updated_at = %s WHERE id = %s AND status = 'unknown' AND "
+                    "(lease_owner IS NULL OR lease_expires_at <= %s) RETURNING attempts",
+                    (posted_url, at, at, job.id, at)).fetchone()
+                decision = f"operator: posted at {posted_url}"
+            else:
+                row = c.execute(
+                    "UPDATE jobs SET status = 'pending', next_attempt_at = %s, "
+                    "lease_owner = NULL, lease_expires_at = NULL, dispatched = 0, "
+                    "max_attempts = greatest(max_attempts, attempts + 1), updated_at = %s "
+                    "WHERE id = %s AND status = 'unknown' AND "
+                    "(lease_owner IS NULL OR lease_expires_at <= %s) RETURNING attempts",
+                    (at, at, job.id, at)).fetchone()
+                decision = "operator: not posted; will be sent again"
+            if row is None:
+                raise UsageError(f"job {job.id} is {job.status}, not unknown; nothing to resolve")
+            _audit(c, job.id, row["attempts"], None, at, "resolved", decision)
+
+        self._tx(body)
+        return self.get_job(job.id)
+
+    def count_by_status(self) -> dict[JobStatus, int]:
+        rows = self._rows("SELECT status, count(*) AS n FROM jobs GROUP BY status")
+        counts = {s: 0 for s in JobStatus}
+        for r in rows:
+            counts[JobStatus(r["status"])] = r["n"]
+        return counts
+
+    def quota_usage(self, account: str, *, now: datetime) -> tuple[int, int]:
+        def body(c):
+            at = self._now(c, now)
+            stamps = _usage(c, account, at)
+            return sum(1 for t in stamps if t > at - HOUR), len(stamps)
+
+        return self._tx(body)
+
+    def prune(self, *, before: datetime) -> tuple[int, int]:
+        def body(c):
+            cutoff = _t(before)
+            c.execute(
+                "DELETE FROM attempts WHERE job_id IN (SELECT id FROM jobs WHERE status = "
+                "ANY(%s) AND updated_at < %s)", (list(FINISHED), cutoff))
+            jobs = c.execute("DELETE FROM jobs WHERE status = ANY(%s) AND updated_at < %s",
+                             (list(FINISHED), cutoff)).rowcount
+            runs = c.execute("DELETE FROM runs WHERE started_at < %s", (cutoff,)).rowcount
+            return jobs, runs
+
+        return self._tx(body)
+
+    # -- jobs: the engine --------------------------------------------------------
+    def rescue_expired(self, run_id: str, *, now: datetime) -> list[Job]:
+        def body(c):
+            at = self._now(c, now)
+            # One statement each: a host rescuing at the same moment waits for the row and
+            # then finds it no longer running.
+            lost = c.execute(
+                "UPDATE jobs SET status = 'unknown', next_attempt_at = %s, "
+                "last_error = 'the run publishing it stopped before recording the outcome', "
+                "last_error_kind = 'ambiguous', updated_at = %s "
+                "WHERE status = 'running' AND lease_expires_at <= %s AND dispatched = 1 "
+                "RETURNING id, attempts, lease_owner", (at, at, at)).fetchall()
+            if lost:
+                c.cursor().executemany(
+                    "UPDATE attempts SET finished_at = %s, outcome = 'lost', "
+                    "error_kind = 'ambiguous', decision = %s WHERE job_id = %s AND number = %s "
+                    "AND finished_at IS NULL",
+                    [(at, f"lease of run {r['lease_owner']} expired; reconcile before any retry",
+                      r["id"], r["attempts"]) for r in lost])
+            back = c.execute(
+                "UPDATE jobs SET status = 'pending', lease_owner = NULL, "
+                "lease_expires_at = NULL, updated_at = %s WHERE status = 'running' AND "
+                "lease_expires_at <= %s AND dispatched = 0 RETURNING id", (at, at)).fetchall()
+            return [r["id"] for r in lost] + [r["id"] for r in back]
+
+        return self._jobs_by_ids(self._tx(body))
+
+    def mark_missed(self, *, now: datetime, window: float) -> list[Job]:
+        if window <= 0:
+            return []
+
+        def body(c):
+            at = self._now(c, now)
+            rows = c.execute(
+                "UPDATE jobs SET status = 'missed', last_error = %s, updated_at = %s "
+                "WHERE status = 'pending' AND next_attempt_at < %s AND attempts = 0 "
+                "AND account IN (SELECT name FROM accounts WHERE state = 'ok') RETURNING id",
+                (f"not started within the catch-up window ({int(window)} s)", at,
+                 at - timedelta(seconds=window))).fetchall()
+            for r in rows:
+                _audit(c, r["id"], 0, None, at, "missed",
+                       "no run started it in time; 'autopost retry' sends it anyway")
+            return [r["id"] for r in rows]
+
+        return self._jobs_by_ids(self._tx(body))
+
+    def claim_unknown(self, run_id: str, *, now: datetime, lease: float, limit: int) -> list[Job]:
+        def body(c):
+            at = self._now(c, now)
+            return [job_from(r, _f) for r in c.execute(
+                "UPDATE jobs SET lease_owner = %s, lease_expires_at = %s, updated_at = %s "
+                "WHERE id IN (SELECT id FROM jobs WHERE status = 'unknown' AND "
+                "next_attempt_at <= %s AND (lease_owner IS NULL OR lease_expires_at <= %s) "
+                "ORDER BY next_attempt_at LIMIT %s FOR UPDATE SKIP LOCKED) "
+                "AND status = 'unknown' AND (lease_owner IS NULL OR lease_expires_at <= %s) "
+                "RETURNING *",
+                (run_id, at + timedelta(seconds=lease), at, at, at, limit, at))]
+
+        return self._tx(body)
+
+    def claim(self, run_id, *, now, lease, limit, per_account, limits_for: LimitsFor) -> Claim:
+        def body(c):
+            at = self._now(c, now)
+            due = ("j.status = 'pending' AND j.next_attempt_at <= %(at)s AND a.state = 'ok' "
+                   "AND (a.blocked_until IS NULL OR a.blocked_until <= %(at)s)")
+            idle = ("NOT EXISTS (SELECT 1 FROM jobs r WHERE r.account = a.name "
+                    "AND r.status = 'running')")
+            # The accounts with due jobs, earliest first, locked; those another host is
+            # claiming for right now are skipped, not waited for.
+            names = [r["account"] for r in c.execute(
+                f"SELECT j.account, min(j.next_attempt_at) AS first FROM jobs j "
+                f"JOIN accounts a ON a.name = j.account WHERE {due} AND {idle} "
+                f"GROUP BY j.account ORDER BY first, j.account LIMIT %(n)s",
+                {"at": at, "n": max(limit * 4, 64)})]
+            if not names:
+                return [], [], {}
+            accounts = {r["name"]: account_from(r, _f) for r in c.execute(
+                "SELECT * FROM accounts WHERE name = ANY(%s) ORDER BY name "
+                "FOR UPDATE SKIP LOCKED", (names,))}
+            if not accounts:
+                return [], [], {}
+            # Read again under the locks: a claim that committed before we got them is
+            # visible now (READ COMMITTED takes a new snapshot per statement).
+            candidates = c.execute(
+                f"SELECT j.id, j.account FROM jobs j JOIN accounts a ON a.name = j.account "
+                f"WHERE j.account = ANY(%(names)s) AND {due} AND {idle} "
+                f'ORDER BY j.next_attempt_at, j.scheduled_at, j.id LIMIT %(n)s',
+                {"at": at, "names": list(accounts), "n": max(limit * 4, 64)}).fetchall()
+            chosen: list[str] = []
+            deferred: list[tuple[str, datetime]] = []
+            limits: dict[str, tuple[int | None, int | None]] = {}
+            usage: dict[str, list[datetime]] = {}
+            taken: dict[str, int] = {}
+            for row in candidates:
+                if len(chosen) >= limit:
+                    break
+                name = row["account"]
+                if name not in limits:
+                    limits[name] = limits_for(accounts[name])
+                    if limits[name] != (None, None):
+                        usage[name] = _usage(c, name, at)
+                    taken[name] = 0
+                if taken[name] >= per_account:
+                    continue
+                if name in usage:
+                    hourly, daily = limits[name]
+                    slot = next_free_slot(usage[name], at, hourly=hourly, daily=daily)
+                    if slot is not None:
+                        deferred.append((row["id"], slot))
+                        continue
+                    usage[name].append(at)
+                taken[name] += 1
+                chosen.append(row["id"])
+            if chosen:
+                c.execute(
+                    "UPDATE jobs SET status = 'running', lease_owner = %s, "
+                    "lease_expires_at = %s, dispatched = 0, updated_at = %s "
+                    "WHERE id = ANY(%s) AND status = 'pending'",
+                    (run_id, at + timedelta(seconds=lease), at, chosen))
+            for jid, slot in deferred:
+                n = c.execute(
+                    "UPDATE jobs SET next_attempt_at = %s, updated_at = %s WHERE id = %s "
+                    "RETURNING attempts", (slot, at, jid)).fetchone()["attempts"]
+                _audit(c, jid, n, run_id, at, "deferred",
+                       f"account quota reached; deferred to {_stamp(slot)}")
+            jobs = {j.id: j for j in self._jobs_by_ids(chosen + [j for j, _ in deferred], c)}
+            return ([jobs[j] for j in chosen if jobs[j].status == JobStatus.RUNNING],
+                    [(jobs[j], slot) for j, slot in deferred], accounts)
+
+        claimed, deferred, accounts = self._tx(body)
+        return Claim(jobs=claimed, deferred=deferred,
+                     accounts={j.account: accounts[j.account] for j in claimed})
+
+    def dispatch(self, job_ids, run_id, *, now, lease=None):
+        return self._tx(lambda c: self._dispatch(c, job_ids, run_id, now, lease))
+
+    def record(self, results: Sequence[Result]) -> list[bool]:
+        return self._tx(lambda c: [self._record_one(c, res) for res in results])
+
+    def dispatch_and_record(self, job_ids, results, run_id, *, now, lease=None):
+        def body(c):
+            numbers = self._dispatch(c, job_ids, run_id, now, lease) if job_ids else {}
+            return numbers, [self._record_one(c, res) for res in results]
+
+        return self._tx(body)
+
+    def _dispatch(self, c, job_ids, run_id, now, lease) -> dict[str, int]:
+        at = self._now(c, now)
+        if lease is not None:
+            c.execute("UPDATE jobs SET lease_expires_at = %s WHERE status = 'running' "
+                      "AND lease_owner = %s", (at + timedelta(seconds=lease), run_id))
+        if not job_ids:
+            return {}
+        rows = c.execute(
+            "UPDATE jobs SET dispatched = 1, attempts = attempts + 1, updated_at = %s "
+            "WHERE id = ANY(%s) AND lease_owner = %s AND status = 'running' "
+            "RETURNING id, attempts", (at, list(job_ids), run_id)).fetchall()
+        numbers = {r["id"]: r["attempts"] for r in rows}
+        if numbers:
+            c.execute(
+                "INSERT INTO attempts (job_id, number, run_id, started_at) "
+                "SELECT j, n, %s, %s FROM unnest(%s::text[], %s::bigint[]) AS u(j, n)",
+                (run_id, at, list(numbers), list(numbers.values())))
+        return {jid: numbers[jid] for jid in job_ids if jid in numbers}
+
+    def _record_one(self, c, res: Result) -> bool:
+        finished = _t(res.finished_at)
+        shift = timedelta(0)
+        if self.clock == "database":
+            # The engine's times are on its own clock: move them onto the database's.
+            db_now = self._now(c, finished)
+            shift, finished = db_now - finished, db_now
+
+        def moved(value: datetime | None) -> datetime | None:
+            return None if value is None else _t(value) + shift
+
+        posted_at = finished if res.status == JobStatus.POSTED else None
+        row = c.execute(
+            "UPDATE jobs SET status = %s, next_attempt_at = %s, lease_owner = NULL, "
+            "lease_expires_at = NULL, dispatched = 0, last_error = %s, last_error_kind = %s, "
+            "platform_post_id = coalesce(%s, platform_post_id), "
+            "platform_url = coalesce(%s, platform_url), posted_at = coalesce(%s, posted_at), "
+            "updated_at = %s WHERE id = %s AND lease_owner = %s AND status IN "
+            "('running', 'unknown') RETURNING attempts, account",
+            (str(res.status), moved(res.next_attempt_at),
+             res.message if res.status != JobStatus.POSTED else None,
+             str(res.error_kind) if res.error_kind and res.status != JobStatus.POSTED else None,
+             res.platform_post_id, res.platform_url, posted_at, finished, res.job_id,
+             res.run_id)).fetchone()
+        if row is None:
+            return False  # the lease is not ours (any more)
+        attempts, account = row["attempts"], row["account"]
+        values = (finished, res.outcome, str(res.error_kind) if res.error_kind else None,
+                  res.http_status, res.message, res.platform_post_id, res.decision)
+        if res.closes_attempt:
+            c.execute(
+                "UPDATE attempts SET finished_at = %s, outcome = %s, error_kind = %s, "
+                "http_status = %s, message = %s, platform_post_id = %s, decision = %s "
+                "WHERE job_id = %s AND number = %s AND finished_at IS NULL",
+                (*values, res.job_id, attempts))
+        else:
+            c.execute(
+                "INSERT INTO attempts (finished_at, outcome, error_kind, http_status, message, "
+                "platform_post_id, decision, job_id, number, run_id, started_at) "
+                "VALUES (%s, %s, %s, %s, %s, %s, %s, %s, %s, %s, %s)",
+                (*values, res.job_id, attempts, res.run_id, finished))
+        if res.refund_attempt:
+            c.execute("UPDATE jobs SET attempts = greatest(0, attempts - 1) WHERE id = %s",
+                      (res.job_id,))
+        if res.block_account_until is not None:
+            until = moved(res.block_account_until)
+            c.execute(
+                "UPDATE accounts SET blocked_until = greatest(blocked_until, %s), "
+                "updated_at = %s WHERE name = %s", (until, finished, account))
+            c.execute(
+                "UPDATE jobs SET next_attempt_at = %s WHERE account = %s AND status = 'pending' "
+                "AND next_attempt_at < %s", (until, account, until))
+        if res.account_state is not None:
+            c.execute(
+                "UPDATE accounts SET state = %s, state_reason = %s, updated_at = %s "
+                "WHERE name = %s", (str(res.account_state), res.account_reason, finished, account))
+        return True
+
+    def release(self, job_ids, run_id, *, now):
+        if not job_ids:
+            return 0
+
+        def body(c):
+            at = self._now(c, now)
+            return c.execute(
+                "UPDATE jobs SET status = 'pending', lease_owner = NULL, "
+                "lease_expires_at = NULL, updated_at = %s, next_attempt_at = greatest("
+                "next_attempt_at, (SELECT blocked_until FROM accounts WHERE name = jobs.account)) "
+                "WHERE id = ANY(%s) AND lease_owner = %s AND status = 'running' "
+                "AND dispatched = 0", (at, list(job_ids), run_id)).rowcount
+
+        return self._tx(body)
+
+    def save_ref(self, job_id, run_id, ref, *, now):
+        def body(c):
+            cur = c.execute(
+                "UPDATE jobs SET ref = %s, updated_at = %s WHERE id = %s AND lease_owner = %s",
+                (json.dumps(ref), self._now(c, now), job_id, run_id))
+            if cur.rowcount == 0:
+                raise UsageError(f"job {job_id}: lease lost while saving its reference")
+
+        self._tx(body)
+
+    def due_jobs(self, *, now: datetime, limit: int | None) -> list[Job]:
+        # A read-only view at the time asked for (health asks about the past).
+        at = _t(now)
+        rows = self._rows(
+            "SELECT j.* FROM jobs j JOIN accounts a ON a.name = j.account "
+            "WHERE j.status = 'pending' AND j.next_attempt_at <= %s AND a.state = 'ok' "
+            "AND (a.blocked_until IS NULL OR a.blocked_until <= %s) "
+            'ORDER BY j.next_attempt_at, j.scheduled_at, j.id LIMIT %s',
+            (at, at, limit))
+        return [job_from(r, _f) for r in rows]
+
+    def next_due_at(self, *, now: datetime) -> datetime | None:
+        def body(c):
+            at = self._now(c, now)
+            row = c.execute(
+                "SELECT (SELECT min(j.next_attempt_at) FROM jobs j JOIN accounts a "
+                "ON a.name = j.account WHERE j.status = 'pending' AND a.state = 'ok' "
+                "AND (a.blocked_until IS NULL OR a.blocked_until <= %(at)s)) AS due, "
+                "(SELECT min(blocked_until) FROM accounts WHERE state = 'ok' AND "
+                "blocked_until > %(at)s AND name IN (SELECT account FROM jobs "
+                "WHERE status = 'pending')) AS unblock, "
+                "(SELECT min(next_attempt_at) FROM jobs WHERE status = 'unknown') AS recheck",
+                {"at": at}).fetchone()
+            times = [t for t in row.values() if t is not None]
+            if not times:
+                return None
+            # The answer is on the caller's clock: the caller compares it with its own.
+            return _f(min(times)) - (at - _t(now))
+
+        return self._tx(body)
+
+    # -- runs --------------------------------------------------------------------
+    def start_run(self, run: Run) -> None:
+        def body(c):
+            c.execute(
+                "INSERT INTO runs (id, started_at, host, pid, counts) VALUES (%s, %s, %s, %s, %s)",
+                (run.id, self._now(c, run.started_at), run.host, run.pid,
+                 json.dumps(run.counts)))
+
+        self._tx(body)
+
+    def finish_run(self, run_id, *, now, counts):
+        def body(c):
+            c.execute("UPDATE runs SET finished_at = %s, counts = %s WHERE id = %s",
+                      (self._now(c, now), json.dumps(counts), run_id))
+
+        self._tx(body)
+
+    def last_run(self) -> Run | None:
+        rows = self._rows("SELECT * FROM runs ORDER BY started_at DESC LIMIT 1")
+        return run_from(rows[0], _f) if rows else None
+
+
+# -- helpers ------------------------------------------------------------------------
+
+def _stamp(value: datetime) -> str:
+    from autopost.store.timefmt import to_db
+
+    return to_db(value)
+
+
+def _usage(c, account: str, now: datetime) -> list[datetime]:
+    """Times of posts in the last day for quota, with in-flight jobs counted as now."""
+    stamps = [_f(r["posted_at"]) for r in c.execute(
+        "SELECT posted_at FROM jobs WHERE account = %s AND status = 'posted' AND posted_at > %s",
+        (account, now - DAY))]
+    inflight = c.execute(
+        "SELECT count(*) AS n FROM jobs WHERE account = %s AND status IN ('running', 'unknown')",
+        (account,)).fetchone()["n"]
+    return sorted(stamps) + [_f(now)] * inflight
+
+
+def _audit(c, job_id: str, number: int, run_id: str | None, now: datetime, outcome: str,
+           decision: str) -> None:
+    c.execute(
+        "INSERT INTO attempts (job_id, number, run_id, started_at, finished_at, outcome, "
+        "decision) VALUES (%s, %s, %s, %s, %s, %s, %s)",
+        (job_id, number, run_id, now, now, outcome, decision))

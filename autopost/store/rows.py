@@ -1,0 +1,135 @@
+"""Rows <-> autopost dataclasses, shared by the SQLite and PostgreSQL stores.
+
+The two stores hold the same columns. They differ only in how a time is kept: SQLite
+keeps fixed-width UTC text (timefmt.py), PostgreSQL a timestamptz. Each builder and
+reader therefore takes the store's pair of time converters; JSON columns are text on
+both.
+"""
+
+from __future__ import annotations
+
+import json
+import secrets
+from collections.abc import Callable
+from datetime import UTC, datetime
+from typing import Any
+
+from autopost.models import (
+    Account,
+    AccountState,
+    Attempt,
+    ErrorKind,
+    Job,
+    JobStatus,
+    Media,
+    NewJob,
+    Run,
+)
+from autopost.store.timefmt import from_db, to_db
+
+ToDb = Callable[[datetime | None], Any]
+FromDb = Callable[[Any], datetime | None]
+
+FINISHED = ("posted", "failed", "cancelled", "missed")
+# The tables in the order a copy fills them (each row's references exist before it).
+TABLES = ("accounts", "jobs", "attempts", "runs")
+
+
+def inserted_job(row: dict[str, Any], job: NewJob, created_at: datetime) -> Job:
+    """The Job that `row`, just inserted from `job`, reads back as (without reading it)."""
+    scheduled = job.scheduled_at.astimezone(UTC)
+    return Job(
+        id=row["id"], account=job.account, platform=job.platform, text=job.text,
+        scheduled_at=scheduled, next_attempt_at=scheduled, status=JobStatus.PENDING,
+        media=tuple(job.media), options=dict(job.options), attempts=0,
+        max_attempts=job.max_attempts, key=job.key, idempotency_key=row["idempotency_key"],
+        group_id=job.group_id, created_at=created_at, updated_at=created_at)
+
+
+def new_job_row(job: NewJob, job_id: str, stamp: Any, t: ToDb = to_db) -> dict[str, Any]:
+    scheduled = t(job.scheduled_at)
+    return {
+        "id": job_id,
+        "account": job.account,
+        "platform": job.platform,
+        "text": job.text,
+        "media": json.dumps([m.to_dict() for m in job.media]) if job.media else "[]",
+        "options": json.dumps(job.options) if job.options else "{}",
+        "scheduled_at": scheduled,
+        "status": "pending",
+        "attempts": 0,
+        "max_attempts": job.max_attempts,
+        "next_attempt_at": scheduled,
+        "key": job.key,
+        "idempotency_key": secrets.token_hex(16),
+        "group_id": job.group_id,
+        "ref": "{}",
+        "created_at": stamp,
+        "updated_at": stamp,
+    }
+
+
+def account_row(account: Account, now: datetime, t: ToDb = to_db) -> dict[str, Any]:
+    return {
+        "name": account.name,
+        "platform": account.platform,
+        "base_url": account.base_url,
+        "credentials": json.dumps(account.credentials),
+        "state": str(account.state),
+        "state_reason": account.state_reason,
+        "blocked_until": t(account.blocked_until),
+        "token_expires_at": t(account.token_expires_at),
+        "hourly_limit": account.hourly_limit,
+        "daily_limit": account.daily_limit,
+        "created_at": t(now),
+        "updated_at": t(now),
+    }
+
+
+def loads(text: str) -> Any:
+    """json.loads with a fast path for the empty list/object most rows hold."""
+    if text == "{}":
+        return {}
+    if text == "[]":
+        return []
+    return json.loads(text)
+
+
+def account_from(r: dict[str, Any], f: FromDb = from_db) -> Account:
+    return Account(
+        name=r["name"], platform=r["platform"], base_url=r["base_url"],
+        credentials=json.loads(r["credentials"]), state=AccountState(r["state"]),
+        state_reason=r["state_reason"], blocked_until=f(r["blocked_until"]),
+        token_expires_at=f(r["token_expires_at"]), hourly_limit=r["hourly_limit"],
+        daily_limit=r["daily_limit"], created_at=f(r["created_at"]))
+
+
+def job_from(r: dict[str, Any], f: FromDb = from_db) -> Job:
+    return Job(
+        id=r["id"], account=r["account"], platform=r["platform"], text=r["text"],
+        media=tuple(Media(**m) for m in loads(r["media"])),
+        options=loads(r["options"]),
+        scheduled_at=f(r["scheduled_at"]), next_attempt_at=f(r["next_attempt_at"]),
+        status=JobStatus(r["status"]), attempts=r["attempts"], max_attempts=r["max_attempts"],
+        key=r["key"], idempotency_key=r["idempotency_key"], group_id=r["group_id"],
+        lease_owner=r["lease_owner"], lease_expires_at=f(r["lease_expires_at"]),
+        last_error=r["last_error"],
+        last_error_kind=ErrorKind(r["last_error_kind"]) if r["last_error_kind"] else None,
+        platform_post_id=r["platform_post_id"], platform_url=r["platform_url"],
+        posted_at=f(r["posted_at"]), ref=loads(r["ref"]),
+        created_at=f(r["created_at"]), updated_at=f(r["updated_at"]))
+
+
+def attempt_from(r: dict[str, Any], f: FromDb = from_db) -> Attempt:
+    return Attempt(
+        job_id=r["job_id"], number=r["number"], run_id=r["run_id"],
+        started_at=f(r["started_at"]), finished_at=f(r["finished_at"]),
+        outcome=r["outcome"],
+        error_kind=ErrorKind(r["error_kind"]) if r["error_kind"] else None,
+        http_status=r["http_status"], message=r["message"],
+        platform_post_id=r["platform_post_id"], decision=r["decision"])
+
+
+def run_from(r: dict[str, Any], f: FromDb = from_db) -> Run:
+    return Run(id=r["id"], started_at=f(r["started_at"]), finished_at=f(r["finished_at"]),
+               host=r["host"], pid=r["pid"], counts=json.loads(r["counts"]))
