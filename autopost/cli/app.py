@@ -32,8 +32,10 @@ except ImportError:  # pragma: no cover - typer on top of the click package
 from autopost.errors import AutopostError
 
 if TYPE_CHECKING:
+    from pathlib import Path
+
     from autopost.config import Settings
-    from autopost.store.sqlite import SqliteStore
+    from autopost.store.base import Store
 
 
 # -- error handling: one line, the right exit code ---------------------------------------
@@ -152,7 +154,7 @@ def run(argv: list[str]) -> int:
 class State:
     db: str | None = None
     config: str | None = None
-    store: SqliteStore | None = None
+    store: Store | None = None
     settings: Settings | None = None
     quiet: bool = False
     verbose: bool = False
@@ -172,15 +174,27 @@ def state(ctx: typer.Context | None = None) -> State:
     return root.obj
 
 
-def get_store(ctx: typer.Context | None = None) -> SqliteStore:
+def get_store(ctx: typer.Context | None = None) -> Store:
     """The invocation's store, opened (and migrated) on first use, closed at exit."""
     st = state(ctx)
     if st.store is None:
-        from autopost.config import resolve_db_path
-        from autopost.store.sqlite import SqliteStore
+        from autopost.store.select import open_store
 
-        st.store = SqliteStore(resolve_db_path(st.db))
+        st.store = open_store(database(ctx))
     return st.store
+
+
+def database(ctx: typer.Context | None = None) -> str | Path:
+    """Where the store is: --db, AUTOPOST_DB, `database` in config.toml, or the default
+    file. A postgresql:// DSN (a str) or a SQLite path."""
+    import os
+
+    from autopost.config import resolve_database
+
+    st = state(ctx)
+    if st.db or os.environ.get("AUTOPOST_DB"):
+        return resolve_database(st.db)  # config.toml is not needed (nor read)
+    return resolve_database(None, get_settings(ctx))
 
 
 def get_settings(ctx: typer.Context | None = None) -> Settings:
@@ -229,8 +243,10 @@ def _version(value: bool) -> None:
 def root(
     ctx: typer.Context,
     db: Annotated[str | None, typer.Option(
-        "--db", envvar="AUTOPOST_DB", metavar="PATH", show_envvar=True,
-        help="The database file (default: the user data folder).")] = None,
+        "--db", envvar="AUTOPOST_DB", metavar="DB", show_envvar=True,
+        help="The database: a SQLite file, or a postgresql:// DSN for several hosts "
+             "(default: `database` in config.toml, else a file in the user data folder)."
+    )] = None,
     config: Annotated[str | None, typer.Option(
         "--config", envvar="AUTOPOST_CONFIG", metavar="PATH", show_envvar=True,
         help="config.toml (default: the user config folder).")] = None,

@@ -214,17 +214,34 @@ def cron(ctx: typer.Context) -> None:
     \b
       autopost cron
     """
-    from autopost.config import resolve_db_path
+    from autopost.cli.app import database
+    from autopost.config import default_db_path, is_dsn
 
     st = state(ctx)
-    command = [sys.executable, "-m", "autopost", "--db",
-               str(resolve_db_path(st.db).absolute())]
+    where = database(ctx)
+    # A DSN's password stays out of the crontab (and of every process list): libpq reads
+    # it from ~/.pgpass or PGPASSWORD.
+    target = _without_password(where) if is_dsn(where) else str(Path(where).absolute())
+    command = [sys.executable, "-m", "autopost", "--db", target]
     if st.config:
         command += ["--config", str(Path(st.config).expanduser().absolute())]
     base = " ".join(shlex.quote(part) for part in command)
-    metrics = resolve_db_path(st.db).absolute().with_name("autopost.prom")
+    # The metrics file sits beside the database file (for PostgreSQL, in the data folder).
+    local = default_db_path() if is_dsn(where) else Path(where)
+    metrics = local.absolute().with_name("autopost.prom")
     print(CRON_TEMPLATE.format(command=f"{base} run-due", status=f"{base} status",
                                metrics=shlex.quote(str(metrics))).strip())
+
+
+def _without_password(dsn: str) -> str:
+    from urllib.parse import urlsplit, urlunsplit
+
+    parts = urlsplit(dsn)
+    if parts.password is None:
+        return dsn
+    netloc = parts.netloc.rsplit("@", 1)
+    user = netloc[0].split(":", 1)[0]
+    return urlunsplit(parts._replace(netloc=f"{user}@{netloc[1]}"))
 
 
 CRON_TEMPLATE = """

@@ -49,6 +49,7 @@ def run_due(
       autopost run-due --dry-run
     """
     from autopost.engine import Engine, RunOptions
+    from autopost.store.select import reopen
 
     settings = get_settings()
     if not settings.run.enabled:
@@ -58,7 +59,7 @@ def run_due(
     store = get_store()
     stop = threading.Event()
     _on_signals(stop)
-    engine = Engine(store, settings, store_factory=lambda: type(store)(store.path), stop=stop)
+    engine = Engine(store, settings, store_factory=lambda: reopen(store), stop=stop)
     started = time.monotonic()
     summary = engine.run(RunOptions(limit=limit, concurrency=concurrency, linger=linger,
                                     dry_run=dry_run))
