@@ -5,13 +5,14 @@ jobs      add, import, list, show, cancel, retry
 accounts  accounts add, list, remove, check
 running   run-due, status, resolve, demo
 ops       platforms, quota, calendar, prune, cron, backup, export, config
+db        db copy (SQLite <-> PostgreSQL)
 
 No SQL and no HTTP here: commands parse, call services and the store, and render.
 Errors a user can cause are AutopostErrors, turned into one stderr line and an exit code
 in app.py. The command modules import app.py, never this package's namespace.
 """
 
-from autopost.cli import accounts, jobs, ops, running  # noqa: F401  (register commands)
+from autopost.cli import accounts, db, jobs, ops, running  # noqa: F401  (register commands)
 from autopost.cli.app import accounts_app, app, run
 
 __all__ = ["accounts_app", "app", "run"]
