@@ -72,15 +72,18 @@ class Server:
                 cmd = ["su", "-s", "/bin/sh", "postgres", "-c", shlex.join(cmd)]
         return subprocess.run(cmd, capture_output=True, text=True, timeout=120)
 
-    def start(self) -> str:
+    def start(self, *, durable: bool = False) -> str:
+        """Start it. The tests run with fsync off; `durable` keeps PostgreSQL's defaults
+        (fsync, synchronous_commit, full_page_writes), for benchmarks."""
         if self.as_root:
             shutil.chown(self.root, "postgres", "postgres")
         done = self._run("initdb", "-D", str(self.data), "-U", "postgres", "-A", "trust",
                          "--no-sync", "-E", "UTF8", "--locale=C")
         if done.returncode != 0:
             raise NoPostgres(f"initdb failed: {done.stderr.strip()}")
-        opts = (f"-p {self.port} -k {self.root} -c listen_addresses=127.0.0.1 -c fsync=off "
-                "-c synchronous_commit=off -c full_page_writes=off -c max_connections=200")
+        opts = f"-p {self.port} -k {self.root} -c listen_addresses=127.0.0.1 -c max_connections=200"
+        if not durable:
+            opts += " -c fsync=off -c synchronous_commit=off -c full_page_writes=off"
         done = self._run("pg_ctl", "-D", str(self.data), "-l", str(self.root / "log"), "-w",
                          "-t", "60", "-o", opts, "start")
         if done.returncode != 0:
