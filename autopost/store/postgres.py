@@ -693,11 +693,15 @@ class PostgresStore(Store):
 
         return self._tx(body)
 
-    def save_ref(self, job_id, run_id, ref, *, now):
+    def save_ref(self, job_id, run_id, ref, *, now, lease=None):
         def body(c):
+            at = self._now(c, now)
+            until = None if lease is None else at + timedelta(seconds=lease)
             cur = c.execute(
-                "UPDATE jobs SET ref = %s, updated_at = %s WHERE id = %s AND lease_owner = %s",
-                (json.dumps(ref), self._now(c, now), job_id, run_id))
+                "UPDATE jobs SET ref = %s, updated_at = %s, "
+                "lease_expires_at = coalesce(%s, lease_expires_at) "
+                "WHERE id = %s AND lease_owner = %s",
+                (json.dumps(ref), at, until, job_id, run_id))
             if cur.rowcount == 0:
                 raise UsageError(f"job {job_id}: lease lost while saving its reference")
 
