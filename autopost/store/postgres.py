@@ -71,6 +71,7 @@ class PostgresStore(Store):
         self.conn = connect(dsn)
         # Accounts whose refresh lock this connection holds (the open transaction's).
         self._refreshing: set[str] = set()
+        self._tx_now: datetime | None = None
         with translate_errors(self.where):
             migrate(self.conn)
 
@@ -87,6 +88,7 @@ class PostgresStore(Store):
         from psycopg import errors
 
         for attempt in range(_RETRIES):
+            self._tx_now = None
             try:
                 with translate_errors(self.where), self.conn.transaction():
                     return body(self.conn)
@@ -107,7 +109,9 @@ class PostgresStore(Store):
         """The time decisions use: the database's (the transaction's start) or the caller's."""
         if self.clock == "caller":
             return _t(now)
-        return c.execute("SELECT now() AS t").fetchone()["t"]
+        if self._tx_now is None:  # now() is the transaction's start: one read per transaction
+            self._tx_now = c.execute("SELECT now() AS t").fetchone()["t"]
+        return self._tx_now
 
     def database_time(self) -> datetime:
         """The database server's clock."""
@@ -378,22 +382,38 @@ class PostgresStore(Store):
         }
         return CancelOutcome(fresh, False, reasons.get(fresh.status, f"it is {fresh.status}"))
 
-    def retry_job(self, job_id: str, *, now: datetime) -> Job:
+    def retry_job(self, job_id: str, *, now: datetime, force: bool = False) -> Job:
+        from autopost.policy import retry_doubt
+
         job = self.get_job(job_id)
 
         def body(c):
             at = self._now(c, now)
-            row = c.execute(
-                "UPDATE jobs SET status = 'pending', next_attempt_at = %s, "
-                "max_attempts = greatest(max_attempts, attempts + 1), last_error = NULL, "
-                "last_error_kind = NULL, updated_at = %s "
-                "WHERE id = %s AND status IN ('failed', 'missed', 'cancelled') "
-                "RETURNING attempts", (at, at, job.id)).fetchone()
-            if row is None:
+            # Read under the row lock: no run changes the job meanwhile.
+            current = job_from(c.execute("SELECT * FROM jobs WHERE id = %s FOR UPDATE",
+                                         (job.id,)).fetchone(), _f)
+            status = current.status
+            if status not in (JobStatus.FAILED, JobStatus.MISSED, JobStatus.CANCELLED,
+                              JobStatus.UNKNOWN):
                 raise UsageError(
-                    f"job {job.id} is {job.status}; only failed, missed or cancelled jobs "
+                    f"job {job.id} is {status}; only failed, missed or cancelled jobs "
                     "can be retried")
-            _audit(c, job.id, row["attempts"], None, at, "retried", "set pending by operator")
+            if (status == JobStatus.UNKNOWN and current.lease_owner is not None
+                    and current.lease_expires_at is not None and current.lease_expires_at > at):
+                raise UsageError(f"job {job.id} is being reconciled by run "
+                                 f"{current.lease_owner}; try again when that run has finished")
+            doubt = retry_doubt(current, [attempt_from(r, _f) for r in c.execute(
+                "SELECT * FROM attempts WHERE job_id = %s ORDER BY id", (job.id,))])
+            if doubt is not None and not force:
+                raise UsageError(doubt)
+            c.execute(
+                "UPDATE jobs SET status = 'pending', next_attempt_at = %s, lease_owner = NULL, "
+                "lease_expires_at = NULL, dispatched = 0, "
+                "max_attempts = greatest(max_attempts, attempts + 1), last_error = NULL, "
+                "last_error_kind = NULL, updated_at = %s WHERE id = %s", (at, at, job.id))
+            _audit(c, job.id, current.attempts, None, at, "retried",
+                   "set pending by operator" + (
+                       " (forced: it may already be posted)" if doubt else ""))
 
         self._tx(body)
         return self.get_job(job.id)
@@ -421,7 +441,14 @@ class PostgresStore(Store):
                     (at, at, job.id, at)).fetchone()
                 decision = "operator: not posted; will be sent again"
             if row is None:
-                raise UsageError(f"job {job.id} is {job.status}, not unknown; nothing to resolve")
+                now_row = c.execute("SELECT status, lease_owner FROM jobs WHERE id = %s",
+                                    (job.id,)).fetchone()
+                if now_row["status"] == "unknown":
+                    raise UsageError(f"job {job.id} is being reconciled by run "
+                                     f"{now_row['lease_owner']}; try again when that run has "
+                                     "finished")
+                raise UsageError(
+                    f"job {job.id} is {now_row['status']}, not unknown; nothing to resolve")
             _audit(c, job.id, row["attempts"], None, at, "resolved", decision)
 
         self._tx(body)
@@ -504,7 +531,7 @@ class PostgresStore(Store):
     def claim_unknown(self, run_id: str, *, now: datetime, lease: float, limit: int) -> list[Job]:
         def body(c):
             at = self._now(c, now)
-            return [job_from(r, _f) for r in c.execute(
+            jobs = [job_from(r, _f) for r in c.execute(
                 "UPDATE jobs SET lease_owner = %s, lease_expires_at = %s, updated_at = %s "
                 "WHERE id IN (SELECT id FROM jobs WHERE status = 'unknown' AND "
                 "next_attempt_at <= %s AND (lease_owner IS NULL OR lease_expires_at <= %s) "
@@ -512,6 +539,16 @@ class PostgresStore(Store):
                 "AND status = 'unknown' AND (lease_owner IS NULL OR lease_expires_at <= %s) "
                 "RETURNING *",
                 (run_id, at + timedelta(seconds=lease), at, at, at, limit, at))]
+            if jobs:
+                # A resend that a dead run started and never recorded: its outcome is as
+                # unknown as the job's.
+                c.execute(
+                    "UPDATE attempts SET finished_at = %s, outcome = 'lost', "
+                    "error_kind = 'ambiguous', "
+                    "decision = 'the run stopped before recording the outcome' "
+                    "WHERE job_id = ANY(%s) AND finished_at IS NULL",
+                    (at, [j.id for j in jobs]))
+            return jobs
 
         return self._tx(body)
 
@@ -592,83 +629,116 @@ class PostgresStore(Store):
         return self._tx(lambda c: self._dispatch(c, job_ids, run_id, now, lease))
 
     def record(self, results: Sequence[Result]) -> list[bool]:
-        return self._tx(lambda c: [self._record_one(c, res) for res in results])
+        return self._tx(lambda c: self._record_all(c, results))
 
     def dispatch_and_record(self, job_ids, results, run_id, *, now, lease=None):
         def body(c):
             numbers = self._dispatch(c, job_ids, run_id, now, lease) if job_ids else {}
-            return numbers, [self._record_one(c, res) for res in results]
+            return numbers, self._record_all(c, results)
 
         return self._tx(body)
+
+    def _record_all(self, c, results: Sequence[Result]) -> list[bool]:
+        """Each result is one statement (the job and its attempt row together); they go
+        to the server in one pipeline, so a group commit costs one round trip, not one
+        per result. The rare account-wide consequences follow, one by one."""
+        if not results:
+            return []
+        planned = [self._planned(c, res) for res in results]
+        with c.pipeline():
+            cursors = [c.execute(sql, params) for sql, params, _ in planned]
+        applied = []
+        for res, cur, (_, _, finished) in zip(results, cursors, planned, strict=True):
+            row = cur.fetchone()
+            applied.append(row is not None)
+            if row is not None and (res.refund_attempt or res.block_account_until is not None
+                                    or res.account_state is not None):
+                self._consequences(c, res, row["account"], finished)
+        return applied
 
     def _dispatch(self, c, job_ids, run_id, now, lease) -> dict[str, int]:
         at = self._now(c, now)
         if lease is not None:
-            c.execute("UPDATE jobs SET lease_expires_at = %s WHERE status = 'running' "
-                      "AND lease_owner = %s", (at + timedelta(seconds=lease), run_id))
+            # A heartbeat: the run is alive, so the jobs it holds keep their leases.
+            c.execute("UPDATE jobs SET lease_expires_at = %s WHERE status IN "
+                      "('running', 'unknown') AND lease_owner = %s",
+                      (at + timedelta(seconds=lease), run_id))
         if not job_ids:
             return {}
+        # Only under a live lease: a run that lost it never reaches the platform. A running
+        # job spends an attempt; an unknown one is being settled by a resend, which is not
+        # an attempt (its row carries the attempt it settles). The marks and their attempt
+        # rows in one statement.
         rows = c.execute(
-            "UPDATE jobs SET dispatched = 1, attempts = attempts + 1, updated_at = %s "
-            "WHERE id = ANY(%s) AND lease_owner = %s AND status = 'running' "
-            "RETURNING id, attempts", (at, list(job_ids), run_id)).fetchall()
-        numbers = {r["id"]: r["attempts"] for r in rows}
-        if numbers:
-            c.execute(
-                "INSERT INTO attempts (job_id, number, run_id, started_at) "
-                "SELECT j, n, %s, %s FROM unnest(%s::text[], %s::bigint[]) AS u(j, n)",
-                (run_id, at, list(numbers), list(numbers.values())))
+            "WITH d AS (UPDATE jobs SET dispatched = 1, updated_at = %(at)s, "
+            "attempts = attempts + CASE WHEN status = 'running' THEN 1 ELSE 0 END "
+            "WHERE id = ANY(%(ids)s) AND lease_owner = %(run)s AND lease_expires_at > %(at)s "
+            "AND status IN ('running', 'unknown') RETURNING id, attempts, status) "
+            "INSERT INTO attempts (job_id, number, run_id, started_at, decision) "
+            "SELECT id, attempts, %(run)s, %(at)s, CASE WHEN status = 'unknown' "
+            "THEN 'resent to settle an unknown outcome' END FROM d RETURNING job_id, number",
+            {"at": at, "ids": list(job_ids), "run": run_id}).fetchall()
+        numbers = {r["job_id"]: r["number"] for r in rows}
         return {jid: numbers[jid] for jid in job_ids if jid in numbers}
 
-    def _record_one(self, c, res: Result) -> bool:
+    def _moved(self, res: Result, finished: datetime, value: datetime | None
+               ) -> datetime | None:
+        """An engine time, moved onto the database's clock (as finished_at was)."""
+        if value is None:
+            return None
+        return _t(value) + (finished - _t(res.finished_at))
+
+    def _planned(self, c, res: Result) -> tuple[str, dict[str, Any], datetime]:
         finished = _t(res.finished_at)
-        shift = timedelta(0)
         if self.clock == "database":
             # The engine's times are on its own clock: move them onto the database's.
-            db_now = self._now(c, finished)
-            shift, finished = db_now - finished, db_now
+            finished = self._now(c, finished)
+        posted = res.status == JobStatus.POSTED
+        params = {
+            "status": str(res.status),
+            "next": self._moved(res, finished, res.next_attempt_at),
+            "error": None if posted else res.message,
+            "error_kind": str(res.error_kind) if res.error_kind and not posted else None,
+            "post_id": res.platform_post_id, "url": res.platform_url,
+            "posted_at": finished if posted else None, "at": finished, "id": res.job_id,
+            "run": res.run_id, "outcome": res.outcome,
+            "kind": str(res.error_kind) if res.error_kind else None,
+            "http": res.http_status, "message": res.message, "decision": res.decision,
+            "closes": res.closes_attempt,
+        }
+        sql = (
+            "WITH j AS (UPDATE jobs SET status = %(status)s, next_attempt_at = %(next)s, "
+            "lease_owner = NULL, lease_expires_at = NULL, dispatched = 0, "
+            "last_error = %(error)s, last_error_kind = %(error_kind)s, "
+            "platform_post_id = coalesce(%(post_id)s, platform_post_id), "
+            "platform_url = coalesce(%(url)s, platform_url), "
+            "posted_at = coalesce(%(posted_at)s, posted_at), updated_at = %(at)s "
+            "WHERE id = %(id)s AND lease_owner = %(run)s AND status IN ('running', 'unknown') "
+            "RETURNING id, attempts, account), "
+            # The attempt this result closes, or (a reconcile) a row of its own.
+            "closed AS (UPDATE attempts a SET finished_at = %(at)s, outcome = %(outcome)s, "
+            "error_kind = %(kind)s, http_status = %(http)s, message = %(message)s, "
+            "platform_post_id = %(post_id)s, decision = %(decision)s FROM j "
+            "WHERE %(closes)s AND a.job_id = j.id AND a.number = j.attempts "
+            "AND a.finished_at IS NULL RETURNING a.id), "
+            "added AS (INSERT INTO attempts (finished_at, outcome, error_kind, http_status, "
+            "message, platform_post_id, decision, job_id, number, run_id, started_at) "
+            "SELECT %(at)s, %(outcome)s, %(kind)s, %(http)s, %(message)s, %(post_id)s, "
+            "%(decision)s, j.id, j.attempts, %(run)s, %(at)s FROM j WHERE NOT %(closes)s "
+            "RETURNING id) "
+            "SELECT account, attempts FROM j")
+        return sql, params, finished
 
-        def moved(value: datetime | None) -> datetime | None:
-            return None if value is None else _t(value) + shift
-
-        posted_at = finished if res.status == JobStatus.POSTED else None
-        row = c.execute(
-            "UPDATE jobs SET status = %s, next_attempt_at = %s, lease_owner = NULL, "
-            "lease_expires_at = NULL, dispatched = 0, last_error = %s, last_error_kind = %s, "
-            "platform_post_id = coalesce(%s, platform_post_id), "
-            "platform_url = coalesce(%s, platform_url), posted_at = coalesce(%s, posted_at), "
-            "updated_at = %s WHERE id = %s AND lease_owner = %s AND status IN "
-            "('running', 'unknown') RETURNING attempts, account",
-            (str(res.status), moved(res.next_attempt_at),
-             res.message if res.status != JobStatus.POSTED else None,
-             str(res.error_kind) if res.error_kind and res.status != JobStatus.POSTED else None,
-             res.platform_post_id, res.platform_url, posted_at, finished, res.job_id,
-             res.run_id)).fetchone()
-        if row is None:
-            return False  # the lease is not ours (any more)
-        attempts, account = row["attempts"], row["account"]
-        values = (finished, res.outcome, str(res.error_kind) if res.error_kind else None,
-                  res.http_status, res.message, res.platform_post_id, res.decision)
-        if res.closes_attempt:
-            c.execute(
-                "UPDATE attempts SET finished_at = %s, outcome = %s, error_kind = %s, "
-                "http_status = %s, message = %s, platform_post_id = %s, decision = %s "
-                "WHERE job_id = %s AND number = %s AND finished_at IS NULL",
-                (*values, res.job_id, attempts))
-        else:
-            c.execute(
-                "INSERT INTO attempts (finished_at, outcome, error_kind, http_status, message, "
-                "platform_post_id, decision, job_id, number, run_id, started_at) "
-                "VALUES (%s, %s, %s, %s, %s, %s, %s, %s, %s, %s, %s)",
-                (*values, res.job_id, attempts, res.run_id, finished))
+    def _consequences(self, c, res: Result, account: str, finished: datetime) -> None:
         if res.refund_attempt:
             c.execute("UPDATE jobs SET attempts = greatest(0, attempts - 1) WHERE id = %s",
                       (res.job_id,))
         if res.block_account_until is not None:
-            until = moved(res.block_account_until)
+            until = self._moved(res, finished, res.block_account_until)
             c.execute(
                 "UPDATE accounts SET blocked_until = greatest(blocked_until, %s), "
                 "updated_at = %s WHERE name = %s", (until, finished, account))
+            # The account's other jobs wait for the reset too (a deferral, not an attempt).
             c.execute(
                 "UPDATE jobs SET next_attempt_at = %s WHERE account = %s AND status = 'pending' "
                 "AND next_attempt_at < %s", (until, account, until))
@@ -676,7 +746,6 @@ class PostgresStore(Store):
             c.execute(
                 "UPDATE accounts SET state = %s, state_reason = %s, updated_at = %s "
                 "WHERE name = %s", (str(res.account_state), res.account_reason, finished, account))
-        return True
 
     def release(self, job_ids, run_id, *, now):
         if not job_ids:
