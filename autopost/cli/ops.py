@@ -305,10 +305,14 @@ def backup(
       autopost backup ~/backups/autopost-$(date +%F).db
     """
     from autopost.backup import backup as copy
-    from autopost.config import resolve_db_path
+    from autopost.cli.app import database
+    from autopost.config import is_dsn
     from autopost.errors import UsageError
 
-    source = resolve_db_path(state(ctx).db)
+    source = database(ctx)
+    if is_dsn(source):
+        raise UsageError("backup copies a SQLite file; for PostgreSQL use pg_dump, or "
+                         "'autopost db copy DSN FILE' for a SQLite copy")
     if not source.is_file():
         raise UsageError(f"no database at {source}")
     size = copy(source, path, overwrite=force)

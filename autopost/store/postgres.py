@@ -469,9 +469,16 @@ class PostgresStore(Store):
 
         return self._tx(body)
 
-    def prune(self, *, before: datetime) -> tuple[int, int]:
+    def prune(self, *, before: datetime, dry_run: bool = False) -> tuple[int, int]:
+        cutoff = _t(before)
+        if dry_run:
+            jobs = self._rows("SELECT count(*) AS n FROM jobs WHERE status = ANY(%s) "
+                              "AND updated_at < %s", (list(FINISHED), cutoff))[0]["n"]
+            runs = self._rows("SELECT count(*) AS n FROM runs WHERE started_at < %s",
+                              (cutoff,))[0]["n"]
+            return jobs, runs
+
         def body(c):
-            cutoff = _t(before)
             c.execute(
                 "DELETE FROM attempts WHERE job_id IN (SELECT id FROM jobs WHERE status = "
                 "ANY(%s) AND updated_at < %s)", (list(FINISHED), cutoff))
