@@ -22,17 +22,24 @@ def db_copy(
         metavar="TARGET", help="A SQLite file or a postgresql:// DSN (must be empty).")],
     replace: Annotated[bool, typer.Option(
         "--replace", help="Empty a target that already holds data, then copy.")] = False,
-    quiet: Annotated[bool, typer.Option("--quiet", "-q", help="No progress on stderr.")
-                     ] = False,
 ) -> None:
     """Copy every account, job, attempt and run from SOURCE to TARGET, in one transaction.
 
     Stop `run-due` on the source first (remove it from cron): jobs it publishes during the
-    copy would be copied as they were when the copy began."""
+    copy would be copied as they were when the copy began.
+
+    Example:
+
+    \b
+      autopost db copy ~/.local/share/autopost/autopost.db postgresql://autopost@db/autopost
+    """
     from pathlib import Path
 
+    from autopost.cli.app import quiet as quieted
     from autopost.config import is_dsn
     from autopost.store.copy import copy_database, describe
+
+    quiet = quieted()
 
     def progress(table: str, n: int) -> None:
         if not quiet and sys.stderr.isatty():
@@ -45,4 +52,5 @@ def db_copy(
     if not quiet and sys.stderr.isatty():
         sys.stderr.write("\r\033[K")
     summary = ", ".join(f"{n} {table}" for table, n in counts.items())
-    print(f"copied {summary} from {describe(src)} to {describe(dst)} (counts verified)")
+    if not quiet:
+        print(f"copied {summary} from {describe(src)} to {describe(dst)} (counts verified)")
