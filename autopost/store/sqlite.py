@@ -24,7 +24,6 @@ from autopost.models import (
     NewJob,
     Run,
 )
-from autopost.policy import retry_doubt
 from autopost.quota import DAY, HOUR, next_free_slot
 from autopost.store.base import CancelOutcome, Claim, LimitsFor, Result, Store
 from autopost.store.connect import open_connection, translate_errors
@@ -306,6 +305,8 @@ class SqliteStore(Store):
                     and current.lease_expires_at is not None and current.lease_expires_at > now):
                 raise UsageError(f"job {job.id} is being reconciled by run "
                                  f"{current.lease_owner}; try again when that run has finished")
+            from autopost.policy import retry_doubt  # policy loads the platform layer
+
             doubt = retry_doubt(current, (attempt_from(r) for r in self._rows(
                 "SELECT * FROM attempts WHERE job_id = ? ORDER BY id", (job.id,))))
             if doubt is not None and not force:
