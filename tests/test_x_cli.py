@@ -319,3 +319,17 @@ def test_overlapping_cli_runs_post_each_job_once(tmp_path, fake):
     _finish(db, config, store)
     _assert_exactly_once(fake, store, 60)
     store.close()
+
+
+def test_ctrl_c_while_waiting_for_the_redirect_stores_nothing(tmp_path, fake):
+    db = tmp_path / "a.db"
+    _add_account(db, fake)
+    proc = _cli(db, "accounts", "login", "xa", "--no-browser", "--port", "0")
+    _url_line(proc)  # it is waiting for the redirect now
+    proc.send_signal(signal.SIGINT)
+    out, err = proc.communicate(timeout=60)
+    assert proc.returncode == 130 and "Traceback" not in err
+    store = SqliteStore(db)
+    assert store.get_account("xa").credentials == {"client_id": "cid"}
+    store.close()
+    assert fake.exchanges == 0

@@ -174,7 +174,8 @@ def accounts_check(name: str = typer.Argument(...)) -> None:
 
 @accounts_app.command("login")
 def accounts_login(
-    name: Annotated[str, typer.Argument(help="The account (added with its client_id).")],
+    name: Annotated[str, typer.Argument(
+        metavar="NAME", help="The account (added with its client_id).")],
     no_browser: Annotated[bool, typer.Option(
         "--no-browser", help="Only print the URL; do not open a browser.")] = False,
     port: Annotated[int, typer.Option(
