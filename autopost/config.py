@@ -24,6 +24,14 @@ config.toml:
     backoff_multiplier = 2
     hourly_limit = 30            # 0 = no limit
     daily_limit = 300
+
+    [meta]
+    graph_version = "v26.0"      # Facebook and Instagram; `status` warns before it expires
+    threads_publish_wait = "30s" # Meta's advice: wait this long before publishing a container
+
+    [media]                      # for platforms that fetch media by URL (Instagram, Threads)
+    public_dir = "/var/www/media"            # a folder your web server serves ...
+    public_base_url = "https://example.org/media"   # ... at this URL
 """
 
 from __future__ import annotations
@@ -124,6 +132,24 @@ MAX_BUSY_TIMEOUT = 86400.0
 
 
 @dataclass(frozen=True)
+class MetaSettings:
+    graph_version: str = "v26.0"
+    threads_publish_wait: float = 30.0
+
+
+@dataclass(frozen=True)
+class MediaHostSettings:
+    """A folder a web server publishes, and the URL it publishes it at."""
+
+    public_dir: Path | None = None
+    public_base_url: str | None = None
+
+    @property
+    def configured(self) -> bool:
+        return self.public_dir is not None and self.public_base_url is not None
+
+
+@dataclass(frozen=True)
 class Settings:
     run: RunSettings = field(default_factory=RunSettings)
     default: PlatformPolicy = field(default_factory=PlatformPolicy)
@@ -132,6 +158,8 @@ class Settings:
     notify: Any = None  # autopost.notify.Target from [notify], or None
     # `database = ...` from config.toml: a SQLite file path or a postgresql:// DSN.
     database: str | None = None
+    meta: MetaSettings = field(default_factory=MetaSettings)
+    media: MediaHostSettings = field(default_factory=MediaHostSettings)
 
     def policy(self, platform: str) -> PlatformPolicy:
         return self.platforms.get(canonical_platform(platform), self.default)
@@ -233,7 +261,7 @@ def _read_toml(path: Path) -> dict[str, Any]:
 
 
 def _build(data: dict[str, Any], env: dict[str, str], path: Path | None) -> Settings:
-    unknown = set(data) - {"run", "platforms", "notify", "database"}
+    unknown = set(data) - {"run", "platforms", "notify", "database", "meta", "media"}
     if unknown:
         raise ConfigError(f"config: unknown section [{sorted(unknown)[0]}]")
     database = data.get("database")
@@ -268,8 +296,60 @@ def _build(data: dict[str, Any], env: dict[str, str], path: Path | None) -> Sett
         from autopost.notify import target_from
 
         notify = target_from(_table(data, "notify"))
+    meta = _meta(_table(data, "meta"), env)
+    media = _media(_table(data, "media"), env, path)
     return Settings(run=run, default=default, platforms=platforms, config_path=path,
-                    notify=notify, database=database)
+                    notify=notify, database=database, meta=meta, media=media)
+
+
+def _meta(table: dict[str, Any], env: dict[str, str]) -> MetaSettings:
+    import re
+
+    from autopost.timeparse import parse_duration
+
+    unknown = set(table) - {"graph_version", "threads_publish_wait"}
+    if unknown:
+        raise ConfigError(f"config: unknown key meta.{sorted(unknown)[0]}")
+    version = env.get("AUTOPOST_GRAPH_VERSION", table.get("graph_version", "v26.0"))
+    name = "AUTOPOST_GRAPH_VERSION" if "AUTOPOST_GRAPH_VERSION" in env else "meta.graph_version"
+    if not isinstance(version, str) or not re.fullmatch(r"v\d{1,3}\.\d", version):
+        raise ConfigError(f"{name}: expected a Graph API version such as \"v26.0\", "
+                          f"got {version!r}")
+    wait = 30.0
+    if "threads_publish_wait" in table:
+        try:
+            wait = parse_duration(table["threads_publish_wait"],
+                                  name="meta.threads_publish_wait")
+        except UsageError:
+            raise ConfigError("meta.threads_publish_wait: invalid value "
+                              f"{table['threads_publish_wait']!r}") from None
+        if not 0 <= wait <= 300:
+            raise ConfigError("meta.threads_publish_wait: must be between 0 and 5 minutes")
+    return MetaSettings(graph_version=version, threads_publish_wait=wait)
+
+
+def _media(table: dict[str, Any], env: dict[str, str], path: Path | None) -> MediaHostSettings:
+    import re
+
+    unknown = set(table) - {"public_dir", "public_base_url"}
+    if unknown:
+        raise ConfigError(f"config: unknown key media.{sorted(unknown)[0]}")
+    folder = env.get("AUTOPOST_MEDIA_PUBLIC_DIR", table.get("public_dir"))
+    base = env.get("AUTOPOST_MEDIA_PUBLIC_BASE_URL", table.get("public_base_url"))
+    for key, value in (("public_dir", folder), ("public_base_url", base)):
+        if value is not None and (not isinstance(value, str) or not value.strip()):
+            raise ConfigError(f"media.{key}: expected a non-empty string")
+    if (folder is None) != (base is None):
+        raise ConfigError("[media] needs both public_dir and public_base_url")
+    if base is not None and not re.match(r"^https?://[^\s/]+(/\S*)?$", base):
+        raise ConfigError(f"media.public_base_url: expected an https:// URL, got {base!r}")
+    directory = None
+    if folder is not None:
+        directory = Path(folder).expanduser()
+        if not directory.is_absolute():
+            directory = ((path.parent if path else Path.cwd()) / directory).absolute()
+    return MediaHostSettings(public_dir=directory,
+                             public_base_url=base.rstrip("/") + "/" if base else None)
 
 
 def _table(data: dict[str, Any], key: str, prefix: str = "") -> dict[str, Any]:

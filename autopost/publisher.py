@@ -194,7 +194,7 @@ class Publisher:
         credentials = resolve_credentials(account)
         client = self._http_client() if cls.needs_http else None
         return cls(account, credentials, client, clock=self.clock, sleep=self.sleep,
-                   policy=self.settings.policy(account.platform))
+                   policy=self.settings.policy(account.platform), settings=self.settings)
 
     def _http_client(self) -> Any:
         with self._client_lock:

@@ -35,6 +35,7 @@ def platforms(
 
     from autopost import render
     from autopost.config import PLATFORMS, check_platform
+    from autopost.platforms.registry import module_name
 
     settings = get_settings()
     names = PLATFORMS if name is None else (check_platform(name),)
@@ -43,7 +44,7 @@ def platforms(
         policy = settings.policy(platform)
         rows.append({
             "platform": platform,
-            "supported": importlib.util.find_spec(f"autopost.platforms.{platform}") is not None,
+            "supported": importlib.util.find_spec(module_name(platform)) is not None,
             "max_attempts": policy.max_attempts,
             "base_delay": policy.base_delay,
             "max_delay": policy.max_delay,

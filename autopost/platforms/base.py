@@ -21,6 +21,8 @@ from autopost.platforms.options import Option
 if TYPE_CHECKING:
     import httpx
 
+    from autopost.config import Settings
+
 
 @dataclass(frozen=True)
 class Published:
@@ -148,7 +150,13 @@ class Adapter(ABC):
 
     def __init__(self, account: Account, credentials: dict[str, Any],
                  client: httpx.Client | None, *, clock: Callable[[], datetime] = utcnow,
-                 sleep: Callable[[float], None] | None = None, policy: Any = None):
+                 sleep: Callable[[float], None] | None = None, policy: Any = None,
+                 settings: Settings | None = None):
+        if settings is None:
+            from autopost.config import Settings
+
+            settings = Settings()
+        self.settings = settings
         self.account = account
         self.credentials = dict(credentials)
         self.client = client

@@ -9,6 +9,14 @@ from autopost.errors import UsageError
 from autopost.platforms.base import Adapter
 
 _extra: dict[str, type[Adapter]] = {}
+# Platforms whose module lives in a family package sharing a client.
+_MODULES = {name: f"autopost.platforms.meta.{name}"
+            for name in ("facebook", "instagram", "threads")}
+
+
+def module_name(platform: str) -> str:
+    """The module that holds a platform's adapter (it may not exist yet)."""
+    return _MODULES.get(platform, f"autopost.platforms.{platform}")
 
 
 def register(name: str, adapter: type[Adapter]) -> None:
@@ -24,10 +32,11 @@ def adapter_class(name: str) -> type[Adapter]:
     if name in _extra:
         return _extra[name]
     canon = check_platform(name)
+    name = module_name(canon)
     try:
-        module = importlib.import_module(f"autopost.platforms.{canon}")
+        module = importlib.import_module(name)
     except ModuleNotFoundError as exc:
-        if exc.name == f"autopost.platforms.{canon}":
+        if exc.name == name:
             raise UsageError(f"platform {canon!r} is not supported by this autopost yet") from None
         raise
     return module.ADAPTER

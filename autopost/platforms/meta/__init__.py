@@ -1,0 +1,1 @@
+"""Meta's platforms (Facebook Pages, Instagram, Threads), sharing one Graph API client."""
