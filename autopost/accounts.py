@@ -66,8 +66,9 @@ def merge_refreshed(stored: dict[str, Any], fresh: Refreshed) -> dict[str, Any]:
 
 
 def needs_proactive_refresh(account: Account, adapter: Adapter, now: datetime) -> bool:
+    ahead = adapter.refresh_ahead or REFRESH_AHEAD
     return (adapter.refreshable and account.token_expires_at is not None
-            and account.token_expires_at <= now + REFRESH_AHEAD)
+            and account.token_expires_at <= now + ahead)
 
 
 def refresh_account(store: Store, adapter: Adapter, seen: dict[str, Any], owner: str, *,

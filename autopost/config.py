@@ -305,8 +305,6 @@ def _build(data: dict[str, Any], env: dict[str, str], path: Path | None) -> Sett
 def _meta(table: dict[str, Any], env: dict[str, str]) -> MetaSettings:
     import re
 
-    from autopost.timeparse import parse_duration
-
     unknown = set(table) - {"graph_version", "threads_publish_wait"}
     if unknown:
         raise ConfigError(f"config: unknown key meta.{sorted(unknown)[0]}")
@@ -317,6 +315,8 @@ def _meta(table: dict[str, Any], env: dict[str, str]) -> MetaSettings:
                           f"got {version!r}")
     wait = 30.0
     if "threads_publish_wait" in table:
+        from autopost.timeparse import parse_duration
+
         try:
             wait = parse_duration(table["threads_publish_wait"],
                                   name="meta.threads_publish_wait")

@@ -26,7 +26,13 @@ from autopost.inputs import BadJSON, parse_json
 from autopost.models import Account, Media, NewJob
 from autopost.platforms.base import Adapter
 from autopost.platforms.options import check_targets, from_json
-from autopost.services import PAST_GRACE, check_media, existing_keys, platform_adapter
+from autopost.services import (
+    PAST_GRACE,
+    check_content,
+    check_media,
+    existing_keys,
+    platform_adapter,
+)
 from autopost.store.base import Store
 from autopost.timeparse import _localize, get_zone, parse_when
 
@@ -273,7 +279,7 @@ class RowChecker:
             except UsageError as exc:
                 raise _Bad("options", str(exc)) from None
         try:
-            self.adapters[name].validate(text, media, options)
+            check_content(self.adapters[name], self.settings, text, media, options)
         except UsageError as exc:
             raise _Bad("text", str(exc)) from None
         key = get("key")

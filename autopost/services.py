@@ -188,7 +188,12 @@ def account_limits(account: Account, settings: Settings) -> tuple[int | None, in
 # -- media ---------------------------------------------------------------------------
 
 def check_media(path: str, base: Path | None = None) -> str:
-    """An existing image or video file, checked by content; returned as an absolute path."""
+    """An existing image or video file, checked by content, returned as an absolute path;
+    or an https:// URL, returned as it is (only platforms that fetch media by URL take one)."""
+    if path.startswith("https://"):
+        if not re.match(r"^https://[^\s/?#]+[^\s]*$", path):
+            raise UsageError(f"media URL {path!r}: not a valid https:// URL")
+        return path
     from autopost.media import check_media as checked
 
     return checked(path, base)
@@ -291,7 +296,7 @@ def build_jobs(store: Store, settings: Settings, req: AddRequest, *, now: dateti
     for account in accounts:
         _, cls = platform_adapter(account.platform)
         try:
-            cls.validate(req.text, req.media, options[account.name])
+            check_content(cls, settings, req.text, req.media, options[account.name])
         except UsageError as exc:
             raise UsageError(f"{account.name}: {exc}") from None
         jobs.append(NewJob(
@@ -305,6 +310,20 @@ def build_jobs(store: Store, settings: Settings, req: AddRequest, *, now: dateti
             raise UsageError(f"--at: {req.when.strftime('%Y-%m-%d %H:%M:%S')} UTC is in the "
                              "past (use 'now' to post right away)")
     return jobs
+
+
+def check_content(cls: type[Adapter], settings: Settings, text: str,
+                  media: tuple[Media, ...], options: dict[str, Any]) -> None:
+    """What the platform is known to refuse, and media it could not get at."""
+    if not cls.media_urls:
+        for item in media:
+            if item.path.startswith("https://"):
+                raise UsageError(f"{cls.platform} takes media files, not URLs ({item.path})")
+    cls.validate(text, media, options)
+    if cls.fetches_media and media:
+        from autopost.mediahost import require_host
+
+        require_host(media, settings.media, cls.platform)
 
 
 def existing_job(store: Store, account: str, key: str | None) -> Job | None:

@@ -11,8 +11,11 @@ from autopost.errors import UsageError
 from autopost.models import ErrorKind, Media
 from autopost.platforms.base import Verdict
 from autopost.platforms.meta.facebook import FacebookAdapter
+from tests import metakit
 from tests.images import gif, jpeg, png
-from tests.metakit import Refs, adapter, fake, make_job, raises, settings, with_ref  # noqa: F401
+from tests.metakit import Refs, adapter, make_job, raises, settings, with_ref
+
+fake = metakit.fake
 
 TOKEN = "page-token-secret-123"
 

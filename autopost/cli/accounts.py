@@ -143,8 +143,9 @@ def accounts_check(name: str = typer.Argument(...)) -> None:
 
         client = make_client()
     try:
+        settings = get_settings()
         adapter = cls(account, resolve_credentials(account), client,
-                      policy=get_settings().policy(account.platform))
+                      policy=settings.policy(account.platform), settings=settings)
         try:
             info = adapter.check()
         except PlatformError as exc:

@@ -10,7 +10,7 @@ from __future__ import annotations
 from abc import ABC, abstractmethod
 from collections.abc import Callable
 from dataclasses import dataclass, field
-from datetime import UTC, datetime
+from datetime import UTC, datetime, timedelta
 from enum import StrEnum
 from typing import TYPE_CHECKING, Any, ClassVar
 
@@ -147,6 +147,13 @@ class Adapter(ABC):
     logs_in: ClassVar[bool] = False
     # The options a job may carry on this platform (`add --option KEY=VALUE`).
     options: ClassVar[tuple[Option, ...]] = ()
+    # How long before its expiry a token is refreshed (None: the engine's default).
+    refresh_ahead: ClassVar[timedelta | None] = None
+    # True where media may be given as an https:// URL (passed on to the platform).
+    media_urls: ClassVar[bool] = False
+    # True where the platform fetches media by URL itself, so a local file needs the
+    # media host ([media] in config.toml).
+    fetches_media: ClassVar[bool] = False
 
     def __init__(self, account: Account, credentials: dict[str, Any],
                  client: httpx.Client | None, *, clock: Callable[[], datetime] = utcnow,

@@ -53,6 +53,7 @@ class FacebookAdapter(GraphAdapter):
                        "expires_at")
     secret_fields = ("access_token", "user_access_token", "client_secret")
     text_limit = 63206  # the figure commonly cited; Meta does not document one
+    media_urls = True
     max_media = 10
 
     # -- add time -------------------------------------------------------------------

@@ -10,8 +10,8 @@
   every answer. Past 90 % of any budget the client stops sending for that scope until
   the estimate (or an hour) has passed, so a run backs off before Meta's hard limit.
   Nothing is sent while a scope is cooling down, so that refusal is always safe.
-- The version is a setting (`[meta] graph_version`); VERSIONS records the expiry dates
-  Meta announced, which `autopost status` warns about.
+- The version is a setting (`[meta] graph_version`); versions.py records the expiry
+  dates Meta announced, which `autopost status` warns about.
 """
 
 from __future__ import annotations
@@ -20,7 +20,7 @@ import json
 import threading
 from collections.abc import Callable, Iterable, Mapping
 from dataclasses import dataclass
-from datetime import UTC, date, datetime, timedelta
+from datetime import UTC, datetime, timedelta
 from typing import Any
 
 import httpx
@@ -28,16 +28,6 @@ import httpx
 from autopost.models import ErrorKind
 from autopost.platforms import http
 from autopost.platforms.base import PlatformError
-
-DEFAULT_VERSION = "v26.0"
-# Graph API versions and the dates Meta announced they stop working (None: not yet
-# announced). Source: Meta's version changelog as of 2026-11.
-VERSIONS: dict[str, date | None] = {
-    "v24.0": date(2026, 11, 10),
-    "v25.0": date(2027, 2, 23),
-    "v26.0": None,
-}
-EXPIRY_WARNING = timedelta(days=45)
 
 # Usage (percent of a budget) past which the client stops sending for a while.
 USAGE_LIMIT = 90.0
@@ -61,40 +51,6 @@ QUOTA_CODES = frozenset({9})
 MEDIA_FETCH = frozenset({(9004, 2207052), (9004, 2207077), (-1, 2207077), (-1, 2207052)})
 DUPLICATE_CODES = frozenset({506})
 SERVER_CODES = frozenset({1, 2})
-
-
-def check_version(value: str) -> str:
-    import re
-
-    if not re.fullmatch(r"v\d{1,3}\.\d", value):
-        raise ValueError(value)
-    return value
-
-
-def version_warning(version: str, today: date) -> str | None:
-    """A line for `autopost status` when the configured Graph version is about to stop
-    working (or has stopped); None while it is fine."""
-    expires = VERSIONS.get(version)
-    if version not in VERSIONS:
-        known = [v for v in VERSIONS if _version_key(v) < _version_key(version)]
-        if known:
-            return None  # newer than anything this autopost knows: nothing to warn about
-        return (f"meta graph_version {version} is older than every version this autopost "
-                f"knows; set [meta] graph_version = \"{DEFAULT_VERSION}\"")
-    if expires is None:
-        return None
-    if expires <= today:
-        return (f"meta graph_version {version} stopped working on {expires.isoformat()}; "
-                f"set [meta] graph_version = \"{DEFAULT_VERSION}\"")
-    if expires - today <= EXPIRY_WARNING:
-        return (f"meta graph_version {version} stops working on {expires.isoformat()}; "
-                f"set [meta] graph_version = \"{DEFAULT_VERSION}\" before then")
-    return None
-
-
-def _version_key(version: str) -> tuple[int, int]:
-    major, _, minor = version.lstrip("v").partition(".")
-    return int(major), int(minor or 0)
 
 
 @dataclass(frozen=True)

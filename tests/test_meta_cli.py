@@ -1,0 +1,154 @@
+"""Facebook, Instagram and Threads through the real CLI (`python -m autopost`) against
+the fake Graph API and a local web server playing the media host."""
+
+from __future__ import annotations
+
+import json
+
+import pytest
+
+from tests import metakit
+from tests.images import jpeg
+
+fake = metakit.fake
+media_host = metakit.media_host
+
+PAGE_TOKEN = "page-token-cli-0001"
+
+
+def _config(tmp_path, media=None, extra: str = "") -> dict[str, str]:
+    path = tmp_path / "config.toml"
+    text = "[meta]\nthreads_publish_wait = 0\n" + extra
+    if media is not None:
+        folder, url = media
+        text += f'[media]\npublic_dir = "{folder}"\npublic_base_url = "{url}"\n'
+    path.write_text(text)
+    return {"AUTOPOST_CONFIG": str(path)}
+
+
+def _jobs(proc, env) -> list[dict]:
+    out = proc("list", "--json", env=env)
+    assert out.code == 0, out.stderr
+    return out.json()
+
+
+def test_facebook_text_and_photo_posts_end_to_end(proc, fake, tmp_path):
+    env = _config(tmp_path)
+    page = fake.add_page(PAGE_TOKEN, "Bakery")
+    out = proc("accounts", "add", "bakery", "--platform", "facebook", "--base-url",
+               fake.base_url, "--credentials", "-",
+               input=json.dumps({"page_id": page, "access_token": PAGE_TOKEN}), env=env)
+    assert out.code == 0, out.stderr
+    assert PAGE_TOKEN not in out.stdout + out.stderr
+    photo = tmp_path / "loaf.jpg"
+    photo.write_bytes(jpeg(20, 20))
+    for args in (["Open at 7"], ["A loaf", "--media", str(photo), "--alt", "round loaf"]):
+        out = proc("add", *args, "--account", "bakery", "--at", "now", env=env)
+        assert out.code == 0, out.stderr
+    run = proc("run-due", env=env)
+    assert run.code == 0, run.stderr
+    assert run.stdout == "" and run.stderr == ""
+    jobs = _jobs(proc, env)
+    assert {j["status"] for j in jobs} == {"posted"}
+    live = fake.published(page)
+    assert sorted(p["message"] for p in live) == ["A loaf", "Open at 7"]
+    assert {j["platform_post_id"] for j in jobs} == {p["id"] for p in live}
+    check = proc("accounts", "check", "bakery", env=env)
+    assert check.code == 0 and "Page Bakery" in check.stdout
+
+
+def test_platforms_lists_the_meta_platforms_as_built(proc, tmp_path):
+    out = proc("platforms", "--json", env=_config(tmp_path))
+    assert out.code == 0, out.stderr
+    rows = {r["platform"]: r for r in out.json()}
+    for name in ("facebook",):
+        assert rows[name]["supported"] is True
+    table = proc("platforms", env=_config(tmp_path))
+    line = next(li for li in table.stdout.splitlines() if "facebook" in li)
+    assert "not built" not in line
+
+
+@pytest.mark.parametrize("value", ["v26", "26.0", "latest"])
+def test_a_bad_graph_version_is_refused(proc, tmp_path, value):
+    env = _config(tmp_path, extra="")
+    (tmp_path / "config.toml").write_text(f'[meta]\ngraph_version = "{value}"\n')
+    out = proc("platforms", env=env)
+    assert out.code == 2 and len(out.err_lines) == 1 and "graph_version" in out.stderr
+
+
+IG_TOKEN = "ig-token-cli-0002"
+TH_TOKEN = "threads-token-cli-0003"
+
+
+def _add_meta_accounts(proc, fake, env):
+    page = fake.add_page(IG_TOKEN, "Shop", ig_username="shop")
+    ig_user = fake.pages[page]["ig"]
+    th_user = fake.add_threads_user(TH_TOKEN, "poster")
+    for name, platform, creds in (
+            ("shop", "instagram", {"ig_user_id": ig_user, "access_token": IG_TOKEN}),
+            ("poster", "threads", {"threads_user_id": th_user, "access_token": TH_TOKEN})):
+        out = proc("accounts", "add", name, "--platform", platform, "--base-url",
+                   fake.base_url, "--credentials", "-", input=json.dumps(creds), env=env)
+        assert out.code == 0, out.stderr
+    return ig_user, th_user
+
+
+def test_local_media_without_a_media_host_is_refused_at_add(proc, fake, tmp_path):
+    from tests.conftest import file_hash
+
+    env = _config(tmp_path)
+    _add_meta_accounts(proc, fake, env)
+    photo = tmp_path / "p.jpg"
+    photo.write_bytes(jpeg(10, 10))
+    before = file_hash(proc.db)
+    for account in ("shop", "poster"):
+        out = proc("add", "pic", "--account", account, "--at", "now", "--media", str(photo),
+                   env=env)
+        assert out.code == 2 and len(out.err_lines) == 1, out.stderr
+        assert "public_dir" in out.stderr and "https://" in out.stderr
+    assert file_hash(proc.db) == before
+    # an https URL needs no media host; a text-only Threads post needs no media at all
+    out = proc("add", "remote", "--account", "shop", "--at", "now", "--media",
+               "https://cdn.example.org/a.jpg", env=env)
+    assert out.code == 0, out.stderr
+    # a platform that uploads files refuses a URL, saying so
+    fb = proc("accounts", "add", "fb", "--platform", "facebook", "--credentials", "-",
+              input=json.dumps({"page_id": "1", "access_token": "x" * 20}), env=env)
+    assert fb.code == 0, fb.stderr
+    out = proc("add", "x", "--account", "fb", "--at", "now", "--media", "https://e.org/a.mp4",
+               env=env)
+    assert out.code == 2 and len(out.err_lines) == 1
+
+
+def test_instagram_and_threads_with_local_media_end_to_end(proc, fake, media_host, tmp_path):
+    env = _config(tmp_path, media_host)
+    ig_user, th_user = _add_meta_accounts(proc, fake, env)
+    photo = tmp_path / "p.jpg"
+    photo.write_bytes(jpeg(12, 12))
+    out = proc("add", "Both at once", "--account", "shop", "--account", "poster", "--at",
+               "now", "--media", str(photo), "--alt", "a tile", env=env)
+    assert out.code == 0, out.stderr
+    out = proc("add", "Words only", "--account", "poster", "--at", "now", env=env)
+    assert out.code == 0, out.stderr
+    run = proc("run-due", env=env)
+    assert run.code == 0 and run.stdout == "" and run.stderr == "", run.stderr
+    jobs = _jobs(proc, env)
+    assert {j["status"] for j in jobs} == {"posted"}
+    assert [m["message"] for m in fake.published(ig_user)] == ["Both at once"]
+    assert sorted(m["message"] for m in fake.published(th_user)) == ["Both at once",
+                                                                    "Words only"]
+    assert {j["platform_post_id"] for j in jobs} == {m["id"] for m in fake.published()}
+    folder, _ = media_host
+    assert [p.name for p in folder.iterdir() if not p.name.startswith(".")] == []
+    for name, shown in (("shop", "@shop"), ("poster", "@poster")):
+        check = proc("accounts", "check", name, env=env)
+        assert check.code == 0 and shown in check.stdout, check.stderr
+    assert IG_TOKEN not in run.stderr + check.stdout
+
+
+def test_status_says_when_the_graph_version_has_stopped_working(proc, fake, tmp_path):
+    env = _config(tmp_path)
+    (tmp_path / "config.toml").write_text('[meta]\ngraph_version = "v24.0"\n')
+    _add_meta_accounts(proc, fake, env)
+    out = proc("status", env=env)
+    assert out.code == 1 and "v24.0 stopped working on 2026-11-10" in out.stdout
