@@ -241,3 +241,13 @@ def test_validation_at_add_time(tmp_path):
         InstagramAdapter.validate("x", (Media(str(pic)),), {})
     with pytest.raises(UsageError, match="at most 10"):
         InstagramAdapter.validate("x", (photo,) * 11, {})
+
+
+def test_a_job_refused_for_good_leaves_no_media_copy(fake, ig, media_host, tmp_path):
+    folder, _ = media_host
+    photo = _photo(tmp_path)
+    fake.inject("error", path=f"/{ig.credentials['ig_user_id']}/media", method="POST",
+                code=100, subcode=2207026, message="Unsupported format")
+    job = make_job("refused", platform="instagram", media=(Media(str(photo)),))
+    raises(ErrorKind.INVALID, lambda: ig.publish(job, Refs()))
+    assert not (folder / content_name(photo)).exists()

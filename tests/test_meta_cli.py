@@ -61,11 +61,12 @@ def test_platforms_lists_the_meta_platforms_as_built(proc, tmp_path):
     out = proc("platforms", "--json", env=_config(tmp_path))
     assert out.code == 0, out.stderr
     rows = {r["platform"]: r for r in out.json()}
-    for name in ("facebook",):
+    for name in ("facebook", "instagram", "threads"):
         assert rows[name]["supported"] is True
     table = proc("platforms", env=_config(tmp_path))
-    line = next(li for li in table.stdout.splitlines() if "facebook" in li)
-    assert "not built" not in line
+    for name in ("facebook", "instagram", "threads"):
+        line = next(li for li in table.stdout.splitlines() if name in li)
+        assert "not built" not in line
 
 
 @pytest.mark.parametrize("value", ["v26", "26.0", "latest"])
@@ -152,3 +153,14 @@ def test_status_says_when_the_graph_version_has_stopped_working(proc, fake, tmp_
     _add_meta_accounts(proc, fake, env)
     out = proc("status", env=env)
     assert out.code == 1 and "v24.0 stopped working on 2026-11-10" in out.stdout
+
+
+def test_the_example_config_loads():
+    from pathlib import Path
+
+    from autopost.config import load_settings
+
+    example = Path(__file__).parent.parent / "examples" / "config.toml"
+    loaded = load_settings(str(example), env={})
+    assert loaded.meta.graph_version == "v26.0" and loaded.meta.threads_publish_wait == 30
+    assert loaded.media.configured and loaded.media.public_base_url.endswith("/")

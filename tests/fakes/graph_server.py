@@ -132,6 +132,7 @@ class FakeGraph:
         self.containers: dict[str, dict[str, Any]] = {}
         self.media: dict[str, dict[str, Any]] = {}         # published IG / Threads media
         self.apps: dict[str, str] = {}                     # client id -> secret
+        self.app_platform: dict[str, str] = {}             # client id -> facebook/threads
         self.codes: dict[str, dict[str, Any]] = {}         # authorization codes
         self.refreshes: list[str] = []
         self._httpd = _Server(("127.0.0.1", port), _Handler)
@@ -217,8 +218,9 @@ class FakeGraph:
         self.tokens[token] = {"kind": "threads", "id": user_id, "long": long,
                               "expires": expires, "issued": self.now()}
 
-    def add_app(self, client_id: str, secret: str) -> None:
+    def add_app(self, client_id: str, secret: str, platform: str = "facebook") -> None:
         self.apps[client_id] = secret
+        self.app_platform[client_id] = platform
 
     def revoke(self, token: str) -> None:
         with self._lock:
@@ -640,8 +642,8 @@ class FakeGraph:
             return 302, self.authorize(params), {}
         if parts == ["oauth", "access_token"] and params.get("grant_type") in (
                 None, "authorization_code") and "code" in params:
-            return 200, self.exchange_code(params, "threads" if version is None
-                                           else "facebook"), {}
+            platform = self.app_platform.get(params.get("client_id", ""), "facebook")
+            return 200, self.exchange_code(params, platform), {}
         if parts in (["oauth", "access_token"], ["access_token"], ["refresh_access_token"]):
             grant = params.get("grant_type", "")
             if grant not in ("fb_exchange_token", "th_exchange_token", "th_refresh_token"):

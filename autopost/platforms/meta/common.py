@@ -48,6 +48,15 @@ class GraphAdapter(Adapter):
                                                            self.secret_fields))
         return self._graph
 
+    def _field(self, name: str) -> str:
+        """A credential the account gets at login (a Page id, a user id)."""
+        value = self.credentials.get(name)
+        if not value:
+            raise PlatformError(ErrorKind.AUTH_REVOKED,
+                                f"{self.platform}: the account has no {name} yet; run "
+                                f"'autopost accounts login {self.account.name}'")
+        return str(value)
+
     def _client(self) -> httpx.Client:
         if self.client is None:
             self.client = http.make_client()

@@ -76,6 +76,14 @@ class ContainerAdapter(GraphAdapter):
 
     # -- posting --------------------------------------------------------------------------
     def publish(self, job: Job, save_ref: SaveRef) -> Published:
+        try:
+            return self._publish(job, save_ref)
+        except PlatformError as exc:
+            if exc.kind == ErrorKind.INVALID:
+                self._release(job)  # failed for good: its media copies are not needed
+            raise
+
+    def _publish(self, job: Job, save_ref: SaveRef) -> Published:
         owner = self._owner()
         container = job.ref.get("container")
         self._urls_in_use = [str(u) for u in job.ref.get("media_urls") or []]
@@ -107,7 +115,7 @@ class ContainerAdapter(GraphAdapter):
         return Published(media_id, self._permalink(media_id))
 
     def _owner(self) -> str:
-        return str(self.credentials[self.owner_field])
+        return self._field(self.owner_field)
 
     def _urls(self, job: Job) -> list[str]:
         local = [m for m in job.media if not is_url(m.path)]

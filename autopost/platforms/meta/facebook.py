@@ -180,7 +180,7 @@ class FacebookAdapter(GraphAdapter):
                                     "graph_version": self.version})
 
     def _page_id(self) -> str:
-        return str(self.credentials["page_id"])
+        return self._field("page_id")
 
 
 ADAPTER = FacebookAdapter
