@@ -114,7 +114,8 @@ def test_local_media_without_a_media_host_is_refused_at_add(proc, fake, tmp_path
     assert out.code == 0, out.stderr
     # a platform that uploads files refuses a URL, saying so
     fb = proc("accounts", "add", "fb", "--platform", "facebook", "--credentials", "-",
-              input=json.dumps({"page_id": "1", "access_token": "x" * 20}), env=env)
+              input=json.dumps({"page_id": "1", "access_token": "fb-token-for-urls-01"}),
+              env=env)
     assert fb.code == 0, fb.stderr
     out = proc("add", "x", "--account", "fb", "--at", "now", "--media", "https://e.org/a.mp4",
                env=env)

@@ -78,12 +78,13 @@ def _kill_at(fake, db, env, fragment: str) -> None:
 
 def _settle(db, env, deadline: float = 90.0) -> SqliteStore:
     """Run again until the job is settled (leases expire, then the reconcile is due)."""
-    store = SqliteStore(db)
     end = time.monotonic() + deadline
     while time.monotonic() < end:
+        store = SqliteStore(db)
         [job] = store.list_jobs(JobFilter())
         if job.status in (JobStatus.POSTED, JobStatus.FAILED):
             return store
+        store.close()
         out = _cli(db, env, "run-due")
         assert "Traceback" not in out.stderr
         time.sleep(0.5)  # polling the database between runs, not waiting for an event
@@ -101,6 +102,7 @@ def test_kill_9_around_the_publish_leaves_exactly_one_post(tmp_path, fake, media
     _kill_at(fake, db, env, edge)
     store = SqliteStore(db)
     [job] = store.list_jobs(JobFilter())
+    store.close()
     assert job.status == JobStatus.RUNNING and job.ref.get("container")
     assert len(fake.published(owner)) == (1 if moment == "hold_after" else 0)
     fake.release()
