@@ -133,3 +133,12 @@ def test_an_expired_token_cannot_be_refreshed(fake, th):
 
 def test_check_names_the_user(th):
     assert th.check().display == "@poster"
+
+
+def test_reply_control_option_goes_on_the_container(fake, th, user):
+    options = ThreadsAdapter.check_options({"reply_control": "mentioned_only"})
+    refs = Refs()
+    th.publish(make_job("quiet", platform="threads", options=options), refs)
+    assert fake.containers[refs.ref["container"]]["reply_control"] == "mentioned_only"
+    with pytest.raises(UsageError, match="reply_control"):
+        ThreadsAdapter.check_options({"reply_control": "nobody"})

@@ -440,6 +440,7 @@ class FakeGraph:
                 "id": cid, "platform": platform, "owner": owner, "type": media_type,
                 "text": text, "url": url, "carousel_item": carousel_item,
                 "children": children, "alt": form.get("alt_text"),
+                "reply_control": form.get("reply_control"),
                 "polls": 0, "created": self.now(), "expires": self.now() + DAY,
                 "error": None if fetched_ok else "UNKNOWN", "published_as": None}
             return cid

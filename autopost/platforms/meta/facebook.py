@@ -37,6 +37,7 @@ from autopost.platforms.base import (
 )
 from autopost.platforms.meta.common import GraphAdapter, image_mime, media_kind, same_text
 from autopost.platforms.meta.graph import epoch
+from autopost.platforms.options import Option
 
 # Posts are read back from a little before the first attempt (clocks differ).
 RECONCILE_SLACK = timedelta(minutes=5)
@@ -54,6 +55,8 @@ class FacebookAdapter(GraphAdapter):
     secret_fields = ("access_token", "user_access_token", "client_secret")
     text_limit = 63206  # the figure commonly cited; Meta does not document one
     media_urls = True
+    options = (Option("link", "url", "a link to attach to a text post (Facebook shows its "
+                                     "preview)"),)
     max_media = 10
 
     # -- add time -------------------------------------------------------------------

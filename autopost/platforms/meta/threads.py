@@ -29,6 +29,7 @@ from autopost.platforms.base import AccountInfo, PlatformError, Refreshed
 from autopost.platforms.meta.common import image_mime, media_kind
 from autopost.platforms.meta.containers import ContainerAdapter
 from autopost.platforms.meta.graph import Graph
+from autopost.platforms.options import Option
 
 TEXT_LIMIT = 500
 MAX_ITEMS = 20
@@ -53,6 +54,8 @@ class ThreadsAdapter(ContainerAdapter):
     max_media = MAX_ITEMS
     refreshable = True
     refresh_ahead = timedelta(days=7)
+    options = (Option("reply_control", "choice", "who may reply",
+                      choices=("everyone", "accounts_you_follow", "mentioned_only")),)
 
     owner_field = "threads_user_id"
     create_edge = "threads"
@@ -83,7 +86,9 @@ class ThreadsAdapter(ContainerAdapter):
         return state, str(body.get("error_message") or "") if state == "ERROR" else ""
 
     def container_params(self, job: Job, urls: list[str]) -> list[dict[str, Any]] | dict:
-        text = {"text": job.text} if job.text else {}
+        text: dict[str, Any] = {"text": job.text} if job.text else {}
+        if job.options.get("reply_control"):
+            text["reply_control"] = job.options["reply_control"]
         if not job.media:
             return {"media_type": "TEXT", **text}
         if len(job.media) == 1:
