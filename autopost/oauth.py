@@ -331,9 +331,11 @@ class OAuthAdapter(Adapter):
                              f"{', '.join('--' + k for k in sorted(options))}")
         return cls.oauth
 
-    def after_login(self, options: dict[str, str]) -> dict[str, Any]:
+    def after_login(self, options: dict[str, str]) -> dict[str, Any] | Refreshed:
         """Credentials to store beside new tokens (e.g. whom posts go out as); {} here.
-        Called with the new tokens before anything is stored; raise to change nothing."""
+        Called with the new tokens before anything is stored; raise to change nothing.
+        A Refreshed replaces the tokens and their expiry too (a platform that trades the
+        login's token for a longer-lived one)."""
         return {}
 
     def whoami(self) -> str:
@@ -484,7 +486,9 @@ def login(store: Store, name: str, *, client: httpx.Client, port: int = DEFAULT_
     except PlatformError as exc:
         raise UsageError(f"logged in to {account.platform}, but {exc.message}; nothing "
                          "changed") from None
-    if extra:
+    if isinstance(extra, Refreshed):  # the platform traded the tokens for others (Meta)
+        fresh = Refreshed({**fresh.credentials, **extra.credentials}, extra.token_expires_at)
+    elif extra:
         fresh = Refreshed({**fresh.credentials, **extra}, fresh.token_expires_at)
     _store_login(store, name, fresh, owner=owner, clock=clock)
     stored = store.get_account(name)
@@ -493,7 +497,10 @@ def login(store: Store, name: str, *, client: httpx.Client, port: int = DEFAULT_
         who, problem = adapter.whoami(), None
     except PlatformError as exc:
         who, problem = None, exc.message
-    return LoggedIn(who, fresh.token_expires_at, "refresh_token" in fresh.credentials, problem)
+    # Renewable: a refresh token came, or the platform renews its tokens without one.
+    renewable = "refresh_token" in fresh.credentials or (
+        cls.refreshable and not cls.oauth.issues_refresh_token)
+    return LoggedIn(who, fresh.token_expires_at, renewable, problem)
 
 
 def _store_login(store: Store, name: str, fresh: Refreshed, *, owner: str,

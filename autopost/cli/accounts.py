@@ -128,7 +128,7 @@ def accounts_check(name: str = typer.Argument(...)) -> None:
     \b
       autopost accounts check work
     """
-    from autopost.accounts import refresh_account, resolve_credentials
+    from autopost.accounts import needs_proactive_refresh, refresh_account, resolve_credentials
     from autopost.models import AccountState, ErrorKind
     from autopost.platforms.base import PlatformError
     from autopost.platforms.registry import adapter_class
@@ -146,6 +146,11 @@ def accounts_check(name: str = typer.Argument(...)) -> None:
         settings = get_settings()
         adapter = cls(account, resolve_credentials(account), client,
                       policy=settings.policy(account.platform), settings=settings)
+        if adapter.refresh_ahead and needs_proactive_refresh(account, adapter, now()):
+            # A token near its end (Threads: its last week) is renewed here too, so an
+            # account with nothing to post does not let it lapse.
+            account = refresh_account(store, adapter, account.credentials,
+                                      f"check-{os.getpid()}", clock=now)
         try:
             info = adapter.check()
         except PlatformError as exc:
@@ -190,6 +195,12 @@ def accounts_login(
     organization: Annotated[str | None, typer.Option(
         "--organization", metavar="ID", help="LinkedIn: post as this company page (its id "
         "or urn:li:organization:ID), which the member logging in administers.")] = None,
+    page: Annotated[str | None, typer.Option(
+        "--page", metavar="ID|NAME", help="Facebook, Instagram: the Page to post as (asked "
+        "when the login manages several).")] = None,
+    ig_user: Annotated[str | None, typer.Option(
+        "--ig-user", metavar="ID|USERNAME", help="Instagram: the professional account to "
+        "post as (asked when there are several).")] = None,
 ) -> None:
     """Log an OAuth account in (authorization code with PKCE); stores its tokens.
 
@@ -227,7 +238,9 @@ def accounts_login(
         done = oauth.login(store, name, client=client, port=port, paste=paste,
                            open_browser=open_browser, read_line=read_line, say=say,
                            timeout=timeout, clock=now, owner=f"login-{os.getpid()}",
-                           options={"organization": organization} if organization else None)
+                           options={k: v for k, v in (("organization", organization),
+                                                      ("page", page), ("ig_user", ig_user))
+                                    if v} or None)
     account = store.get_account(name)
     who = done.who or "(could not ask who)"
     print(f"logged in {name} ({account.platform}) as {who}")

@@ -12,19 +12,33 @@ import httpx
 from autopost.errors import UsageError
 from autopost.mediahost import is_url
 from autopost.models import ErrorKind, Media
+from autopost.oauth import OAuthAdapter
 from autopost.platforms import http
-from autopost.platforms.base import Adapter, PlatformError
+from autopost.platforms.base import PlatformError
 from autopost.platforms.imageinfo import read_image_info
 from autopost.platforms.meta.graph import Graph
 
 VIDEO_SUFFIXES = (".mp4", ".mov")
 
 
-class GraphAdapter(Adapter):
-    """An adapter speaking Graph API to one origin with one token."""
+class GraphAdapter(OAuthAdapter):
+    """An adapter speaking Graph API to one origin with one token. Its account either
+    gives the token and the id it acts for directly, or gives the app's client_id and
+    client_secret and then logs in (`autopost accounts login`, see login.py)."""
 
     # The path prefix: the configured Graph version, or a fixed one (Threads).
     fixed_version: ClassVar[str | None] = None
+    # The credential naming what the token acts for (a Page, an Instagram or Threads user).
+    id_field: ClassVar[str]
+    refreshable = False
+
+    @classmethod
+    def check_credentials(cls, credentials: dict[str, Any]) -> None:
+        super().check_credentials(credentials)
+        if "access_token" in credentials and cls.id_field not in credentials:
+            raise UsageError(f"{cls.platform} credentials with an access_token need "
+                             f"{cls.id_field} (or give client_id and client_secret, then "
+                             "'autopost accounts login NAME')")
 
     def __init__(self, *args: Any, **kwargs: Any):
         super().__init__(*args, **kwargs)
@@ -68,11 +82,19 @@ class GraphAdapter(Adapter):
 
 
 def media_kind(item: Media) -> str:
-    """'video' or 'image', from the name (URLs) or the file's header (local files)."""
+    """'video' or 'image', from the file's first bytes (local files) or the name (URLs)."""
+    if not is_url(item.path):
+        from autopost.media import HEAD, sniff
+
+        try:
+            with open(Path(item.path).expanduser(), "rb") as fh:
+                found = sniff(fh.read(HEAD))
+        except OSError:
+            found = None
+        if found is not None:
+            return found[0]
     name = item.path.split("?", 1)[0].lower()
-    if name.endswith(VIDEO_SUFFIXES):
-        return "video"
-    return "image"
+    return "video" if name.endswith(VIDEO_SUFFIXES) else "image"
 
 
 def image_mime(item: Media) -> str | None:

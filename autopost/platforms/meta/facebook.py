@@ -1,7 +1,8 @@
 """Facebook Pages: text and link posts, one photo, several photos, through the Graph API.
 
 Credentials: {"page_id", "access_token"} with a Page access token (one fetched with a
-long-lived user token does not expire), or what `autopost accounts login` stores.
+long-lived user token does not expire); or {"client_id", "client_secret"} of the Meta
+app, then `autopost accounts login NAME [--page ID|NAME]`, which stores the Page's.
 Permissions: pages_manage_posts, pages_read_engagement, pages_show_list.
 
 - Text (and a link): POST /{page-id}/feed with `message` (and `link`).
@@ -26,17 +27,26 @@ from typing import Any
 from autopost.errors import UsageError
 from autopost.mediahost import is_url
 from autopost.models import ErrorKind, Job, Media
+from autopost.oauth import OAuthPlatform
 from autopost.platforms.base import (
     AccountInfo,
     PlatformError,
     Published,
     Reconciled,
+    Refreshed,
     SaveRef,
     Verdict,
     platform_options,
 )
 from autopost.platforms.meta.common import GraphAdapter, image_mime, media_kind, same_text
 from autopost.platforms.meta.graph import epoch
+from autopost.platforms.meta.login import (
+    FACEBOOK_SCOPES,
+    check_options,
+    facebook_login,
+    page_login,
+)
+from autopost.platforms.meta.versions import DEFAULT_VERSION
 from autopost.platforms.options import Option
 
 # Posts are read back from a little before the first attempt (clocks differ).
@@ -49,10 +59,11 @@ PHOTO_TYPES = ("image/jpeg", "image/png", "image/gif")
 class FacebookAdapter(GraphAdapter):
     platform = "facebook"
     default_base_url = "https://graph.facebook.com"
-    required_fields = ("page_id", "access_token")
-    optional_fields = ("page_name", "user_access_token", "client_id", "client_secret",
-                       "expires_at")
-    secret_fields = ("access_token", "user_access_token", "client_secret")
+    id_field = "page_id"
+    optional_fields = ("page_id", "page_name", "access_token", "client_id", "client_secret",
+                       "expires_at", "scope")
+    secret_fields = ("access_token", "client_secret")
+    oauth = facebook_login(FACEBOOK_SCOPES)
     text_limit = 63206  # the figure commonly cited; Meta does not document one
     media_urls = True
     options = (Option("link", "url", "a link to attach to a text post (Facebook shows its "
@@ -171,6 +182,15 @@ class FacebookAdapter(GraphAdapter):
         return Reconciled(Verdict.NOT_POSTED, None,
                           f"none of the Page's {len(posts)} post(s) since the attempt has "
                           "the job's text")
+
+    # -- login --------------------------------------------------------------------------
+    @classmethod
+    def login_spec(cls, options: dict[str, str]) -> OAuthPlatform:
+        check_options(cls.platform, options, ("page",))
+        return cls.oauth
+
+    def after_login(self, options: dict[str, str]) -> Refreshed:
+        return page_login(self, options, version=DEFAULT_VERSION, instagram=False)
 
     # -- accounts check -------------------------------------------------------------
     def check(self) -> AccountInfo:

@@ -317,7 +317,7 @@ class Graph:
         if err is not None and err.pair in MEDIA_FETCH:
             message += (" (Meta could not fetch the media from its URL: the media host "
                         "must be reachable from the internet)")
-        if kind == ErrorKind.AUTH_REVOKED:
+        if kind in (ErrorKind.AUTH_REVOKED, ErrorKind.AUTH_EXPIRED):
             message += f" (run 'autopost accounts login {self.account}' to authorise again)"
         if kind == ErrorKind.AMBIGUOUS:
             message += " (the post may exist: checking before any retry)"

@@ -1,8 +1,9 @@
 """Instagram (professional accounts) through the Graph API's content publishing.
 
 Credentials: {"ig_user_id", "access_token"}: the Instagram professional account linked
-to a Facebook Page, and a token that may act for it (the Page's token, as `autopost
-accounts login` stores it, or a user token). Permissions: instagram_basic,
+to a Facebook Page, and a token that may act for it (the Page's token or a user token);
+or {"client_id", "client_secret"} of the Meta app, then `autopost accounts login NAME
+[--ig-user ID|USERNAME]`, which stores the linked Page's token. Permissions: instagram_basic,
 instagram_content_publish, pages_read_engagement, pages_show_list.
 
 - One image: a container with `image_url` (JPEG only), `caption`, `alt_text`.
@@ -26,9 +27,17 @@ import regex
 from autopost.errors import UsageError
 from autopost.mediahost import is_url
 from autopost.models import Job, Media
-from autopost.platforms.base import AccountInfo
+from autopost.oauth import OAuthPlatform
+from autopost.platforms.base import AccountInfo, Refreshed
 from autopost.platforms.meta.common import image_mime, media_kind
 from autopost.platforms.meta.containers import ContainerAdapter
+from autopost.platforms.meta.login import (
+    INSTAGRAM_SCOPES,
+    check_options,
+    facebook_login,
+    page_login,
+)
+from autopost.platforms.meta.versions import DEFAULT_VERSION
 
 CAPTION_LIMIT = 2200
 HASHTAG_LIMIT = 30
@@ -38,10 +47,11 @@ _HASHTAG = regex.compile(r"(?<![\w&])#[\p{L}\p{N}_]+")
 class InstagramAdapter(ContainerAdapter):
     platform = "instagram"
     default_base_url = "https://graph.facebook.com"
-    required_fields = ("ig_user_id", "access_token")
-    optional_fields = ("username", "page_id", "user_access_token", "client_id",
-                       "client_secret", "expires_at")
-    secret_fields = ("access_token", "user_access_token", "client_secret")
+    id_field = "ig_user_id"
+    optional_fields = ("ig_user_id", "username", "page_id", "access_token", "client_id",
+                       "client_secret", "expires_at", "scope")
+    secret_fields = ("access_token", "client_secret")
+    oauth = facebook_login(INSTAGRAM_SCOPES)
     text_limit = CAPTION_LIMIT
     max_media = 10
 
@@ -94,6 +104,15 @@ class InstagramAdapter(ContainerAdapter):
             else:
                 items.append({"image_url": url, "is_carousel_item": True})
         return [*items, {"media_type": "CAROUSEL", **caption}]
+
+    # -- login --------------------------------------------------------------------------
+    @classmethod
+    def login_spec(cls, options: dict[str, str]) -> OAuthPlatform:
+        check_options(cls.platform, options, ("page", "ig_user"))
+        return cls.oauth
+
+    def after_login(self, options: dict[str, str]) -> Refreshed:
+        return page_login(self, options, version=DEFAULT_VERSION, instagram=True)
 
     # -- accounts check -------------------------------------------------------------
     def check(self) -> AccountInfo:

@@ -25,10 +25,12 @@ import regex
 from autopost.errors import UsageError
 from autopost.mediahost import is_url
 from autopost.models import ErrorKind, Job, Media
+from autopost.oauth import OAuthPlatform
 from autopost.platforms.base import AccountInfo, PlatformError, Refreshed
 from autopost.platforms.meta.common import image_mime, media_kind
 from autopost.platforms.meta.containers import ContainerAdapter
 from autopost.platforms.meta.graph import Graph
+from autopost.platforms.meta.login import THREADS_LOGIN, check_options, threads_login
 from autopost.platforms.options import Option
 
 TEXT_LIMIT = 500
@@ -47,9 +49,11 @@ class ThreadsAdapter(ContainerAdapter):
     platform = "threads"
     default_base_url = "https://graph.threads.net"
     fixed_version = "v1.0"
-    required_fields = ("threads_user_id", "access_token")
-    optional_fields = ("username", "client_id", "client_secret", "expires_at")
+    id_field = "threads_user_id"
+    optional_fields = ("threads_user_id", "username", "access_token", "client_id",
+                       "client_secret", "expires_at", "scope")
     secret_fields = ("access_token", "client_secret")
+    oauth = THREADS_LOGIN
     text_limit = TEXT_LIMIT
     max_media = MAX_ITEMS
     refreshable = True
@@ -124,6 +128,14 @@ class ThreadsAdapter(ContainerAdapter):
         return Graph(graph.client, origin=self.base_url, version="", token=graph.token,
                      platform=self.platform, account=self.account.name, clock=self.clock,
                      secrets=graph.secrets)
+
+    @classmethod
+    def login_spec(cls, options: dict[str, str]) -> OAuthPlatform:
+        check_options(cls.platform, options, ())
+        return cls.oauth
+
+    def after_login(self, options: dict[str, str]) -> Refreshed:
+        return threads_login(self)
 
     # -- accounts check -------------------------------------------------------------
     def check(self) -> AccountInfo:
