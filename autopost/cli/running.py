@@ -238,13 +238,12 @@ def _health(store, settings, now: datetime) -> dict:
     problems += [problem(None, name, "expiring", line)
                  for name, line in _account_warnings(store.list_accounts(), settings, now)]
     blocked = [a for a in store.list_accounts() if a.is_blocked(now)]
-    warnings: list[str] = []
     if any(a.platform in ("facebook", "instagram") for a in store.list_accounts()):
         from autopost.platforms.meta.versions import version_status
 
         found = version_status(settings.meta.graph_version, now.date())
-        if found is not None:
-            (problems if found[0] == "problem" else warnings).append(found[1])
+        if found is not None:  # the Graph API version is retired, or soon will be
+            problems.append(problem(None, None, "expiring", found[1]))
     return {
         "now": format_utc(now),
         "last_run": None if last is None else {
@@ -258,7 +257,6 @@ def _health(store, settings, now: datetime) -> dict:
         "needs_reauth": [a.name for a in reauth],
         "blocked": {a.name: format_utc(a.blocked_until) for a in blocked},
         "problems": problems,
-        "warnings": warnings,
     }
 
 
@@ -291,8 +289,6 @@ def _print_health(report: dict) -> None:
     print("jobs: " + ", ".join(f"{k} {v}" for k, v in report["counts"].items() if v) or "none")
     for name, until in report["blocked"].items():
         print(f"account {name} is rate-limited until {until}")
-    for line in report["warnings"]:
-        print(f"warning: {line}")
     if report["problems"]:
         for item in report["problems"]:
             print(f"attention: {item['message']}")
