@@ -107,6 +107,9 @@ class Engine:
                                    sleep=sleep, rng=rng or random.Random(), stop=self.stop,
                                    client_factory=client_factory)
         self._beat_at: datetime | None = None
+        # An internal error ended a chain: claim nothing more in this run (its jobs went
+        # back to pending, and claiming them again would only meet the bug again).
+        self._bug = False
         self._released = 0  # workers the last commit let go to the platform
 
     # -- the run ---------------------------------------------------------------
@@ -133,7 +136,7 @@ class Engine:
                 looked_at = self.clock()
                 budget, claimed = self._drain(run_id, summary, pool, concurrency, budget,
                                               claim_until)
-                if self.stop.is_set() or (budget is not None and budget <= 0):
+                if self.stop.is_set() or self._bug or (budget is not None and budget <= 0):
                     break
                 if not self._wait_for_work(deadline, idle=not claimed, looked_at=looked_at):
                     break
@@ -199,7 +202,8 @@ class Engine:
             if self.stop.is_set() and stop_at is None:
                 stop_at = time.monotonic() + STOP_GRACE
             now = self.clock()
-            if (want_claim and not self.stop.is_set() and len(active) < concurrency
+            if (want_claim and not self.stop.is_set() and not self._bug
+                    and len(active) < concurrency
                     and (budget is None or budget > 0)
                     and (claim_until is None or now < claim_until)):
                 unknown = self.store.claim_unknown(run_id, now=now, lease=lease, limit=BATCH)
@@ -303,6 +307,9 @@ class Engine:
                     state, reason = m.account_state
                     self.store.set_account_state(m.account, state, reason, now=now)
                     summary.problems.append(Problem(None, m.account, str(state), reason))
+                if m.bug is not None:
+                    self._bug = True
+                    summary.problems.append(Problem(None, m.account, "internal error", m.bug))
                 finished.append(m.account)
         return finished
 

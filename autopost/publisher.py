@@ -78,6 +78,7 @@ class ChainEnd:
     account: str
     unstarted: list[Job]
     account_state: tuple[AccountState, str] | None = None
+    bug: str | None = None  # an internal error ended the chain early
 
 
 class Pool:
@@ -127,23 +128,29 @@ class Publisher:
     def chain(self, inbox: queue.Queue, run_id: str, name: str, account: Account,
                jobs: list[Job], reconcile: bool) -> None:
         end = ChainEnd(name, [])
+        progress = [0, False]  # the job in hand, and whether its dispatch mark is committed
         try:
-            end = self._chain_body(inbox, run_id, name, account, jobs, reconcile)
+            end = self._chain_body(inbox, run_id, name, account, jobs, reconcile, progress)
         except Exception as exc:  # a bug must not leave the main thread waiting forever
-            end = ChainEnd(name, [], None)
             report_bug(exc)
+            # Jobs not yet dispatched go back to pending now (not after their lease); the
+            # one in hand, if it reached the platform, is rescued and reconciled later.
+            at, dispatched = progress
+            unstarted = [] if reconcile else jobs[at + 1 if dispatched else at:]
+            end = ChainEnd(name, unstarted, None,
+                           bug=f"internal error ({type(exc).__name__}) while publishing; "
+                               f"{len(unstarted)} job(s) put back to pending")
         finally:
             inbox.put(end)
 
     def _chain_body(self, inbox: queue.Queue, run_id: str, name: str, account: Account,
-                    jobs: list[Job], reconcile: bool) -> ChainEnd:
+                    jobs: list[Job], reconcile: bool, progress: list) -> ChainEnd:
         store = None
         try:
             adapter = self._adapter(account)
-        except PlatformError as exc:
-            if reconcile:
-                return ChainEnd(name, [])
-            return ChainEnd(name, jobs, (AccountState.NEEDS_REAUTH, exc.message))
+        except PlatformError as exc:  # e.g. a credential's environment variable is unset
+            return ChainEnd(name, [] if reconcile else jobs,
+                             (AccountState.NEEDS_REAUTH, exc.message))
         except UsageError as exc:  # e.g. a platform this install does not support
             return ChainEnd(name, [] if reconcile else jobs,
                              (AccountState.NEEDS_REAUTH, str(exc)))
@@ -161,6 +168,7 @@ class Publisher:
                     # refresh): a platform hiccup now is no reason to stop the account.
                     pass
             for i, job in enumerate(jobs):
+                progress[:] = [i, False]
                 if self.stop.is_set():
                     return ChainEnd(name, [] if reconcile else jobs[i:])
                 if reconcile:
@@ -172,6 +180,7 @@ class Publisher:
                 number = self._dispatch(inbox, job)
                 if number is None:
                     continue  # the lease is no longer ours: another run owns the job
+                progress[1] = True
                 outcome, refreshed, seen, store = self._publish(adapter, job, run_id, inbox,
                                                                seen, store)
                 if isinstance(outcome, Published):
@@ -379,9 +388,10 @@ def _problem(job: Job, d: Decision, message: str) -> Problem | None:
 
 
 def report_bug(exc: BaseException) -> None:
-    import sys
-    import traceback
-
-    print(f"autopost: internal error: {type(exc).__name__}", file=sys.stderr)
+    """The traceback of a bug, with AUTOPOST_DEBUG=1. The run reports the bug itself as a
+    problem line (and exits 1), so nothing is printed here otherwise."""
     if os.environ.get("AUTOPOST_DEBUG"):
+        import sys
+        import traceback
+
         traceback.print_exception(exc, file=sys.stderr)
