@@ -5,7 +5,9 @@
     │   ├── NotFound              exit 2   unknown job or account
     │   └── ConfigError           exit 2   a malformed config value (names the key)
     ├── EnvironmentTrouble        exit 3   database unreadable, locked, disk full
-    └── NeedsAttention            exit 1   the command ran, but something needs a human
+    │   └── DatabaseMissing       exit 3   no database there (only a few commands create one)
+    ├── NeedsAttention            exit 1   the command ran, but something needs a human
+    └── Interrupted               exit 130 Ctrl-C
 
 Platform failures during a run are not exceptions of this tree: adapters raise
 `autopost.platforms.base.PlatformError`, which the engine records as data.
@@ -34,5 +36,18 @@ class EnvironmentTrouble(AutopostError):
     exit_code = 3
 
 
+class DatabaseMissing(EnvironmentTrouble):
+    """The database file does not exist (and the command does not create one)."""
+
+
 class NeedsAttention(AutopostError):
     exit_code = 1
+
+
+class Interrupted(AutopostError):
+    """Ctrl-C: one line and exit 130, like any program stopped by SIGINT."""
+
+    exit_code = 130
+
+    def __init__(self, message: str = "interrupted"):
+        super().__init__(message)

@@ -8,6 +8,7 @@ from typing import Annotated, Any
 
 import typer
 
+from autopost.cli import params
 from autopost.cli.app import accounts_app, get_settings, get_store, now, say
 from autopost.errors import NeedsAttention, NotFound, UsageError
 
@@ -26,10 +27,12 @@ def accounts_add(
     update: Annotated[bool, typer.Option(
         "--update", help="Replace the credentials of an existing account.")] = False,
     hourly_limit: Annotated[int | None, typer.Option(
-        "--hourly-limit", min=1, help="Posts per hour for this account (overrides config).")
+        "--hourly-limit", click_type=params.posts_limit(),
+        help="Posts per hour for this account (overrides config).")
     ] = None,
     daily_limit: Annotated[int | None, typer.Option(
-        "--daily-limit", min=1, help="Posts per day for this account (overrides config).")
+        "--daily-limit", click_type=params.posts_limit(),
+        help="Posts per day for this account (overrides config).")
     ] = None,
     offline: Annotated[bool, typer.Option(
         "--offline", help="Store the credentials without contacting the platform (where "
@@ -51,9 +54,13 @@ def accounts_add(
         creds = _prompt_credentials(cls)
     else:
         creds = services.read_credentials(credentials)
-    store = get_store()
+    from autopost.errors import DatabaseMissing
+
     try:
+        store = get_store()
         existing = store.get_account(name)
+    except DatabaseMissing:  # the first account: the database is made once all is checked
+        store = existing = None
     except NotFound:
         existing = None
     if existing is not None and not update:
@@ -64,6 +71,8 @@ def accounts_add(
     unset = services.env_is_set(account.credentials)
     if not offline and not unset:
         account = services.setup_account(account, cls)
+    if store is None:
+        store = get_store(create=True)
     store.add_account(account, now=now(), replace=existing is not None)
     verb = "updated" if existing else "added"
     say(f"{verb} account {name} ({account.platform})")

@@ -67,6 +67,16 @@ def _guarded(call: Callable[[], Any]) -> int:
     except SystemExit as exc:
         code = exc.code
         return code if isinstance(code, int) else (0 if code is None else 1)
+    except Exception as exc:  # a bug: one line (the details with AUTOPOST_DEBUG=1), exit 1
+        import os
+
+        if os.environ.get("AUTOPOST_DEBUG"):
+            import traceback
+
+            traceback.print_exception(exc, file=sys.stderr)
+        say_error(f"internal error ({type(exc).__name__}); run again with AUTOPOST_DEBUG=1 "
+                  "for the details")
+        return 1
     return rv if isinstance(rv, int) else 0
 
 
@@ -101,6 +111,15 @@ def _add_output_options(command) -> None:
             command.params.extend(_output_options())
 
 
+def _checked_main(group: TyperGroup, args: list[str] | None, **kwargs: Any) -> Any:
+    """Every argument must be text before any command sees it (Python hands over bytes
+    that are not UTF-8 as lone surrogates, which fail far from here)."""
+    from autopost.inputs import check_argv
+
+    check_argv(sys.argv[1:] if args is None else args)
+    return TyperGroup.main(group, args=args, **kwargs)
+
+
 class AutopostGroup(TyperGroup):
     """The root group: every way in (console script, `python -m`, tests) handles errors
     the same way, whether or not click runs in standalone mode."""
@@ -111,12 +130,21 @@ class AutopostGroup(TyperGroup):
 
     def main(self, args=None, prog_name=None, complete_var=None, standalone_mode=True,
              **extra):
-        code = _guarded(lambda: TyperGroup.main(
-            self, args=args, prog_name=prog_name or "autopost", complete_var=complete_var,
+        code = _guarded(lambda: _checked_main(
+            self, args, prog_name=prog_name or "autopost", complete_var=complete_var,
             standalone_mode=False, **extra))
         if standalone_mode:
             sys.exit(code)
         return code
+
+    def invoke(self, ctx: Any) -> Any:
+        # Typer turns Ctrl-C into a silent exit 130; autopost says so in one line.
+        try:
+            return super().invoke(ctx)
+        except KeyboardInterrupt:
+            from autopost.errors import Interrupted
+
+            raise Interrupted() from None
 
 
 class RawArgsCommand(TyperCommand):
@@ -174,13 +202,19 @@ def state(ctx: typer.Context | None = None) -> State:
     return root.obj
 
 
-def get_store(ctx: typer.Context | None = None) -> Store:
-    """The invocation's store, opened (and migrated) on first use, closed at exit."""
+def get_store(ctx: typer.Context | None = None, *, create: bool = False) -> Store:
+    """The invocation's store, opened (and migrated) on first use, closed at exit.
+
+    Only commands that write something new pass create=True: a command that reads (or
+    changes what exists) never leaves an empty SQLite file behind a mistyped --db. Every
+    setting is checked first, whichever command this is."""
     st = state(ctx)
     if st.store is None:
         from autopost.store.select import open_store
 
-        st.store = open_store(database(ctx))
+        settings = get_settings(ctx)
+        st.store = open_store(database(ctx), create=create,
+                              busy_timeout=settings.run.busy_timeout)
     return st.store
 
 

@@ -14,6 +14,7 @@ from typing import Annotated
 
 import typer
 
+from autopost.cli import params
 from autopost.cli.app import (
     RawArgsCommand,
     app,
@@ -58,7 +59,8 @@ def add(
         help="A platform option (repeatable; PLATFORM.KEY=VALUE for one platform only). "
              "'autopost platforms NAME' lists them.")] = None,
     max_attempts: Annotated[int | None, typer.Option(
-        "--max-attempts", min=1, help="Give up after N attempts (default: the platform's).")
+        "--max-attempts", click_type=params.attempts(),
+        help="Give up after N attempts (default: the platform's).")
     ] = None,
     as_json: Annotated[bool, typer.Option("--json", help="Print the jobs as JSON.")] = False,
 ) -> None:
@@ -76,7 +78,9 @@ def add(
 
     at_now = now()
     if text == "-":
-        text = sys.stdin.read().rstrip("\n")
+        from autopost.inputs import TEXT_MAX, read_stdin
+
+        text = read_stdin(TEXT_MAX, "text").rstrip("\n")
     if tz is not None:
         get_zone(tz)  # a bad --tz is an error even when WHEN does not need it
     when = parse_when(at, now=at_now, tz=tz)
@@ -214,7 +218,7 @@ def list_(
                       ] = None,
     account: Annotated[str | None, typer.Option("--account", "-a", metavar="NAME")] = None,
     platform: Annotated[str | None, typer.Option("--platform", "-p")] = None,
-    limit: Annotated[int | None, typer.Option("--limit", "-n", min=1,
+    limit: Annotated[int | None, typer.Option("--limit", "-n", click_type=params.LIMIT,
                                               help="Show at most N jobs.")] = None,
     as_json: Annotated[bool, typer.Option("--json", help="Print JSON.")] = False,
 ) -> None:

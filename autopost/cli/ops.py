@@ -11,6 +11,7 @@ from typing import Annotated
 
 import typer
 
+from autopost.cli import params
 from autopost.cli.app import app, get_settings, get_store, note, now, say, state
 from autopost.models import JobFilter, JobStatus
 from autopost.timeparse import format_utc, get_zone, parse_duration
@@ -125,7 +126,8 @@ def quota_rows(store, settings, at_now) -> list[dict]:
 
 @app.command()
 def calendar(
-    days: Annotated[int, typer.Option("--days", "-d", min=1, help="How many days ahead.")] = 7,
+    days: Annotated[int, typer.Option("--days", "-d", click_type=params.DAYS,
+                                      help="How many days ahead.")] = 7,
     tz: Annotated[str | None, typer.Option("--tz", metavar="ZONE",
                                            help="Group by days in this zone.")] = None,
     as_json: Annotated[bool, typer.Option("--json", help="Print JSON.")] = False,

@@ -13,7 +13,7 @@ import time
 from collections.abc import Iterator
 from pathlib import Path
 
-from autopost.errors import EnvironmentTrouble
+from autopost.errors import DatabaseMissing, EnvironmentTrouble
 
 MIN_SQLITE = (3, 35, 0)
 BUSY_TIMEOUT_S = 30.0
@@ -70,8 +70,8 @@ def _inspect(path: Path, create: bool) -> None:
         st = os.stat(path)
     except FileNotFoundError:
         if not create:
-            raise EnvironmentTrouble(f"database not found: {path} (nothing was created)"
-                                     ) from None
+            raise DatabaseMissing(f"database not found: {path} (nothing was created)"
+                                  ) from None
         _create_private(path)
         _tighten_folder(path.parent)
         return

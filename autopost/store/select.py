@@ -12,8 +12,10 @@ from autopost.config import is_dsn
 from autopost.store.base import Store
 
 
-def open_store(location: str | Path) -> Store:
-    """Open (and migrate) the store at `location`."""
+def open_store(location: str | Path, *, create: bool = True,
+               busy_timeout: float | None = None) -> Store:
+    """Open (and migrate) the store at `location`. `create` and `busy_timeout` concern a
+    SQLite file (whether a missing one may be made; how long to wait for its lock)."""
     if is_dsn(location):
         from autopost.store.pgconn import driver
 
@@ -23,7 +25,7 @@ def open_store(location: str | Path) -> Store:
         return PostgresStore(str(location))
     from autopost.store.sqlite import SqliteStore
 
-    return SqliteStore(Path(location))
+    return SqliteStore(Path(location), create=create, busy_timeout=busy_timeout)
 
 
 def reopen(store: Store) -> Store:

@@ -43,10 +43,11 @@ _FINISHED = ("posted", "failed", "cancelled", "missed")
 
 
 class SqliteStore(Store):
-    def __init__(self, path: Path | str, *, busy_timeout: float | None = None):
+    def __init__(self, path: Path | str, *, busy_timeout: float | None = None,
+                 create: bool = True):
         self.path = Path(path)
         self.location: Path | str = self.path
-        self.conn = open_connection(self.path, busy_timeout=busy_timeout)
+        self.conn = open_connection(self.path, busy_timeout=busy_timeout, create=create)
         self._db: Any = None
         with translate_errors(self.path):
             migrate(self.conn)
