@@ -54,8 +54,8 @@ def test_run_due_prints_one_line_per_failed_job_and_exits_1(tmp_path, store):
     bad = [add(store, f"doomed {i}", account="broken") for i in range(2)]
     good = add(store, "fine")
     done = cli(tmp_path, "run-due")
-    assert done.returncode == 1
-    lines = done.stdout.strip().splitlines()
+    assert done.returncode == 1 and done.stdout == ""
+    lines = done.stderr.strip().splitlines()  # problems go to stderr
     assert len(lines) == 2 and all("failed" in line for line in lines)
     assert {j.id for j in bad} == {line.split()[1] for line in lines}
     assert store.get_job(good.id).status == JobStatus.POSTED

@@ -13,6 +13,7 @@ from pathlib import Path
 
 import typer
 
+from autopost.cli import params
 from autopost.cli.app import (
     app,
     get_settings,
@@ -24,17 +25,18 @@ from autopost.cli.app import (
     say_error,
     verbose,
 )
-from autopost.errors import NeedsAttention, UsageError
+from autopost.errors import Interrupted, NeedsAttention, UsageError
 from autopost.models import AccountState, JobFilter, JobStatus
 from autopost.timeparse import format_utc
 
 
 @app.command("run-due")
 def run_due(
-    limit: int = typer.Option(None, "--limit", min=1, help="Publish at most N jobs."),
-    concurrency: int = typer.Option(None, "--concurrency", min=1,
+    limit: int = typer.Option(None, "--limit", click_type=params.LIMIT,
+                              help="Publish at most N jobs."),
+    concurrency: int = typer.Option(None, "--concurrency", click_type=params.concurrency(),
                                     help="Parallel publishes (default [run] max_concurrent_jobs)."),
-    linger: float = typer.Option(0.0, "--linger", min=0.0,
+    linger: float = typer.Option(0.0, "--linger", click_type=params.linger(),
                                  help="Keep watching for jobs falling due until S seconds "
                                       "after start."),
     dry_run: bool = typer.Option(False, "--dry-run", help="Show what is due; change nothing."),
@@ -56,9 +58,9 @@ def run_due(
         print("autopost: run-due is disabled (AUTOPOST_ENABLED=false or [run] enabled = false);"
               " nothing done")
         return
-    store = get_store()
+    store = get_store(create=not dry_run)
     stop = threading.Event()
-    _on_signals(stop)
+    interrupted = _on_signals(stop)
     engine = Engine(store, settings, store_factory=lambda: reopen(store), stop=stop)
     started = time.monotonic()
     summary = engine.run(RunOptions(limit=limit, concurrency=concurrency, linger=linger,
@@ -76,10 +78,13 @@ def run_due(
                           "problems": [problem(p.job_id, p.account, p.status, p.message)
                                        for p in summary.problems]}, indent=2))
     else:
+        # cron mails what a run prints: problems only, and on stderr.
         for item in summary.problems:
-            print(item.line())
+            print(item.line(), file=sys.stderr)
         if not quiet() and (verbose() or sys.stdout.isatty()):
             print(_summary_line(summary, time.monotonic() - started))
+    if interrupted.is_set():
+        raise Interrupted()  # one line and exit 130, after the run wound down
     if summary.needs_attention:
         raise typer.Exit(1)
 
@@ -128,13 +133,19 @@ def _summary_line(summary, seconds: float) -> str:
             f"in {seconds:.1f} s")
 
 
-def _on_signals(stop: threading.Event) -> None:
+def _on_signals(stop: threading.Event) -> threading.Event:
+    """SIGTERM and SIGINT stop the run cleanly; returns an event set by SIGINT (Ctrl-C)."""
+    interrupted = threading.Event()
+
     def handler(signum, frame):  # noqa: ARG001
+        if signum == signal.SIGINT:
+            interrupted.set()
         stop.set()
 
     if threading.current_thread() is threading.main_thread():
         signal.signal(signal.SIGTERM, handler)
         signal.signal(signal.SIGINT, handler)
+    return interrupted
 
 
 def _show_dry_run(jobs, as_json: bool) -> None:
