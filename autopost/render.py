@@ -15,6 +15,7 @@ from typing import Any
 
 from autopost import tables
 from autopost.models import Account, Attempt, Job, JobStatus
+from autopost.redact import safe_url
 from autopost.tables import FLEX, KEY, Cell, Column
 from autopost.timeparse import format_utc
 
@@ -98,7 +99,7 @@ def account_to_dict(account: Account, now: datetime) -> dict[str, Any]:
     return {
         "name": account.name,
         "platform": account.platform,
-        "base_url": account.base_url,
+        "base_url": safe_url(account.base_url),
         "state": account_state(account, now),
         "state_reason": account.state_reason,
         "blocked_until": utc(account.blocked_until) if account.is_blocked(now) else None,
@@ -269,7 +270,7 @@ def print_accounts(accounts: Iterable[Account], now: datetime) -> None:
         elif account.state_reason and state != "ok":
             state = f"{state}: {account.state_reason}"
         rows.append([account.name, account.platform, Cell(state, short=short),
-                     credential_text(account), account.base_url or ""])
+                     credential_text(account), safe_url(account.base_url) or ""])
     tables.emit(columns, rows)
 
 
