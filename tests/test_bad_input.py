@@ -829,3 +829,237 @@ def test_a_platform_error_quoting_a_secret_is_redacted_before_it_is_stored(
         assert any("[redacted]" in text for text in stored)
     finally:
         registry.unregister("quoting")
+
+
+# == the command line itself ===================================================================
+
+COMMANDS_WITH_TEXT = [
+    ["add", "{bad}", "-a", "demo", "--at", "+1h"],
+    ["add", "x", "-a", "{bad}", "--at", "+1h"],
+    ["add", "x", "-a", "demo", "--at", "{bad}"],
+    ["add", "x", "-a", "demo", "--at", "+1h", "--tz", "{bad}"],
+    ["add", "x", "-a", "demo", "--at", "+1h", "--key", "{bad}"],
+    ["add", "x", "-a", "demo", "--at", "+1h", "--media", "{bad}"],
+    ["list", "--account", "{bad}"],
+    ["show", "{bad}"],
+    ["accounts", "add", "{bad}", "-p", "outbox", "--credentials", "-"],
+    ["import", "{bad}"],
+    ["--config", "{bad}", "platforms"],
+    ["resolve", "{bad}", "--not-posted"],
+]
+
+
+@GEN
+@given(template=st.sampled_from(COMMANDS_WITH_TEXT), bad=BAD_BYTES, text=ASCII)
+def test_arguments_that_are_not_utf8(seeded, capsys, monkeypatch, template, bad, text):
+    value = os.fsdecode(text.encode() + bad)  # what Python makes of such bytes in argv
+    argv = [value if a == "{bad}" else a for a in template]
+    refused(seeded, capsys, monkeypatch, argv, stdin='{"path": "/tmp/x"}', part="UTF-8")
+
+
+@GEN
+@given(bad=BAD_BYTES, at=st.integers(0, 50), text=ASCII)
+def test_post_text_from_stdin_that_is_not_utf8(seeded, capsys, monkeypatch, bad, at, text):
+    refused(seeded, capsys, monkeypatch, ["add", "-", "-a", "demo", "--at", "+1h"],
+            stdin=spliced("post " + text, bad, at), part="UTF-8")
+
+
+NUMERIC_FLAGS = [
+    (["run-due", "--limit", "{n}"], "--limit"),
+    (["run-due", "--concurrency", "{n}"], "--concurrency"),
+    (["run-due", "--linger", "{n}"], "--linger"),
+    (["list", "--limit", "{n}"], "--limit"),
+    (["calendar", "--days", "{n}"], "--days"),
+    (["add", "x", "-a", "demo", "--at", "+1h", "--max-attempts", "{n}"], "--max-attempts"),
+    (["accounts", "add", "n", "-p", "outbox", "--credentials", "-", "--hourly-limit", "{n}"],
+     "--hourly-limit"),
+    (["accounts", "add", "n", "-p", "outbox", "--credentials", "-", "--daily-limit", "{n}"],
+     "--daily-limit"),
+    (["prune", "--older-than", "{n}"], "--older-than"),
+]
+BAD_NUMBERS = st.one_of(HUGE.map(str), NOT_FINITE, st.just("9" * 5000),
+                        st.just(str(10**12)), st.just("-0.5"))
+
+
+@GEN
+@given(flag=st.sampled_from(NUMERIC_FLAGS), value=BAD_NUMBERS)
+def test_numeric_flags_are_bounded(seeded, capsys, monkeypatch, flag, value):
+    template, name = flag
+    if name in ("--linger", "--older-than") and value in ("-0.5",):
+        value = "-1e400"
+    argv = [value if a == "{n}" else a for a in template]
+    line = refused(seeded, capsys, monkeypatch, argv, stdin='{"path": "/tmp/x"}', part=name)
+    assert len(line) < 300
+
+
+def test_an_absurd_time_zone_is_one_short_line(seeded, capsys, monkeypatch):
+    line = refused(seeded, capsys, monkeypatch,
+                   ["add", "x", "-a", "demo", "--at", "+1h", "--tz", "Z" * 10_000],
+                   part="time zone")
+    assert len(line) < 300
+
+
+@GEN
+@given(command=st.sampled_from([["list"], ["accounts", "list"], ["calendar"], ["show", "x"]]),
+       env=st.sampled_from([{"AUTOPOST_BUSY_TIMEOUT": "abc"},
+                            {"AUTOPOST_MAX_CONCURRENT_JOBS": str(10**12)},
+                            {"AUTOPOST_DEFAULT_BASE_DELAY": "inf"}]))
+def test_commands_that_only_read_check_the_settings_too(seeded, capsys, monkeypatch, command,
+                                                        env):
+    refused(seeded, capsys, monkeypatch, command, env=env, part=next(iter(env)))
+
+
+@GEN
+@given(command=st.sampled_from([["list"], ["show", "abcdefgh"], ["status"], ["quota"],
+                                ["calendar"], ["accounts", "list"], ["cancel", "abcdefgh"],
+                                ["retry", "abcdefgh"], ["accounts", "remove", "x"],
+                                ["run-due", "--dry-run"], ["add", "x", "-a", "demo", "--at",
+                                                           "+1h"],
+                                ["resolve", "abcdefgh", "--not-posted"]]),
+       name=st.sampled_from(["missing.db", "sub/dir/missing.db"]))
+def test_commands_never_create_a_missing_database(tmp_path, capsys, monkeypatch, isolated_env,
+                                                  command, name):
+    db = tmp_path / "nowhere" / name
+    code, out, err = invoke(["--db", str(db), *command], "", capsys, monkeypatch)
+    assert code == 3, err
+    assert err.splitlines() == [f"autopost: database not found: {db} (nothing was created)"]
+    assert not db.exists() and not (tmp_path / "nowhere").exists()
+
+
+def test_a_refused_first_account_creates_no_database(tmp_path, capsys, monkeypatch,
+                                                    isolated_env):
+    db = tmp_path / "new" / "autopost.db"
+    code, _, err = invoke(["--db", str(db), "accounts", "add", "n", "-p", "mastodon",
+                           "--credentials", "-", "--offline"], '{"access_token": "xxx"}',
+                          capsys, monkeypatch)
+    assert code == 2 and len(err.splitlines()) == 1
+    assert not db.exists()
+
+
+def test_accounts_list_never_shows_a_password_in_a_stored_base_url(seeded, capsys,
+                                                                   monkeypatch):
+    store = SqliteStore(seeded["db"])
+    store.add_account(Account(name="old", platform="outbox", credentials={"path": "/tmp/x"},
+                              base_url="https://user:pa55word-123@host.example/api"),
+                      now=utcnow())
+    store.close()
+    for argv in (["accounts", "list"], ["accounts", "list", "--json"]):
+        code, out, err = invoke(["--db", str(seeded["db"]), *argv], "", capsys, monkeypatch)
+        assert code == 0, err
+        assert "pa55word-123" not in out + err and "host.example" in out
+
+
+# -- run-due: internal errors, re-auth, Ctrl-C ---------------------------------------------------
+
+class BrokenAdapter(OutboxAdapter):
+    """An adapter with a bug that surfaces before any platform call."""
+
+    platform = "broken"
+
+    def __init__(self, *args, **kwargs):
+        raise RuntimeError("a bug in the adapter's set-up")
+
+
+class RevokedAdapter(OutboxAdapter):
+    platform = "revoked"
+
+    def publish(self, job, save_ref):
+        from autopost.models import ErrorKind
+        from autopost.platforms.base import PlatformError
+
+        raise PlatformError(ErrorKind.AUTH_REVOKED, "HTTP 401: The access token was revoked",
+                            http_status=401)
+
+
+@pytest.fixture
+def odd_platforms():
+    registry.register("broken", BrokenAdapter)
+    registry.register("revoked", RevokedAdapter)
+    yield
+    registry.unregister("broken")
+    registry.unregister("revoked")
+
+
+def _due(db: Path, account: str, platform: str, n: int = 3) -> list[str]:
+    store = SqliteStore(db)
+    now = utcnow()
+    store.add_account(Account(name=account, platform=platform,
+                              credentials={"path": str(db.parent / "out")}), now=now)
+    made = store.add_jobs([NewJob(account=account, platform=platform, text=f"post {i}",
+                                  scheduled_at=now) for i in range(n)], now=now)
+    store.close()
+    return [job.id for job, _ in made]
+
+
+def test_an_internal_error_in_run_due_exits_1_and_leaves_no_job_running(
+        seeded, capsys, monkeypatch, odd_platforms):
+    ids = _due(seeded["db"], "bug", "broken")
+    code, out, err = invoke(["--db", str(seeded["db"]), "run-due"], "", capsys, monkeypatch)
+    assert code == 1, err
+    lines = err.splitlines()
+    assert len(lines) == 1 and "internal error" in lines[0] and "bug" in lines[0], err
+    assert "Traceback" not in err + out
+    store = SqliteStore(seeded["db"])
+    try:
+        jobs = [store.get_job(i) for i in ids]
+    finally:
+        store.close()
+    assert [j.status for j in jobs] == ["pending"] * 3
+    assert all(j.attempts == 0 and j.lease_owner is None for j in jobs)
+
+
+def test_an_account_that_needs_reauth_is_loud_until_fixed(seeded, capsys, monkeypatch,
+                                                         odd_platforms):
+    _due(seeded["db"], "gone", "revoked", n=2)
+    db = ["--db", str(seeded["db"])]
+    code, out, err = invoke([*db, "run-due"], "", capsys, monkeypatch)
+    assert code == 1 and out == "", err
+    assert any("gone" in line and "revoked" in line for line in err.splitlines()), err
+    for _ in range(2):  # status says so, run after run, until the account is fixed
+        code, out, _ = invoke([*db, "status"], "", capsys, monkeypatch)
+        assert code == 1 and "account gone needs re-auth" in out
+        invoke([*db, "run-due"], "", capsys, monkeypatch)
+    store = SqliteStore(seeded["db"])
+    try:
+        assert {j.status for j in store.list_jobs(JobFilter(account="gone"))} == {"pending"}
+    finally:
+        store.close()
+
+
+def _wait_until_open(proc: subprocess.Popen, db: Path, timeout: float = 60) -> None:
+    """Wait (on observable state, not a guess) until the process has the database open."""
+    import time
+
+    deadline = time.monotonic() + timeout
+    fds = Path(f"/proc/{proc.pid}/fd")
+    while time.monotonic() < deadline:
+        assert proc.poll() is None, proc.communicate()
+        try:
+            if any(os.readlink(fd) == str(db) for fd in fds.iterdir()):
+                return
+        except OSError:
+            pass
+        time.sleep(0.01)
+    raise AssertionError("the process never opened the database")
+
+
+@pytest.mark.parametrize("path", ["idle-tick", "engine"])
+def test_ctrl_c_during_the_linger_wait_exits_130_with_one_line(seeded, path):
+    import signal
+
+    db = seeded["db"]
+    argv = [sys.executable, "-m", "autopost", "--db", str(db), "run-due", "--linger", "300"]
+    if path == "engine":
+        argv.append("--json")  # not the idle tick's: the full CLI and the engine wait
+    env = {k: v for k, v in os.environ.items() if not k.startswith("AUTOPOST_")}
+    proc = subprocess.Popen(argv, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True,
+                            env=env, cwd=seeded["tmp"])
+    try:
+        _wait_until_open(proc, db)
+        proc.send_signal(signal.SIGINT)
+        out, err = proc.communicate(timeout=60)
+    finally:
+        if proc.poll() is None:
+            proc.kill()
+    assert proc.returncode == 130, err
+    assert err.splitlines() == ["autopost: interrupted"], err
