@@ -194,13 +194,14 @@ def accounts_login(
     no_browser: Annotated[bool, typer.Option(
         "--no-browser", help="Only print the URL; do not open a browser.")] = False,
     port: Annotated[int, typer.Option(
-        "--port", min=0, max=65535, help="Port of the redirect URI "
+        "--port", click_type=params.WholeNumber(0, 65535), help="Port of the redirect URI "
         "http://127.0.0.1:PORT/callback registered with the platform's app.")] = 8765,
     paste: Annotated[bool, typer.Option(
         "--paste", help="On a machine without a browser: open the URL elsewhere, then paste "
         "the URL it was redirected to.")] = False,
     timeout: Annotated[float, typer.Option(
-        "--timeout", min=1, help="Seconds to wait for the redirect.")] = 300.0,
+        "--timeout", click_type=params.FiniteNumber(1.0, 86400.0),
+        help="Seconds to wait for the redirect.")] = 300.0,
     organization: Annotated[str | None, typer.Option(
         "--organization", metavar="ID", help="LinkedIn: post as this company page (its id "
         "or urn:li:organization:ID), which the member logging in administers.")] = None,

@@ -9,7 +9,6 @@ the checked options of its own platform, flat, with their declared types.
 
 from __future__ import annotations
 
-import json
 import re
 from collections.abc import Iterable, Sequence
 from dataclasses import dataclass
@@ -52,16 +51,20 @@ class Option:
         if kind == "int":
             if isinstance(value, bool):
                 raise UsageError(f"{where}: expected an integer")
+            from autopost.inputs import INT64_MAX, whole_number
+
             try:
-                return int(str(value).strip()) if not isinstance(value, int) else value
-            except ValueError:
-                raise UsageError(f"{where}: expected an integer") from None
+                return whole_number(value, where, lo=-INT64_MAX - 1, hi=INT64_MAX)
+            except UsageError:
+                raise UsageError(f"{where}: expected an integer (64 bits at most)") from None
         if kind == "object":
             if isinstance(value, str):
+                from autopost.inputs import BadJSON, parse_json
+
                 try:
-                    value = json.loads(value)
-                except json.JSONDecodeError:
-                    raise UsageError(f"{where}: expected a JSON object") from None
+                    value = parse_json(value)
+                except BadJSON as exc:
+                    raise UsageError(f"{where}: expected a JSON object ({exc})") from None
             if not isinstance(value, dict):
                 raise UsageError(f"{where}: expected a JSON object")
             return value
@@ -116,11 +119,13 @@ def from_json(value: Any) -> dict[str, Any]:
     if value is None or value == "":
         return {}
     if isinstance(value, str):
+        from autopost.inputs import BadJSON, parse_json
+
         try:
-            value = json.loads(value)
-        except json.JSONDecodeError:
-            raise UsageError('expected a JSON object, e.g. {"visibility": "unlisted"}'
-                             ) from None
+            value = parse_json(value)
+        except BadJSON as exc:
+            raise UsageError('expected a JSON object, e.g. {"visibility": "unlisted"} '
+                             f"({exc})") from None
     if not isinstance(value, dict):
         raise UsageError('expected a JSON object, e.g. {"visibility": "unlisted"}')
     return value
