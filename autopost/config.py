@@ -13,6 +13,9 @@ config.toml:
     max_concurrent_jobs = 8
     catch_up_window = "1h"       # a job nobody started this long after its time is `missed`
     expected_interval = "60s"    # how often cron runs run-due (for `status`)
+    busy_timeout = 30            # seconds to wait for another process's write lock
+
+Every value is bounded (see MAX_* below); nan, inf and integers past 64 bits are refused.
 
     [platforms.linkedin]
     api_version = "202603"       # LinkedIn-Version sent with every request (YYYYMM)
