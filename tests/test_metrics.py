@@ -77,6 +77,9 @@ def test_a_label_with_quotes_survives(cli, tmp_path):
 
 
 def test_prometheus_into_a_missing_folder_is_one_line(cli, tmp_path):
+    from autopost.store.sqlite import SqliteStore
+
+    SqliteStore(cli.db).close()  # status reads a database; it never creates one
     done = cli("status", "--prometheus", str(tmp_path / "nope" / "x.prom"))
     assert done.code == 2 and done.err_lines == [
         f"autopost: --prometheus: no such folder: {tmp_path / 'nope'}"]

@@ -94,7 +94,7 @@ def test_one_event_per_failure_to_both_receivers(cli, tmp_path):
         broken_account(cli, tmp_path, config)
         job = add_job(cli, "will fail", "-a", "broken", "--at", "now")
         run = cli("--config", str(config), "run-due")
-        assert run.code == 1 and f"job {job['id']}" in run.stdout
+        assert run.code == 1 and f"job {job['id']}" in run.stderr  # problem lines go to stderr
         (event,) = events(out)
         assert web.bodies == [event]
         assert (event["event"], event["job"], event["account"]) == ("failed", job["id"],
