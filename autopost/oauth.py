@@ -343,7 +343,7 @@ class OAuthAdapter(Adapter):
         return self.check().display
 
     def reconcile(self, job: Job):  # pragma: no cover - every subclass implements it
-        raise NotImplementedError
+        raise NotImplementedError  # abstract
 
 
 # -- the loopback redirect --------------------------------------------------------------

@@ -63,12 +63,12 @@ class ContainerAdapter(GraphAdapter):
     # -- hooks for each platform ---------------------------------------------------------
     def container_state(self, body: dict[str, Any]) -> tuple[str, str]:
         """(status, Meta's detail) from a container read."""
-        raise NotImplementedError
+        raise NotImplementedError  # abstract
 
     def container_params(self, job: Job, urls: list[str]) -> list[dict[str, Any]] | dict:
         """The parameters of the container to create; for a carousel, a list of its
         items' parameters followed by the carousel's own (with children filled in)."""
-        raise NotImplementedError
+        raise NotImplementedError  # abstract
 
     def publish_wait(self) -> float:
         """Seconds to let pass between making a container and publishing it."""
