@@ -97,7 +97,8 @@ class Engine:
                  sleep: Callable[[float], None] = time.sleep,
                  rng: random.Random | None = None,
                  client_factory: Callable[[], Any] | None = None,
-                 stop: threading.Event | None = None):
+                 stop: threading.Event | None = None,
+                 progress: Callable[[RunSummary, int], None] | None = None):
         self.store = store
         self.settings = settings
         self.clock = clock
@@ -111,6 +112,10 @@ class Engine:
         # back to pending, and claiming them again would only meet the bug again).
         self._bug = False
         self._released = 0  # workers the last commit let go to the platform
+        # Told (summary, jobs claimed and not yet finished) whenever either changes: what
+        # a person watching on a terminal sees. Called on the main thread.
+        self.progress = progress
+        self._holding: dict[str, set[str]] = {}  # each chain's jobs not yet finished
 
     # -- the run ---------------------------------------------------------------
     def run(self, opts: RunOptions) -> RunSummary:
@@ -210,6 +215,7 @@ class Engine:
                 for job in unknown:
                     name = f"reconcile:{job.id}"
                     active.add(name)
+                    self._holding[name] = {job.id}
                     account = self.store.get_account(job.account)
                     self._start(pool, inbox, run_id, name, account, [job], reconcile=True)
                 size = BATCH if budget is None else min(BATCH, budget)
@@ -224,10 +230,13 @@ class Engine:
                 for account, jobs in chains.items():
                     jobs.sort(key=lambda j: (j.scheduled_at, j.id))
                     active.add(account)
+                    self._holding[account] = {j.id for j in jobs}
                     self._start(pool, inbox, run_id, account, claim.accounts[account], jobs,
                                 reconcile=False)
                 want_claim = bool(claim.jobs or unknown) and len(active) < concurrency
                 claimed = claimed or bool(claim.jobs or unknown)
+                if claim.jobs or unknown or claim.deferred:
+                    self._tell(summary)
             if not active:
                 return budget, claimed
             if stop_at is not None and time.monotonic() > stop_at:
@@ -311,7 +320,18 @@ class Engine:
                     self._bug = True
                     summary.problems.append(Problem(None, m.account, "internal error", m.bug))
                 finished.append(m.account)
+        if done or finished:
+            for m in done:
+                for held in self._holding.values():
+                    held.discard(m.job.id)
+            for name in finished:
+                self._holding.pop(name, None)
+            self._tell(summary)
         return finished
+
+    def _tell(self, summary: RunSummary) -> None:
+        if self.progress is not None:
+            self.progress(summary, sum(len(held) for held in self._holding.values()))
 
     def _beat_every(self) -> float:
         return min(HEARTBEAT, self.settings.run.lease_seconds / 10)

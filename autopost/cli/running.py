@@ -61,10 +61,16 @@ def run_due(
     store = get_store(create=not dry_run)
     stop = threading.Event()
     interrupted = _on_signals(stop)
-    engine = Engine(store, settings, store_factory=lambda: reopen(store), stop=stop)
+    live = None if dry_run else _live_line(as_json, linger)
+    engine = Engine(store, settings, store_factory=lambda: reopen(store), stop=stop,
+                    progress=live)
     started = time.monotonic()
-    summary = engine.run(RunOptions(limit=limit, concurrency=concurrency, linger=linger,
-                                    dry_run=dry_run))
+    try:
+        summary = engine.run(RunOptions(limit=limit, concurrency=concurrency, linger=linger,
+                                        dry_run=dry_run))
+    finally:
+        if live is not None:
+            live.close()
     if dry_run:
         _show_dry_run(summary.would_publish, as_json)
         return
@@ -87,6 +93,23 @@ def run_due(
         raise Interrupted()  # one line and exit 130, after the run wound down
     if summary.needs_attention:
         raise typer.Exit(1)
+
+
+def show_progress(as_json: bool) -> bool:
+    """Whether run-due draws its live line: only for a person at a terminal (stderr is
+    one), never with -q or --json, so cron's mail stays empty when all went well."""
+    from autopost.tables import is_terminal
+
+    return not as_json and not quiet() and is_terminal(sys.stderr)
+
+
+def _live_line(as_json: bool, linger: float):
+    if not show_progress(as_json):
+        return None
+    from autopost.progress import LiveLine
+
+    until = datetime.now().astimezone() + timedelta(seconds=linger) if linger > 0 else None
+    return LiveLine(sys.stderr, watching_until=until)
 
 
 def ledger_path(store) -> Path:
