@@ -212,48 +212,6 @@ def show_job(job: Job, attempts: Sequence[Attempt], waiting: str | None = None) 
     write("\n" + tables.render_table(columns, table, width, colour))
 
 
-def waiting_reason(job: Job, account: Account | None, now: datetime, *,
-                   quota: tuple[int, int | None, int, int | None] | None = None) -> str | None:
-    """Why a job has not gone out yet, in one line (None once it is settled).
-
-    `quota` is (used in the last hour, hourly limit, used in the last day, daily limit)."""
-    status = job.status
-    if status == JobStatus.RUNNING:
-        until = f" (its lease ends {local(job.lease_expires_at)})" if job.lease_expires_at \
-            else ""
-        return f"a run is publishing it now{until}"
-    if status == JobStatus.UNKNOWN:
-        if job.next_attempt_at is not None:
-            return (f"its outcome is unknown; a run asks the platform again at "
-                    f"{local(job.next_attempt_at)}")
-        return ("its outcome is unknown: check the platform, then 'autopost resolve "
-                f"{job.id} --posted URL' or '--not-posted'")
-    if status != JobStatus.PENDING:
-        return None
-    if account is not None and str(account.state) == "needs_reauth":
-        why = f": {account.state_reason}" if account.state_reason else ""
-        return (f"account {account.name} needs re-auth{why} (runs skip it; 'autopost "
-                f"accounts add {account.name} --update' with new credentials)")
-    if account is not None and account.is_blocked(now):
-        return f"account {account.name} is rate-limited by the platform until " \
-               f"{local(account.blocked_until)}"
-    due = job.next_attempt_at or job.scheduled_at
-    if due > now:
-        if job.attempts:
-            return (f"retrying after attempt {job.attempts} of {job.max_attempts}: next at "
-                    f"{local(due)} (in {ago((due - now).total_seconds())})")
-        return f"scheduled for {local(due)} (in {ago((due - now).total_seconds())})"
-    if quota is not None:
-        hour, hourly, day, daily = quota
-        if hourly is not None and hour >= hourly:
-            return (f"over the hourly quota of account {job.account} ({hour}/{hourly} in the "
-                    "last hour): it goes out when the window frees a place")
-        if daily is not None and day >= daily:
-            return (f"over the daily quota of account {job.account} ({day}/{daily} in the "
-                    "last day): it goes out when the window frees a place")
-    return f"due since {local(due)}: the next run publishes it"
-
-
 def credential_text(account: Account) -> str:
     return ", ".join(f"{k}={v}" for k, v in credential_summary(account.credentials).items())
 
@@ -284,20 +242,37 @@ def bar(used: int, limit: int | None, colour: bool) -> Cell:
                 style=style if colour else None)
 
 
-def print_quota(rows: Sequence[dict[str, Any]]) -> None:
-    columns = [Column("ACCOUNT", KEY), Column("PLATFORM"), Column("LAST HOUR", KEY),
-               Column("LAST DAY", KEY), Column("BLOCKED UNTIL")]
+def print_quota(rows: Sequence[dict[str, Any]], now: datetime) -> None:
+    """Bars for the rolling hour and day, and when the account may post next: now, or the
+    time a full window frees a place, or the end of the platform's block (whichever is
+    last). Piped: account, platform, hour and day as used/limit, blocked until and next
+    post (ISO 8601 UTC, empty when none), tab-separated."""
     if not tables.is_terminal():
-        tables.emit(columns, [[r["account"], r["platform"],
-                               _used(r["hour"]), _used(r["day"]), r["blocked_until"] or ""]
-                              for r in rows])
+        sys.stdout.write(tables.render_tsv([
+            [r["account"], r["platform"], _used(r["hour"]), _used(r["day"]),
+             r["blocked_until"] or "", r["next_post_at"] or ""] for r in rows]))
         return
     colour = tables.use_colour()
-    table = [[r["account"], r["platform"], bar(r["hour"]["used"], r["hour"]["limit"], colour),
-              bar(r["day"]["used"], r["day"]["limit"], colour),
-              local(_parse(r["blocked_until"])) if r["blocked_until"] else "-"]
-             for r in rows]
-    tables.emit(columns, table)
+    columns = [Column("ACCOUNT", KEY), Column("LAST HOUR", KEY), Column("LAST DAY", KEY),
+               Column("NEXT POST"), Column("PLATFORM")]
+    tables.emit(columns, [[r["account"], bar(r["hour"]["used"], r["hour"]["limit"], colour),
+                           bar(r["day"]["used"], r["day"]["limit"], colour),
+                           next_post(r, now), r["platform"]] for r in rows])
+
+
+def next_post(row: dict[str, Any], now: datetime) -> Cell:
+    """`now`, or `10:32 UTC (hour full)`: the time the account may post again and why."""
+    if row["next_post_at"] is None:
+        return Cell("now")
+    at = _parse(row["next_post_at"])
+    why = ("rate-limited" if row["blocked_until"] == row["next_post_at"]
+           else "day full" if row["day"]["full_until"] == row["next_post_at"]
+           else "hour full")
+    same_day = at.astimezone().date() == now.astimezone().date()
+    when = at.astimezone().strftime("%H:%M" if same_day else "%m-%d %H:%M")
+    zone = at.astimezone().strftime("%Z")
+    return Cell(f"{when} {zone} ({why})".replace("  ", " "), short=when,
+                style="yellow" if why != "rate-limited" else "red")
 
 
 def _used(window: dict[str, Any]) -> str:

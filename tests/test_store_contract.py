@@ -801,6 +801,31 @@ def test_quota_usage_counts_posted_and_in_flight(store):
     assert store.quota_usage("a", now=NOW + timedelta(days=2)) == (1, 1)  # in flight only
 
 
+def test_quota_times_are_the_stamps_the_windows_count(store):
+    account(store, "a")
+    account(store, "b")
+    too_old, old, recent, running, unknown, other = add(
+        store, new("a", NOW - timedelta(days=3)), new("a", NOW - timedelta(hours=5)),
+        new("a", NOW - timedelta(hours=4)), new("a", NOW - timedelta(minutes=2)),
+        new("a", NOW - timedelta(minutes=1)), new("b", NOW - timedelta(hours=1)))
+    publish(store, too_old.id, NOW - timedelta(days=2))
+    publish(store, old.id, NOW - timedelta(hours=3))
+    publish(store, recent.id, NOW - timedelta(minutes=30))
+    publish(store, other.id, NOW - timedelta(minutes=50))
+    assert store.quota_times("a", now=NOW) == [NOW - timedelta(hours=3),
+                                               NOW - timedelta(minutes=30)]
+    got = claim(store, "r1")
+    assert {j.id for j in got.jobs} == {running.id, unknown.id}
+    store.dispatch([running.id, unknown.id], "r1", now=NOW)
+    assert finish(store, unknown.id, "r1", NOW, JobStatus.UNKNOWN, next_attempt_at=None)
+    # In flight (running) and maybe live (unknown): both count, as now.
+    assert store.quota_times("a", now=NOW) == [NOW - timedelta(hours=3),
+                                               NOW - timedelta(minutes=30), NOW, NOW]
+    assert len(store.quota_times("a", now=NOW)) == store.quota_usage("a", now=NOW)[1]
+    assert store.quota_times("b", now=NOW) == [NOW - timedelta(minutes=50)]
+    assert store.quota_times("nobody", now=NOW) == []
+
+
 def test_prune_deletes_old_finished_jobs_and_runs(store):
     account(store)
     posted, pending = add(store, new(at=NOW - timedelta(days=40)), new(at=NOW + timedelta(days=1)))

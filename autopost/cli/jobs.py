@@ -272,29 +272,33 @@ def show(
     store = get_store()
     job = store.get_job(job_id)
     attempts = store.attempts_for(job.id)
+    waiting = _waiting(store, job)
     if as_json:
-        render.print_json(render.job_with_attempts(job, attempts))
+        render.print_json({**render.job_with_attempts(job, attempts),
+                           "waiting": waiting.to_dict() if waiting else None})
     else:
-        render.show_job(job, attempts, _waiting(store, job))
+        render.show_job(job, attempts, waiting.message if waiting else None)
 
 
-def _waiting(store, job) -> str | None:
-    from autopost import render
+def _waiting(store, job):
+    """Why the job has not gone out (autopost.waiting), with its account's quota windows."""
+    from autopost.waiting import explain
 
     try:
         account = store.get_account(job.account)
     except NotFound:
         account = None
     at_now = now()
-    quota = None
-    due = job.next_attempt_at or job.scheduled_at
-    if account is not None and job.status == JobStatus.PENDING and due <= at_now:
+    hour = day = None
+    if account is not None and job.status == JobStatus.PENDING:
+        from autopost.quota import DAY, HOUR, window_state
         from autopost.services import account_limits
 
         hourly, daily = account_limits(account, get_settings())
-        hour, day = store.quota_usage(account.name, now=at_now)
-        quota = (hour, hourly, day, daily)
-    return render.waiting_reason(job, account, at_now, quota=quota)
+        stamps = store.quota_times(account.name, now=at_now)
+        hour = window_state(stamps, at_now, HOUR, hourly)
+        day = window_state(stamps, at_now, DAY, daily)
+    return explain(job, account, at_now, hour=hour, day=day)
 
 
 def _jobs(store, ids: list[str]):

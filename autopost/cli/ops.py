@@ -102,26 +102,41 @@ def quota(
     elif not rows:
         print("no accounts yet")
     else:
-        render.print_quota(rows)
+        render.print_quota(rows, at_now)
 
 
 def quota_rows(store, settings, at_now) -> list[dict]:
-    """Each account's use of its rolling windows (quota --json, status --prometheus)."""
-    from autopost import render, services
+    """Each account's use of its rolling windows, when a full one frees a place, and when
+    the account may post next (quota --json, status --prometheus)."""
+    from autopost import services
+    from autopost.quota import DAY, HOUR, window_state
 
     rows = []
     for account in store.list_accounts():
-        hour, day = store.quota_usage(account.name, now=at_now)
+        stamps = store.quota_times(account.name, now=at_now)
         hourly, daily = services.account_limits(account, settings)
+        hour = window_state(stamps, at_now, HOUR, hourly)
+        day = window_state(stamps, at_now, DAY, daily)
+        blocked = account.blocked_until if account.is_blocked(at_now) else None
+        waits = [t for t in (hour.full_until, day.full_until, blocked) if t is not None]
         rows.append({
             "account": account.name,
             "platform": account.platform,
-            "hour": {"used": hour, "limit": hourly},
-            "day": {"used": day, "limit": daily},
-            "blocked_until": render.utc(account.blocked_until)
-            if account.is_blocked(at_now) else None,
+            "hour": _window(hour),
+            "day": _window(day),
+            "blocked_until": _utc(blocked),
+            "next_post_at": _utc(max(waits)) if waits else None,
         })
     return rows
+
+
+def _window(state) -> dict:
+    return {"used": state.used, "limit": state.limit, "oldest_at": _utc(state.oldest_at),
+            "frees_at": _utc(state.frees_at), "full_until": _utc(state.full_until)}
+
+
+def _utc(value) -> str | None:
+    return format_utc(value) if value is not None else None
 
 
 @app.command()

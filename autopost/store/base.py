@@ -159,6 +159,13 @@ class Store(ABC):
         """(posts in the last hour, posts in the last day), in-flight jobs included."""
 
     @abstractmethod
+    def quota_times(self, account: str, *, now: datetime) -> list[datetime]:
+        """The times the account's quota windows count, oldest first: when each post of the
+        last day went out, and `now` (the store's clock, as in quota_usage) for each job
+        that may be live (running or unknown). From them `quota` tells when a full window
+        frees a place (quota.window_state)."""
+
+    @abstractmethod
     def prune(self, *, before: datetime, dry_run: bool = False) -> tuple[int, int]:
         """Delete finished jobs (posted/failed/cancelled/missed) updated before `before`,
         with their attempts, and older runs. Returns (jobs, runs) deleted; with `dry_run`,

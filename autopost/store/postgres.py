@@ -469,6 +469,9 @@ class PostgresStore(Store):
 
         return self._tx(body)
 
+    def quota_times(self, account: str, *, now: datetime) -> list[datetime]:
+        return sorted(self._tx(lambda c: _usage(c, account, self._now(c, now))))
+
     def prune(self, *, before: datetime, dry_run: bool = False) -> tuple[int, int]:
         cutoff = _t(before)
         if dry_run:

@@ -375,6 +375,9 @@ class SqliteStore(Store):
         hour = sum(1 for t in stamps if t > now - HOUR)
         return hour, len(stamps)
 
+    def quota_times(self, account: str, *, now: datetime) -> list[datetime]:
+        return sorted(_usage(self.conn, account, now))
+
     def prune(self, *, before: datetime, dry_run: bool = False) -> tuple[int, int]:
         cutoff = to_db(before)
         if dry_run:
