@@ -1,7 +1,10 @@
 """`autopost status --prometheus FILE`: the node_exporter textfile-collector format.
 
 The file is written to a temporary name in the same folder, flushed and renamed over
-FILE, so the collector never reads half a file. Metric names (all gauges):
+FILE, so the collector never reads half a file. A new file is private (0600). The
+collector usually runs as another user: give it read access once (`chgrp node_exporter
+FILE; chmod 0640 FILE`) and every rewrite keeps that group and those read bits (never
+write or execute bits). Metric names (all gauges):
 
   autopost_up                                 1 (the file was written by a status run)
   autopost_healthy                            1 when status found nothing to attend to
@@ -106,7 +109,8 @@ def collect(report: dict[str, Any], store, quotas: list[dict[str, Any]], now: da
 
 
 def write(path: Path, text: str) -> None:
-    """Atomically replace `path` with `text` (a private file, 0600)."""
+    """Atomically replace `path` with `text`: 0600 when new, else the read access the
+    operator gave the file before (its group and read bits)."""
     path = Path(path).expanduser()
     folder = path.parent
     if not folder.is_dir():
@@ -115,6 +119,7 @@ def write(path: Path, text: str) -> None:
         fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".tmp", dir=folder)
         try:
             with os.fdopen(fd, "w", encoding="utf-8") as fh:
+                _keep_access(fh.fileno(), path)
                 fh.write(text)
                 fh.flush()
                 os.fsync(fh.fileno())
@@ -124,3 +129,22 @@ def write(path: Path, text: str) -> None:
                 os.unlink(tmp)
     except OSError as exc:
         raise EnvironmentTrouble(f"--prometheus {path}: {exc.strerror or exc}") from None
+
+
+def _keep_access(fd: int, path: Path) -> None:
+    """Give the new file (fd, 0600) the group and read bits of the one it replaces."""
+    import stat
+
+    try:
+        old = os.lstat(path)
+    except FileNotFoundError:
+        return
+    if not stat.S_ISREG(old.st_mode):
+        return
+    read = stat.S_IMODE(old.st_mode) & 0o044
+    if read & 0o040 and old.st_gid != os.fstat(fd).st_gid:
+        try:
+            os.fchown(fd, -1, old.st_gid)
+        except OSError:  # not a member of that group: no group read for another group
+            read &= ~0o040
+    os.fchmod(fd, 0o600 | read)

@@ -8,9 +8,9 @@
 An event is one problem: a job failed or missed, a job's outcome is unknown and waits
 for the operator, an account needs re-auth, a token or API version is about to expire,
 or status found no recent run. Each occurrence is sent once: the ids of events already
-sent are kept in `notified.json` beside the database (0600), and a later occurrence of
-the same problem (a job failing again after a retry, another stale spell) is a new
-event. A delivery that fails is reported on stderr and never changes the command's
+sent are kept in a ledger beside the database (`autopost.db` -> `autopost.notified.json`;
+see Ledger), and a later occurrence of the same problem (a job failing again after a
+retry, another stale spell) is a new event. A delivery that fails is reported on stderr and never changes the command's
 exit status (a condition status reports is tried again by the next `status --notify`);
 each delivery has its timeout and the whole round gives up after DEADLINE seconds, so a
 dead receiver cannot hold a run.
@@ -21,6 +21,7 @@ from __future__ import annotations
 import fcntl
 import json
 import os
+import re
 import shlex
 import socket
 import subprocess
@@ -33,7 +34,8 @@ from pathlib import Path
 from typing import Any
 
 DEADLINE = 15.0          # seconds for one round of deliveries
-KEEP = 5000              # ids remembered (the oldest are forgotten first)
+KEEP = 5000              # one-off ids remembered (the oldest are forgotten first)
+MAX_LEDGER = 4 << 20     # a ledger file larger than this is not ours: start afresh
 
 
 @dataclass(frozen=True)
@@ -134,23 +136,33 @@ def deliver(target: Target, payload: dict[str, Any], client=None) -> list[str]:
 
 
 class Ledger:
-    """The ids already sent, in a small JSON file beside the database, under a lock so
-    overlapping runs do not both send one event."""
+    """The ids already sent, under a lock so overlapping runs do not both send one event.
 
-    def __init__(self, db_path: Path):
-        self.path = Path(db_path).with_name("notified.json")
+    The file is private (0600, in a folder made 0700), replaced atomically (a temporary
+    file in the same folder, fsynced, then renamed) and bounded: ids of conditions
+    (`cond:...`) stay while the condition holds and go when status sees it cleared;
+    every other id names one occurrence, and only the newest KEEP of those are kept.
+    One ledger per database: two databases in one folder keep separate ones."""
+
+    def __init__(self, db_path: Path | str):
+        self.path = ledger_file(db_path)
+        self.lock_path = self.path.with_name(f".{self.path.name}.lock")
 
     def __enter__(self) -> Ledger:
-        self.path.parent.mkdir(parents=True, exist_ok=True)
-        fd = os.open(self.path.with_suffix(".lock"), os.O_RDWR | os.O_CREAT, 0o600)
+        self.open()
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self.close()
+
+    def open(self) -> None:
+        """Take the lock and read the ids (OSError when the folder is not writable)."""
+        self.path.parent.mkdir(mode=0o700, parents=True, exist_ok=True)
+        fd = os.open(self.lock_path, os.O_RDWR | os.O_CREAT | os.O_NOFOLLOW, 0o600)
         self._lock = fd
         fcntl.flock(fd, fcntl.LOCK_EX)
-        try:
-            self.sent: list[str] = json.loads(self.path.read_text())["sent"]
-        except (OSError, ValueError, KeyError, TypeError):
-            self.sent = []
+        self.sent: list[str] = _read_ids(self.path)
         self._seen = set(self.sent)
-        return self
 
     def __contains__(self, event_id: str) -> bool:
         return event_id in self._seen
@@ -165,17 +177,61 @@ class Ledger:
         self.sent = [i for i in self.sent if not i.startswith("cond:") or i in current]
         self._seen = set(self.sent)
 
-    def __exit__(self, *exc: object) -> None:
+    def kept(self) -> list[str]:
+        """What is written back: every condition, and the newest KEEP other ids."""
+        others = [i for i in self.sent if not i.startswith("cond:")]
+        drop = set(others[:-KEEP]) if len(others) > KEEP else set()
+        return [i for i in dict.fromkeys(self.sent) if i not in drop]
+
+    def close(self) -> None:
+        """Write the ids back and let the lock go."""
         try:
-            data = json.dumps({"sent": self.sent[-KEEP:]})
-            tmp = self.path.with_name(f".{self.path.name}.{os.getpid()}.tmp")
-            fd = os.open(tmp, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o600)
-            with os.fdopen(fd, "w") as fh:
-                fh.write(data)
-            os.replace(tmp, self.path)
+            _write_private(self.path, json.dumps({"sent": self.kept()}))
+        except OSError as exc:  # the events went out; forgetting them only risks a repeat
+            sys.stderr.write(f"autopost: notify: could not save {self.path}: "
+                             f"{exc.strerror or exc}\n")
         finally:
             fcntl.flock(self._lock, fcntl.LOCK_UN)
             os.close(self._lock)
+
+
+def ledger_file(db_path: Path | str) -> Path:
+    """`DIR/NAME.db` -> `DIR/NAME.notified.json`."""
+    path = Path(db_path)
+    return path.with_name(f"{path.stem}.notified.json")
+
+
+def _read_ids(path: Path) -> list[str]:
+    """The ids in a ledger file; none when it is missing, unreadable, too big or not a
+    ledger (the next write replaces it)."""
+    try:
+        fd = os.open(path, os.O_RDONLY | os.O_NOFOLLOW)
+    except OSError:
+        return []
+    try:
+        with os.fdopen(fd, "rb") as fh:
+            raw = fh.read(MAX_LEDGER + 1)
+        if len(raw) > MAX_LEDGER:
+            return []
+        ids = json.loads(raw)["sent"]
+    except (OSError, ValueError, KeyError, TypeError):
+        return []
+    return [i for i in ids if isinstance(i, str)] if isinstance(ids, list) else []
+
+
+def _write_private(path: Path, text: str) -> None:
+    import tempfile
+
+    fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".tmp", dir=path.parent)
+    try:
+        with os.fdopen(fd, "w", encoding="utf-8") as fh:  # mkstemp makes it 0600
+            fh.write(text)
+            fh.flush()
+            os.fsync(fh.fileno())
+        os.replace(tmp, path)
+    finally:
+        if os.path.exists(tmp):
+            os.unlink(tmp)
 
 
 def send(target: Target, events: Sequence[Event], db_path: Path, *,
@@ -188,7 +244,15 @@ def send(target: Target, events: Sequence[Event], db_path: Path, *,
     now = now or datetime.now(UTC)
     failures: list[str] = []
     deadline = time.monotonic() + DEADLINE
-    with Ledger(db_path) as ledger:
+    ledger = Ledger(db_path)
+    try:
+        ledger.open()
+    except OSError as exc:  # without the ledger every run would send everything again
+        line = (f"notify: cannot keep track of what was sent ({exc.strerror or exc}: "
+                f"{ledger_file(db_path)}); nothing sent")
+        sys.stderr.write(f"autopost: {line}\n")
+        return [line]
+    try:
         if conditions:
             ledger.forget_cleared({e.id for e in events})
         for event in events:
@@ -202,6 +266,8 @@ def send(target: Target, events: Sequence[Event], db_path: Path, *,
                 failures += problems
             else:
                 ledger.add(event.id)
+    finally:
+        ledger.close()
     for line in dict.fromkeys(failures):
         sys.stderr.write(f"autopost: {line}\n")
     return failures
@@ -236,7 +302,9 @@ def status_events(report: dict[str, Any]) -> list[Event]:
         if kind in _UNHEALTHY:
             events.append(Event(f"cond:unhealthy:{kind}", "unhealthy", p["message"]))
         elif kind in ("needs_reauth", "expiring"):
-            tail = "" if kind == "needs_reauth" else f":{p['message']}"
+            # A warning's numbers move from day to day ("in 5 day(s)", "11 months old"):
+            # the same warning with other numbers is the same occurrence.
+            tail = "" if kind == "needs_reauth" else ":" + re.sub(r"\d+", "#", p["message"])
             events.append(Event(f"cond:{kind}:{p['account']}{tail}", kind, p["message"],
                                 account=p["account"]))
     for job_id in report["unknown"]:

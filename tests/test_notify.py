@@ -107,7 +107,7 @@ def test_one_event_per_failure_to_both_receivers(cli, tmp_path):
         assert cli("--config", str(config), "run-due").code == 1
         assert [e["job"] for e in events(out)] == [job["id"], job["id"]]
         assert len(web.bodies) == 2 and web.bodies[0]["id"] != web.bodies[1]["id"]
-    ledger = cli.db.with_name("notified.json")
+    ledger = cli.db.with_name("autopost.notified.json")
     assert oct(ledger.stat().st_mode & 0o777) == "0o600"
 
 
