@@ -10,10 +10,10 @@ for the operator, an account needs re-auth, a token or API version is about to e
 or status found no recent run. Each occurrence is sent once: the ids of events already
 sent are kept in a ledger beside the database (`autopost.db` -> `autopost.notified.json`;
 see Ledger), and a later occurrence of the same problem (a job failing again after a
-retry, another stale spell) is a new event. A delivery that fails is reported on stderr and never changes the command's
-exit status (a condition status reports is tried again by the next `status --notify`);
-each delivery has its timeout and the whole round gives up after DEADLINE seconds, so a
-dead receiver cannot hold a run.
+retry, another stale spell) is a new event. A delivery that fails is reported on stderr
+and never changes the command's exit status (a condition status reports is tried again
+by the next `status --notify`); each delivery has its timeout and the whole round gives
+up after DEADLINE seconds, so a dead receiver cannot hold a run.
 """
 
 from __future__ import annotations
@@ -294,8 +294,9 @@ def run_events(problems: Sequence[Any], run_id: str) -> list[Event]:
 _UNHEALTHY = ("never_run", "no_recent_run", "overdue")
 
 
-def status_events(report: dict[str, Any]) -> list[Event]:
-    """The conditions status found that a person should hear about once."""
+def status_events(report: dict[str, Any], waiting: Sequence[str] = ()) -> list[Event]:
+    """The conditions status found that a person should hear about once; `waiting`: the
+    unknown jobs that wait for the operator (not those a run will ask about again)."""
     events = []
     for p in report["problems"]:
         kind = p["kind"]
@@ -307,7 +308,7 @@ def status_events(report: dict[str, Any]) -> list[Event]:
             tail = "" if kind == "needs_reauth" else ":" + re.sub(r"\d+", "#", p["message"])
             events.append(Event(f"cond:{kind}:{p['account']}{tail}", kind, p["message"],
                                 account=p["account"]))
-    for job_id in report["unknown"]:
+    for job_id in waiting:
         events.append(Event(f"unknown:{job_id}", "unknown",
                             f"job {job_id}: its outcome is unknown; check the platform, then "
                             f"'autopost resolve {job_id} --posted URL' or '--not-posted'",

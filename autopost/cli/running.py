@@ -215,8 +215,11 @@ def status(
     if send and settings.notify is not None:
         from autopost import notify
 
-        notify.send(settings.notify, notify.status_events(report), ledger_path(store),
-                    conditions=True)
+        # Unknown jobs a run will reconcile by itself are nobody's problem yet.
+        waiting = [j.id for j in store.list_jobs(JobFilter(status=JobStatus.UNKNOWN))
+                   if j.next_attempt_at is None]
+        notify.send(settings.notify, notify.status_events(report, waiting),
+                    ledger_path(store), conditions=True)
     elif send and sys.stderr.isatty():  # under cron, no [notify] is no news
         say_error("--notify: no [notify] in the config; nothing sent")
     if as_json:

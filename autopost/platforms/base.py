@@ -104,6 +104,17 @@ def platform_options(options: dict[str, Any], platform: str) -> dict[str, Any]:
     return merged
 
 
+# A token nothing renews is announced by `status` this long before it expires.
+TOKEN_WARN_AHEAD = timedelta(days=7)
+
+
+def _time_left(seconds: float) -> str:
+    for size, unit in ((86400, "day"), (3600, "hour"), (60, "minute")):
+        if seconds >= size:
+            return f"in {round(seconds / size)} {unit}(s)"
+    return "in under a minute"
+
+
 _PLACEHOLDERS = {
     "changeme", "changethis", "replaceme", "yourtoken", "yourtokenhere", "tokenhere",
     "yourkey", "yourapikey", "yoursecret", "yourpassword", "yourapppassword",
@@ -218,7 +229,29 @@ class Adapter(ABC):
     @classmethod
     def status_warnings(cls, account: Account, policy: Any, now: datetime) -> list[str]:
         """What `autopost status` should say about this account before it breaks
-        (a token about to expire, an API version about to be retired)."""
+        (a token about to expire, an API version about to be retired). By default: a
+        token that expires within a week and nothing renews (no refresh token), and a
+        long-lived token renewed ahead of its expiry (refresh_ahead) that half of that
+        time has passed without renewing (runs renew it only when they post for it)."""
+        expires = account.token_expires_at
+        if expires is None:
+            return []
+        name, stamp = account.name, expires.strftime("%Y-%m-%dT%H:%M:%SZ")
+        login = f"run 'autopost accounts login {name}'"
+        oauth = getattr(cls, "oauth", None)
+        by_refresh_token = oauth is not None and getattr(oauth, "issues_refresh_token", False)
+        renews = cls.refreshable and (not by_refresh_token
+                                      or bool(account.credentials.get("refresh_token")))
+        if expires <= now:
+            return [] if renews and cls.refresh_ahead is None else [
+                f"account {name}: the {cls.platform} token expired {stamp}; {login}"]
+        left = _time_left((expires - now).total_seconds())
+        if not renews and expires - now <= TOKEN_WARN_AHEAD:
+            return [f"account {name}: the {cls.platform} token expires {stamp} ({left}) "
+                    f"and nothing renews it; {login}"]
+        if renews and cls.refresh_ahead is not None and expires - now <= cls.refresh_ahead / 2:
+            return [f"account {name}: the {cls.platform} token expires {stamp} ({left}) "
+                    f"and has not been renewed; 'autopost accounts check {name}' renews it"]
         return []
 
     @classmethod
