@@ -176,3 +176,19 @@ def test_run_due_problems_are_objects(cli, tmp_path):
     assert (problem["job"], problem["account"], problem["kind"]) == (job["id"], "broken",
                                                                      "failed")
     assert "a-file" in problem["message"]
+
+
+@pytest.mark.parametrize("dry_run", [False, True])
+def test_a_disabled_run_due_keeps_json_on_stdout(cli, demo, dry_run):
+    add_job(cli, "due", "-a", demo, "--at", "now")
+    args = ["run-due", "--json"] + (["--dry-run"] if dry_run else [])
+    out = cli(*args, env={"AUTOPOST_ENABLED": "false"})
+    assert out.code == 0 and "run-due is disabled" in out.stderr
+    data = out.json()
+    if dry_run:
+        assert data == []
+        check(data, COMMANDS["autopost run-due --dry-run --json"], "run-due --dry-run")
+    else:
+        check(data, COMMANDS["autopost run-due --json"], "run-due")
+        assert data["run_id"] is None and data["posted"] == 0 and data["problems"] == []
+    assert [j["status"] for j in cli("list", "--json").json()] == ["pending"]

@@ -86,3 +86,4 @@ def test_status_warns_about_a_token_before_it_breaks(platform, expires, creds, e
     else:
         (line,) = got
         assert line.startswith("account acct: the ") and expect in line, line
+

@@ -55,8 +55,16 @@ def run_due(
 
     settings = get_settings()
     if not settings.run.enabled:
-        print("autopost: run-due is disabled (AUTOPOST_ENABLED=false or [run] enabled = false);"
-              " nothing done")
+        message = ("autopost: run-due is disabled (AUTOPOST_ENABLED=false or [run] enabled "
+                   "= false); nothing done")
+        if as_json:  # stdout stays one JSON document: a run that did nothing
+            from autopost.engine import RunSummary
+
+            print(message, file=sys.stderr)
+            print("[]" if dry_run else json.dumps(
+                {"run_id": None, **RunSummary(run_id="").counts(), "problems": []}, indent=2))
+        else:
+            print(message)
         return
     store = get_store(create=not dry_run)
     stop = threading.Event()
