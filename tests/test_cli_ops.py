@@ -254,3 +254,10 @@ def test_cron_prints_mailto_notify_and_systemd_wiring(cli, demo):
     assert "OnFailure=autopost-failed@%n.service" in out
     assert "EnvironmentFile=-%h/.config/autopost/env" in out
     assert "[Unit]\nDescription=autopost: %i failed" in out
+    # systemd gets the status timer cron has: notify and metrics every 10 minutes.
+    status = out.split("autopost-status.service")[1].split("autopost-status.timer")[0]
+    assert f"ExecStart={sys.executable} -m autopost --db {cli.db} status --notify -q " \
+           f"--prometheus {cli.db.with_name('autopost.prom')}" in status
+    assert "SuccessExitStatus=1" in status and "EnvironmentFile=" in status
+    assert "OnUnitActiveSec=10min" in out
+    assert "enable --now autopost.timer autopost-status.timer" in out

@@ -297,6 +297,28 @@ AccuracySec=1s
 [Install]
 WantedBy=timers.target
 
+# ~/.config/systemd/user/autopost-status.service: as the */10 cron line above
+[Unit]
+Description=autopost: tell [notify] about problems, refresh the metrics file
+
+[Service]
+Type=oneshot
+EnvironmentFile=-%h/.config/autopost/env
+ExecStart={status} --notify -q --prometheus {metrics}
+# status exits 1 while something needs a human: [notify] tells, it is no unit failure.
+SuccessExitStatus=1
+
+# ~/.config/systemd/user/autopost-status.timer
+[Unit]
+Description=Run autopost status every 10 minutes
+
+[Timer]
+OnBootSec=2min
+OnUnitActiveSec=10min
+
+[Install]
+WantedBy=timers.target
+
 # ~/.config/systemd/user/autopost-failed@.service: mails the failed unit's last lines
 [Unit]
 Description=autopost: %i failed
@@ -305,7 +327,8 @@ Description=autopost: %i failed
 Type=oneshot
 ExecStart=/bin/sh -c 'journalctl --user -u %i -n 40 | mail -s "autopost: %i failed" "$USER"'
 
-# then: systemctl --user daemon-reload && systemctl --user enable --now autopost.timer
+# then: systemctl --user daemon-reload
+#       systemctl --user enable --now autopost.timer autopost-status.timer
 """
 
 
