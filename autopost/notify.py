@@ -60,7 +60,8 @@ class Event:
     def to_dict(self, now: datetime) -> dict[str, Any]:
         return {"event": self.kind, "id": self.id, "job": self.job, "account": self.account,
                 "message": self.message, "time": now.strftime("%Y-%m-%dT%H:%M:%SZ"),
-                "host": socket.gethostname(), "source": "autopost"}
+                "host": os.environ.get("AUTOPOST_HOST") or socket.gethostname(),
+                "source": "autopost"}
 
 
 def target_from(table: dict[str, Any]) -> Target:

@@ -87,3 +87,14 @@ def test_status_warns_about_a_token_before_it_breaks(platform, expires, creds, e
         (line,) = got
         assert line.startswith("account acct: the ") and expect in line, line
 
+
+
+def test_an_event_names_the_host_as_runs_do(monkeypatch):
+    from autopost.notify import Event
+
+    monkeypatch.setenv("AUTOPOST_HOST", "web-3")
+    assert Event("x", "failed", "m").to_dict(NOW)["host"] == "web-3"
+    monkeypatch.delenv("AUTOPOST_HOST")
+    import socket
+
+    assert Event("x", "failed", "m").to_dict(NOW)["host"] == socket.gethostname()
