@@ -63,3 +63,9 @@ def window_state(stamps: Sequence[datetime], now: datetime, window: timedelta,
     return WindowState(used=len(inside), limit=limit, oldest_at=oldest,
                        frees_at=oldest + window if oldest is not None else None,
                        full_until=full_until)
+
+
+def windows(stamps: Sequence[datetime], now: datetime, hourly: int | None,
+            daily: int | None) -> tuple[WindowState, WindowState]:
+    """The rolling hour and day, from the store's quota_times and the account's limits."""
+    return (window_state(stamps, now, HOUR, hourly), window_state(stamps, now, DAY, daily))

@@ -291,13 +291,11 @@ def _waiting(store, job):
     at_now = now()
     hour = day = None
     if account is not None and job.status == JobStatus.PENDING:
-        from autopost.quota import DAY, HOUR, window_state
+        from autopost.quota import windows
         from autopost.services import account_limits
 
-        hourly, daily = account_limits(account, get_settings())
-        stamps = store.quota_times(account.name, now=at_now)
-        hour = window_state(stamps, at_now, HOUR, hourly)
-        day = window_state(stamps, at_now, DAY, daily)
+        hour, day = windows(store.quota_times(account.name, now=at_now), at_now,
+                            *account_limits(account, get_settings()))
     return explain(job, account, at_now, hour=hour, day=day)
 
 

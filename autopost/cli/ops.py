@@ -109,14 +109,12 @@ def quota_rows(store, settings, at_now) -> list[dict]:
     """Each account's use of its rolling windows, when a full one frees a place, and when
     the account may post next (quota --json, status --prometheus)."""
     from autopost import services
-    from autopost.quota import DAY, HOUR, window_state
+    from autopost.quota import windows
 
     rows = []
     for account in store.list_accounts():
-        stamps = store.quota_times(account.name, now=at_now)
-        hourly, daily = services.account_limits(account, settings)
-        hour = window_state(stamps, at_now, HOUR, hourly)
-        day = window_state(stamps, at_now, DAY, daily)
+        hour, day = windows(store.quota_times(account.name, now=at_now), at_now,
+                            *services.account_limits(account, settings))
         blocked = account.blocked_until if account.is_blocked(at_now) else None
         waits = [t for t in (hour.full_until, day.full_until, blocked) if t is not None]
         rows.append({
