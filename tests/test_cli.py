@@ -498,9 +498,16 @@ def test_quota(cli, tmp_path, demo):
         store.claim("run-q", now=datetime.now(UTC) + timedelta(seconds=1), lease=300, limit=5,
                     per_account=5, limits_for=lambda a: (None, None))
     rows = {r["account"]: r for r in cli("quota", "--json").json()}
-    assert rows["capped"]["day"] == {"used": 1, "limit": 2}
-    assert rows["capped"]["hour"] == {"used": 1, "limit": None}
-    assert rows["demo"]["day"] == {"used": 0, "limit": None}
+
+    def use(window):
+        return {k: window[k] for k in ("used", "limit", "full_until")}
+
+    assert use(rows["capped"]["day"]) == {"used": 1, "limit": 2, "full_until": None}
+    assert use(rows["capped"]["hour"]) == {"used": 1, "limit": None, "full_until": None}
+    assert rows["capped"]["hour"]["oldest_at"] is not None  # the job in flight
+    assert rows["demo"]["day"] == {"used": 0, "limit": None, "oldest_at": None,
+                                   "frees_at": None, "full_until": None}
+    assert rows["capped"]["next_post_at"] is None
     assert cli("show", job["id"], "--json").json()["status"] == "running"
     table = cli("quota")
     assert table.code == 0 and "capped" in table.stdout and "1/2" in table.stdout

@@ -141,9 +141,10 @@ def test_settings_and_overview_commands(proc, demo):
             "hourly_limit", "daily_limit", "retryable", "supported"} <= set(platforms[0])
     assert "facebook" in proc("platforms").stdout
     quota = proc("quota", "--json").json()
-    assert quota == [{"account": "demo", "platform": "outbox",
-                      "hour": {"used": 0, "limit": None}, "day": {"used": 0, "limit": None},
-                      "blocked_until": None}]
+    empty = {"used": 0, "limit": None, "oldest_at": None, "frees_at": None,
+             "full_until": None}
+    assert quota == [{"account": "demo", "platform": "outbox", "hour": empty, "day": empty,
+                      "blocked_until": None, "next_post_at": None}]
     assert "demo" in proc("quota").stdout
     days = proc("calendar", "--json").json()
     assert [j["text"] for d in days for j in d["jobs"]] == ["soon"]
