@@ -7,9 +7,11 @@ from datetime import timedelta
 
 import pytest
 
-from autopost.engine import RunOptions
-from autopost.models import AccountState, ErrorKind, JobStatus
+from autopost import engine as engine_module
+from autopost.engine import Engine, RunOptions
+from autopost.models import AccountState, ErrorKind, JobStatus, NewJob
 from autopost.platforms.base import PlatformError, Verdict
+from autopost.store.sqlite import SqliteStore
 from tests.enginekit import Kit
 
 
@@ -382,3 +384,53 @@ def test_lingering_run_waits_while_another_run_holds_the_account(kit):
     kit.run(linger=20)  # must pause between looks, not spin (the fake clock only moves on sleep)
     assert (kit.clock() - start).total_seconds() >= 20
     assert kit.job(waiting.id).status == JobStatus.PENDING and kit.world.calls == []
+
+
+@pytest.mark.parametrize("linger", [0, 30])
+def test_an_accounts_next_job_is_claimed_as_the_one_before_ends(kit, linger):
+    # Each job falls due while the one before it (same account) is on the platform, so
+    # it is never in the chain the claim before handed out: it must be claimed when that
+    # chain ends, not after a poll (and a run without --linger must not end without it).
+    start = kit.clock()
+    jobs = [kit.add("a", f"step {i}", at=start + timedelta(seconds=0.05 * i))
+            for i in range(4)]
+    for i in range(3):
+        kit.world.script[f"step {i}"] = [lambda: kit.clock.advance(0.1)]  # a 100 ms call
+    sleeps: list[float] = []
+
+    def sleep(seconds: float) -> None:
+        if len(kit.world.ledger) < len(jobs):
+            sleeps.append(seconds)
+        kit.clock.advance(seconds)
+
+    engine = Engine(kit.store, kit.settings, store_factory=lambda: SqliteStore(kit.path),
+                    clock=kit.clock, sleep=sleep, rng=kit.rng)
+    summary = engine.run(RunOptions(concurrency=2, linger=linger))
+    assert summary.posted == 4
+    assert [kit.world.calls.count(("a", f"step {i}")) for i in range(4)] == [1, 1, 1, 1]
+    assert sleeps == []  # no wait of any kind while a due job was left
+    posted = [kit.job(j.id).posted_at for j in jobs]
+    assert (posted[-1] - start).total_seconds() == pytest.approx(0.3)
+
+
+@pytest.mark.parametrize("linger", [0, 30])
+def test_jobs_past_one_claims_batch_are_claimed_without_a_poll(kit, linger):
+    # More due jobs for one account than one claim hands out: the rest were due all along
+    # and become claimable the moment the account's chain ends.
+    start = kit.clock()
+    n = engine_module.BATCH + 5
+    kit.store.add_jobs([NewJob(account="a", platform="scripted", text=f"bulk {i}",
+                               scheduled_at=start - timedelta(seconds=n - i))
+                        for i in range(n)], now=start)
+    sleeps: list[float] = []
+
+    def sleep(seconds: float) -> None:
+        if len(kit.world.ledger) < n:
+            sleeps.append(seconds)
+        kit.clock.advance(seconds)
+
+    engine = Engine(kit.store, kit.settings, store_factory=lambda: SqliteStore(kit.path),
+                    clock=kit.clock, sleep=sleep, rng=kit.rng)
+    summary = engine.run(RunOptions(linger=linger))
+    assert summary.posted == n and len(kit.world.ledger) == n
+    assert sleeps == []
