@@ -40,6 +40,7 @@ from autopost.store.schema import migrate
 from autopost.store.timefmt import from_db, to_db
 
 _FINISHED = ("posted", "failed", "cancelled", "missed")
+_CHUNK = 500  # ids per IN (...) list, well under SQLite's limit on parameters
 
 
 class SqliteStore(Store):
@@ -509,17 +510,19 @@ class SqliteStore(Store):
             finally:
                 c.row_factory = None
             until = to_db(now + timedelta(seconds=lease))
-            c.executemany(
-                "UPDATE jobs SET status = 'running', lease_owner = ?, lease_expires_at = ?, "
-                "dispatched = 0, updated_at = ? WHERE id = ?",
-                [(run_id, until, stamp, jid) for jid in chosen])
+            # The claimed rows come back from the UPDATE itself: no second read.
+            jobs = {j.id: j for j in _update_returning(
+                c, "UPDATE jobs SET status = 'running', lease_owner = ?, lease_expires_at = ?, "
+                   "dispatched = 0, updated_at = ? WHERE id IN ({ids}) RETURNING *",
+                (run_id, until, stamp), chosen)}
             for jid, slot in deferred:
                 c.execute("UPDATE jobs SET next_attempt_at = ?, updated_at = ? WHERE id = ?",
                           (to_db(slot), stamp, jid))
                 n = c.execute("SELECT attempts FROM jobs WHERE id = ?", (jid,)).fetchone()[0]
                 _audit(c, jid, n, run_id, now, "deferred",
                        f"account quota reached; deferred to {to_db(slot)}")
-        jobs = {j.id: j for j in self._jobs_by_ids(chosen + [j for j, _ in deferred])}
+        if deferred:
+            jobs.update({j.id: j for j in self._jobs_by_ids([j for j, _ in deferred])})
         return Claim(jobs=[jobs[j] for j in chosen],
                      deferred=[(jobs[j], slot) for j, slot in deferred],
                      accounts={jobs[j].account: accounts[jobs[j].account] for j in chosen})
@@ -541,13 +544,13 @@ class SqliteStore(Store):
 
     def record(self, results: Sequence[Result]) -> list[bool]:
         with self._write() as c:
-            return [_record_one(c, res) for res in results]
+            return _record_all(c, results)
 
     def dispatch_and_record(self, job_ids, results, run_id, *, now, lease=None):
         # One transaction, so one fsync'd commit where dispatch() + record() took two.
         with self._write() as c:
             numbers = _dispatch(c, job_ids, run_id, now, lease) if job_ids else {}
-            applied = [_record_one(c, res) for res in results]
+            applied = _record_all(c, results)
         return numbers, applied
 
     def release(self, job_ids, run_id, *, now):
@@ -654,30 +657,115 @@ def _usage(c, account: str, now: datetime) -> list[datetime]:
 
 def _dispatch(c, job_ids: Sequence[str], run_id: str, now: datetime,
               lease: float | None) -> dict[str, int]:
-    numbers: dict[str, int] = {}
     stamp = to_db(now)
     if lease is not None:
         # A heartbeat: the run is alive, so the jobs it holds keep their leases.
         c.execute("UPDATE jobs SET lease_expires_at = ? WHERE status IN ('running', 'unknown') "
                   "AND lease_owner = ?", (to_db(now + timedelta(seconds=lease)), run_id))
-    for jid in job_ids:
-        # Only under a live lease: a run that lost it never reaches the platform. A running
-        # job spends an attempt; an unknown one is being settled by a resend, which is not
-        # an attempt (its row carries the attempt it settles).
-        row = c.execute(
-            "UPDATE jobs SET dispatched = 1, updated_at = ?, "
-            "attempts = attempts + (status = 'running') "
-            "WHERE id = ? AND lease_owner = ? AND lease_expires_at > ? "
-            "AND status IN ('running', 'unknown') RETURNING attempts, status",
-            (stamp, jid, run_id, stamp)).fetchone()
-        if row is None:
-            continue
-        numbers[jid] = row[0]
-        c.execute("INSERT INTO attempts (job_id, number, run_id, started_at, decision) "
-                  "VALUES (?, ?, ?, ?, ?)",
-                  (jid, row[0], run_id, stamp,
-                   "resent to settle an unknown outcome" if row[1] == "unknown" else None))
+    if not job_ids:
+        return {}
+    # Only under a live lease: a run that lost it never reaches the platform. A running
+    # job spends an attempt; an unknown one is being settled by a resend, which is not
+    # an attempt (its row carries the attempt it settles). One statement for the marks.
+    marked: dict[str, tuple[int, str]] = {}
+    for i in range(0, len(job_ids), _CHUNK):
+        chunk = list(job_ids[i:i + _CHUNK])
+        marks = ", ".join("?" for _ in chunk)
+        for jid, attempts, status in c.execute(
+                "UPDATE jobs SET dispatched = 1, updated_at = ?, "
+                f"attempts = attempts + (status = 'running') WHERE id IN ({marks}) "
+                "AND lease_owner = ? AND lease_expires_at > ? "
+                "AND status IN ('running', 'unknown') RETURNING id, attempts, status",
+                (stamp, *chunk, run_id, stamp)):
+            marked[jid] = (attempts, status)
+    numbers = {jid: marked[jid][0] for jid in job_ids if jid in marked}
+    c.executemany(
+        "INSERT INTO attempts (job_id, number, run_id, started_at, decision) "
+        "VALUES (?, ?, ?, ?, ?)",
+        [(jid, n, run_id, stamp,
+          "resent to settle an unknown outcome" if marked[jid][1] == "unknown" else None)
+         for jid, n in numbers.items()])
     return numbers
+
+
+def _update_returning(c, sql: str, params: tuple, ids: Sequence[str]) -> list[Job]:
+    """An UPDATE ... WHERE id IN ({ids}) ... RETURNING *, in chunks, as jobs."""
+    out: list[Job] = []
+    for i in range(0, len(ids), _CHUNK):
+        chunk = list(ids[i:i + _CHUNK])
+        cur = c.execute(sql.format(ids=", ".join("?" for _ in chunk)), (*params, *chunk))
+        keys = [d[0] for d in cur.description]
+        out += [job_from(dict(zip(keys, r, strict=True))) for r in cur.fetchall()]
+    return out
+
+
+_RECORD_JOB = (
+    "UPDATE jobs SET status = ?, next_attempt_at = ?, lease_owner = NULL, "
+    "lease_expires_at = NULL, dispatched = 0, last_error = ?, last_error_kind = ?, "
+    "platform_post_id = coalesce(?, platform_post_id), "
+    "platform_url = coalesce(?, platform_url), posted_at = coalesce(?, posted_at), "
+    "updated_at = ? WHERE id = ?")
+_CLOSE_ATTEMPT = (
+    "UPDATE attempts SET finished_at = ?, outcome = ?, error_kind = ?, http_status = ?, "
+    "message = ?, platform_post_id = ?, decision = ? WHERE job_id = ? AND number = ? "
+    "AND finished_at IS NULL")
+_ADD_ATTEMPT = (
+    "INSERT INTO attempts (finished_at, outcome, error_kind, http_status, message, "
+    "platform_post_id, decision, job_id, number, run_id, started_at) "
+    "VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)")
+
+
+def _record_all(c, results: Sequence[Result]) -> list[bool]:
+    """Results in a few statements, whatever their number: one read of which jobs this
+    run still holds (inside the write transaction, so nothing changes them meanwhile),
+    then the jobs and the attempt rows each with one executemany. The rare account-wide
+    consequences follow, result by result. Which results apply is as if each were
+    recorded on its own, in order."""
+    if not results:
+        return []
+    ids = [res.job_id for res in results]
+    if len(set(ids)) != len(ids):  # the same job twice: only one-by-one keeps the order
+        return [_record_one(c, res) for res in results]
+    held: dict[str, tuple[int, str]] = {}
+    by_run: dict[str, list[str]] = {}
+    for res in results:
+        by_run.setdefault(res.run_id, []).append(res.job_id)
+    for run_id, run_ids in by_run.items():
+        for i in range(0, len(run_ids), _CHUNK):
+            chunk = run_ids[i:i + _CHUNK]
+            marks = ", ".join("?" for _ in chunk)
+            for jid, attempts, account in c.execute(
+                    f"SELECT id, attempts, account FROM jobs WHERE id IN ({marks}) "
+                    "AND lease_owner = ? AND status IN ('running', 'unknown')",
+                    (*chunk, run_id)):
+                held[jid] = (attempts, account)
+    jobs, closes, adds = [], [], []
+    for res in results:
+        if res.job_id not in held:
+            continue
+        stamp = to_db(res.finished_at)
+        posted = res.status == JobStatus.POSTED
+        jobs.append((str(res.status), to_db(res.next_attempt_at),
+                     None if posted else res.message,
+                     str(res.error_kind) if res.error_kind and not posted else None,
+                     res.platform_post_id, res.platform_url, stamp if posted else None,
+                     stamp, res.job_id))
+        values = (stamp, res.outcome, str(res.error_kind) if res.error_kind else None,
+                  res.http_status, res.message, res.platform_post_id, res.decision,
+                  res.job_id, held[res.job_id][0])
+        if res.closes_attempt:
+            closes.append(values)
+        else:
+            adds.append((*values, res.run_id, stamp))
+    c.executemany(_RECORD_JOB, jobs)
+    if closes:
+        c.executemany(_CLOSE_ATTEMPT, closes)
+    if adds:
+        c.executemany(_ADD_ATTEMPT, adds)
+    for res in results:
+        if res.job_id in held:
+            _consequences(c, res, held[res.job_id][1])
+    return [jid in held for jid in ids]
 
 
 def _record_one(c, res: Result) -> bool:
@@ -699,18 +787,19 @@ def _record_one(c, res: Result) -> bool:
         return False  # the lease is not ours (any more)
     attempts, account = row
     values = (stamp, res.outcome, str(res.error_kind) if res.error_kind else None,
-              res.http_status, res.message, res.platform_post_id, res.decision)
+              res.http_status, res.message, res.platform_post_id, res.decision,
+              res.job_id, attempts)
     if res.closes_attempt:
-        c.execute(
-            "UPDATE attempts SET finished_at = ?, outcome = ?, error_kind = ?, http_status = ?, "
-            "message = ?, platform_post_id = ?, decision = ? WHERE job_id = ? AND number = ? "
-            "AND finished_at IS NULL", (*values, res.job_id, attempts))
+        c.execute(_CLOSE_ATTEMPT, values)
     else:
-        c.execute(
-            "INSERT INTO attempts (finished_at, outcome, error_kind, http_status, message, "
-            "platform_post_id, decision, job_id, number, run_id, started_at) "
-            "VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)",
-            (*values, res.job_id, attempts, res.run_id, stamp))
+        c.execute(_ADD_ATTEMPT, (*values, res.run_id, stamp))
+    _consequences(c, res, account)
+    return True
+
+
+def _consequences(c, res: Result, account: str) -> None:
+    """What a recorded result does beyond its job and attempt row (rare)."""
+    stamp = to_db(res.finished_at)
     if res.refund_attempt:
         c.execute("UPDATE jobs SET attempts = max(0, attempts - 1) WHERE id = ?", (res.job_id,))
     if res.block_account_until is not None:
@@ -725,7 +814,6 @@ def _record_one(c, res: Result) -> bool:
     if res.account_state is not None:
         c.execute("UPDATE accounts SET state = ?, state_reason = ?, updated_at = ? WHERE name = ?",
                   (str(res.account_state), res.account_reason, stamp, account))
-    return True
 
 
 def _audit(c, job_id: str, number: int, run_id: str | None, now: datetime, outcome: str,
