@@ -197,7 +197,8 @@ class Engine:
                ) -> tuple[int | None, bool]:
         """Claim and publish until nothing claimable is left (or the budget is spent).
         Returns the budget left and whether anything was claimed."""
-        inbox: queue.Queue[Any] = queue.Queue()
+        # SimpleQueue: a C queue, a fraction of queue.Queue's cost per message.
+        inbox: queue.SimpleQueue[Any] = queue.SimpleQueue()
         active: set[str] = set()
         lease = self.settings.run.lease_seconds
         stop_at: float | None = None
@@ -246,7 +247,7 @@ class Engine:
                 active.difference_update(finished)
                 want_claim = True
 
-    def _serve(self, inbox: queue.Queue, run_id: str, summary: RunSummary) -> list[str]:
+    def _serve(self, inbox: queue.SimpleQueue, run_id: str, summary: RunSummary) -> list[str]:
         """Wait for workers' messages and commit them in as few transactions as possible."""
         try:
             first = inbox.get(timeout=self._beat_every())
@@ -350,7 +351,7 @@ class Engine:
         daily = account.daily_limit if account.daily_limit is not None else policy.daily_limit
         return hourly or None, daily or None
 
-    def _start(self, pool: Pool, inbox: queue.Queue, run_id: str, name: str,
+    def _start(self, pool: Pool, inbox: queue.SimpleQueue, run_id: str, name: str,
                account: Account, jobs: list[Job], *, reconcile: bool) -> None:
         # Accounts are read on the main thread: only it uses the run's connection.
         pool.submit(lambda: self.publisher.chain(inbox, run_id, name, account, jobs, reconcile))

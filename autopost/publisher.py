@@ -14,7 +14,6 @@ import queue
 import random
 import threading
 from collections.abc import Callable
-from concurrent.futures import Future
 from dataclasses import dataclass
 from datetime import datetime
 from typing import Any
@@ -52,17 +51,45 @@ class Problem:
 
 # -- messages between workers and the main thread -------------------------------------
 
+class Reply:
+    """The main thread's one answer to a waiting worker. A bare lock, held until the
+    answer is in: a concurrent.futures.Future (a condition variable, callbacks, states)
+    costs several times more, and there is one per job."""
+
+    __slots__ = ("_exc", "_lock", "_value")
+
+    def __init__(self) -> None:
+        self._lock = threading.Lock()
+        self._lock.acquire()
+        self._value: Any = None
+        self._exc: BaseException | None = None
+
+    def set_result(self, value: Any) -> None:
+        self._value = value
+        self._lock.release()
+
+    def set_exception(self, exc: BaseException) -> None:
+        self._exc = exc
+        self._lock.release()
+
+    def result(self) -> Any:
+        self._lock.acquire()
+        if self._exc is not None:
+            raise self._exc
+        return self._value
+
+
 @dataclass
 class Dispatch:
     job_id: str
-    reply: Future
+    reply: Reply
 
 
 @dataclass
 class SaveRefRequest:
     job_id: str
     ref: dict[str, Any]
-    reply: Future
+    reply: Reply
 
 
 @dataclass
@@ -85,7 +112,7 @@ class Pool:
     """A fixed set of daemon threads: a run that must exit never waits for a hung call."""
 
     def __init__(self, size: int):
-        self.tasks: queue.Queue[Callable[[], None] | None] = queue.Queue()
+        self.tasks: queue.SimpleQueue[Callable[[], None] | None] = queue.SimpleQueue()
         self.threads = [threading.Thread(target=self._work, daemon=True, name=f"publish-{i}")
                         for i in range(size)]
         for t in self.threads:
@@ -125,7 +152,7 @@ class Publisher:
         if self._client is not None:
             self._client.close()
 
-    def chain(self, inbox: queue.Queue, run_id: str, name: str, account: Account,
+    def chain(self, inbox: queue.SimpleQueue, run_id: str, name: str, account: Account,
                jobs: list[Job], reconcile: bool) -> None:
         end = ChainEnd(name, [])
         progress = [0, False]  # the job in hand, and whether its dispatch mark is committed
@@ -143,7 +170,7 @@ class Publisher:
         finally:
             inbox.put(end)
 
-    def _chain_body(self, inbox: queue.Queue, run_id: str, name: str, account: Account,
+    def _chain_body(self, inbox: queue.SimpleQueue, run_id: str, name: str, account: Account,
                     jobs: list[Job], reconcile: bool, progress: list) -> ChainEnd:
         store = None
         try:
@@ -217,19 +244,19 @@ class Publisher:
             return self._client
 
     @staticmethod
-    def _dispatch(inbox: queue.Queue, job: Job) -> int | None:
+    def _dispatch(inbox: queue.SimpleQueue, job: Job) -> int | None:
         """Have the main thread commit the dispatch mark; None when the lease is lost."""
-        reply: Future = Future()
+        reply = Reply()
         inbox.put(Dispatch(job.id, reply))
         return reply.result()
 
-    def _publish(self, adapter: Adapter, job: Job, run_id: str, inbox: queue.Queue,
+    def _publish(self, adapter: Adapter, job: Job, run_id: str, inbox: queue.SimpleQueue,
                  seen: dict, store: Store | None
                  ) -> tuple[Published | PlatformError, bool, dict, Store | None]:
         """One platform call for the job (refreshing an expired token once).
         Returns what came of it, whether a refresh happened, and the refresh state."""
         def save_ref(ref: dict[str, Any]) -> None:
-            reply: Future = Future()
+            reply = Reply()
             inbox.put(SaveRefRequest(job.id, {**job.ref, **ref}, reply))
             reply.result()
 
@@ -273,7 +300,7 @@ class Publisher:
                              can_reconcile=adapter.can_reconcile)
         return self._done(job, run_id, now, d, exc, closes_attempt=True)
 
-    def _reconcile(self, adapter: Adapter, job: Job, run_id: str, inbox: queue.Queue,
+    def _reconcile(self, adapter: Adapter, job: Job, run_id: str, inbox: queue.SimpleQueue,
                    seen: dict, store: Store | None
                    ) -> tuple[Done | None, dict, Store | None]:
         policy = self.settings.policy(job.platform)
@@ -318,7 +345,7 @@ class Publisher:
                    JobStatus.UNKNOWN: "unknown"}.get(d.status, "reconciled")
         return Done(job, result, problem, counter), seen, store
 
-    def _resend(self, adapter: Adapter, job: Job, run_id: str, inbox: queue.Queue,
+    def _resend(self, adapter: Adapter, job: Job, run_id: str, inbox: queue.SimpleQueue,
                 seen: dict, store: Store | None, why: Decision
                 ) -> tuple[Done | None, dict, Store | None]:
         """Settle an unknown job by sending it again where the platform deduplicates the
