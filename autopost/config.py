@@ -15,7 +15,13 @@ config.toml:
     expected_interval = "60s"    # how often cron runs run-due (for `status`)
     busy_timeout = 30            # seconds to wait for another process's write lock
 
-Every value is bounded (see MAX_* below); nan, inf and integers past 64 bits are refused.
+    [schedule]
+    duplicate_window = "24h"     # same text on one account this close together is refused
+    horizon = "14d"              # recurring posts are made into jobs this far ahead
+
+    [accounts.news]              # queue slots for `add --at next-slot`
+    slots = ["mon 09:00", "wed 12:30", "fri 17:00"]
+    tz = "Europe/Berlin"
 
     [platforms.linkedin]
     api_version = "202603"       # LinkedIn-Version sent with every request (YYYYMM)
@@ -35,6 +41,8 @@ Every value is bounded (see MAX_* below); nan, inf and integers past 64 bits are
     [media]                      # for platforms that fetch media by URL (Instagram, Threads)
     public_dir = "/var/www/media"            # a folder your web server serves ...
     public_base_url = "https://example.org/media"   # ... at this URL
+
+Every value is bounded (see MAX_* below); nan, inf and integers past 64 bits are refused.
 """
 
 from __future__ import annotations
@@ -153,8 +161,24 @@ class MediaHostSettings:
 
 
 @dataclass(frozen=True)
+class ScheduleSettings:
+    duplicate_window: float = 86400.0   # 0 = no duplicate guard
+    horizon: float = 14 * 86400.0
+
+
+@dataclass(frozen=True)
+class Slots:
+    """An account's weekly queue slots: (weekday 0 = Monday, hour, minute) in `tz`."""
+
+    times: tuple[tuple[int, int, int], ...]
+    tz: str | None = None
+
+
+@dataclass(frozen=True)
 class Settings:
     run: RunSettings = field(default_factory=RunSettings)
+    schedule: ScheduleSettings = field(default_factory=ScheduleSettings)
+    slots: dict[str, Slots] = field(default_factory=dict)
     default: PlatformPolicy = field(default_factory=PlatformPolicy)
     platforms: dict[str, PlatformPolicy] = field(default_factory=dict)
     config_path: Path | None = None
@@ -264,13 +288,17 @@ def _read_toml(path: Path) -> dict[str, Any]:
 
 
 def _build(data: dict[str, Any], env: dict[str, str], path: Path | None) -> Settings:
-    unknown = set(data) - {"run", "platforms", "notify", "database", "meta", "media"}
+    unknown = set(data) - {"run", "platforms", "notify", "database", "meta", "media",
+                           "schedule", "accounts"}
     if unknown:
         raise ConfigError(f"config: unknown section [{sorted(unknown)[0]}]")
     database = data.get("database")
     if database is not None and (not isinstance(database, str) or not database.strip()):
         raise ConfigError("config: database must be a file path or a postgresql:// DSN")
     run = _apply(RunSettings(), _table(data, "run"), "run", _RUN_KEYS)
+    schedule = _schedule(_table(data, "schedule"))
+    slots = {name: _slots(name, table)
+             for name, table in _table(data, "accounts").items()}
     run = _apply_env_run(run, env)
     platform_tables = _table(data, "platforms")
     default = PlatformPolicy()
@@ -301,8 +329,9 @@ def _build(data: dict[str, Any], env: dict[str, str], path: Path | None) -> Sett
         notify = target_from(_table(data, "notify"))
     meta = _meta(_table(data, "meta"), env)
     media = _media(_table(data, "media"), env, path)
-    return Settings(run=run, default=default, platforms=platforms, config_path=path,
-                    notify=notify, database=database, meta=meta, media=media)
+    return Settings(run=run, schedule=schedule, slots=slots, default=default,
+                    platforms=platforms, config_path=path, notify=notify,
+                    database=database, meta=meta, media=media)
 
 
 def _meta(table: dict[str, Any], env: dict[str, str]) -> MetaSettings:
@@ -353,6 +382,70 @@ def _media(table: dict[str, Any], env: dict[str, str], path: Path | None) -> Med
             directory = ((path.parent if path else Path.cwd()) / directory).absolute()
     return MediaHostSettings(public_dir=directory,
                              public_base_url=base.rstrip("/") + "/" if base else None)
+
+
+def _schedule(table: dict[str, Any]) -> ScheduleSettings:
+    from autopost.timeparse import parse_duration
+
+    changes = {}
+    for key, value in table.items():
+        if key not in ("duplicate_window", "horizon"):
+            raise ConfigError(f"config: unknown key schedule.{key}")
+        try:
+            changes[key] = parse_duration(value, name=f"schedule.{key}")
+        except UsageError as exc:
+            raise ConfigError(str(exc)) from None
+    if changes.get("horizon", 1) <= 0:
+        raise ConfigError("schedule.horizon: must be more than zero")
+    return replace(ScheduleSettings(), **changes)
+
+
+def _slots(name: str, table: Any) -> Slots:
+    where = f"accounts.{name}"
+    if not isinstance(table, dict):
+        raise ConfigError(f"config: [{where}] must be a table")
+    unknown = set(table) - {"slots", "tz"}
+    if unknown:
+        raise ConfigError(f"config: unknown key {where}.{sorted(unknown)[0]}")
+    raw = table.get("slots", [])
+    if not isinstance(raw, list) or not all(isinstance(v, str) for v in raw):
+        raise ConfigError(f'{where}.slots: expected a list like ["mon 09:00", "wed 12:30"]')
+    times = []
+    for value in raw:
+        parts = value.strip().lower().split()
+        try:
+            if len(parts) != 2:
+                raise ValueError
+            day = _weekday(parts[0])
+            hour, minute = (int(x) for x in parts[1].split(":"))
+            if not (0 <= hour < 24 and 0 <= minute < 60):
+                raise ValueError
+        except ValueError:
+            raise ConfigError(f"{where}.slots: {value!r} is not a weekly slot like "
+                              "'mon 09:00'") from None
+        times.append((day, hour, minute))
+    tz = table.get("tz")
+    if tz is not None:
+        from autopost.timeparse import get_zone
+
+        if not isinstance(tz, str):
+            raise ConfigError(f"{where}.tz: expected a zone name like Europe/Berlin")
+        try:
+            get_zone(tz)
+        except UsageError:
+            raise ConfigError(f"{where}.tz: unknown time zone {tz!r}") from None
+    return Slots(tuple(sorted(set(times))), tz)
+
+
+_DAY_NAMES = ("monday", "tuesday", "wednesday", "thursday", "friday", "saturday", "sunday")
+
+
+def _weekday(word: str) -> int:
+    """0 for mon / monday, ... 6 for sun / sunday; ValueError otherwise."""
+    for i, full in enumerate(_DAY_NAMES):
+        if len(word) >= 3 and full.startswith(word):
+            return i
+    raise ValueError(word)
 
 
 def _table(data: dict[str, Any], key: str, prefix: str = "") -> dict[str, Any]:

@@ -7,7 +7,7 @@ from its sortable text form.
 from __future__ import annotations
 
 from dataclasses import dataclass, field
-from datetime import datetime
+from datetime import UTC, datetime
 from enum import StrEnum
 from typing import Any
 
@@ -34,6 +34,10 @@ class ErrorKind(StrEnum):
     SERVER = "server"
     INVALID = "invalid"
     DUPLICATE = "duplicate"
+
+
+# `accounts pause NAME` without --until: paused until `accounts resume NAME`.
+PAUSED_FOREVER = datetime(9999, 12, 31, tzinfo=UTC)
 
 
 class AccountState(StrEnum):
@@ -63,9 +67,16 @@ class Account:
     hourly_limit: int | None = None
     daily_limit: int | None = None
     created_at: datetime | None = None
+    # Paused by the operator until then (PAUSED_FOREVER = until `accounts resume`).
+    paused_until: datetime | None = None
+    # When the last pause ended: the catch-up window counts from here.
+    resumed_at: datetime | None = None
 
     def is_blocked(self, now: datetime) -> bool:
         return self.blocked_until is not None and self.blocked_until > now
+
+    def is_paused(self, now: datetime) -> bool:
+        return self.paused_until is not None and self.paused_until > now
 
 
 @dataclass(frozen=True)
@@ -94,6 +105,32 @@ class Job:
     ref: dict[str, Any] = field(default_factory=dict)
     created_at: datetime | None = None
     updated_at: datetime | None = None
+    # A part of a thread: part 1 is the first post, each later part replies to the one
+    # before it.
+    thread_id: str | None = None
+    thread_part: int | None = None
+    # An occurrence of a recurring series (the n-th).
+    series_id: str | None = None
+    series_n: int | None = None
+    # Set by a claim for a thread part after the first: the posts it replies to.
+    reply: Reply | None = None
+
+
+@dataclass(frozen=True)
+class PostRef:
+    """A post already on the platform: its id, URL and the adapter state kept with it."""
+
+    post_id: str
+    url: str | None = None
+    ref: dict[str, Any] = field(default_factory=dict)
+
+
+@dataclass(frozen=True)
+class Reply:
+    """What a thread part replies to: the part before it (parent) and part 1 (root)."""
+
+    parent: PostRef
+    root: PostRef
 
 
 @dataclass(frozen=True)
@@ -124,6 +161,28 @@ class NewJob:
     max_attempts: int = 5
     key: str | None = None
     group_id: str | None = None
+    thread_id: str | None = None
+    thread_part: int | None = None
+    series_id: str | None = None
+    series_n: int | None = None
+    # `add --at next-slot`: the candidate times, earliest first; the store takes the
+    # first one no other live job of the account holds (scheduled_at is then ignored).
+    slots: tuple[datetime, ...] = ()
+
+
+@dataclass(frozen=True)
+class JobEdit:
+    """What `edit` changes (None = unchanged)."""
+
+    text: str | None = None
+    scheduled_at: datetime | None = None
+    media: tuple[Media, ...] | None = None
+    options: dict[str, Any] | None = None
+    max_attempts: int | None = None
+
+    def fields(self) -> list[str]:
+        return [name for name in ("text", "scheduled_at", "media", "options", "max_attempts")
+                if getattr(self, name) is not None]
 
 
 @dataclass(frozen=True)

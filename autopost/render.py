@@ -90,6 +90,8 @@ def credential_summary(credentials: dict[str, Any]) -> dict[str, str]:
 def account_state(account: Account, now: datetime) -> str:
     if str(account.state) != "ok":
         return str(account.state)
+    if account.is_paused(now):
+        return "paused"
     if account.is_blocked(now):
         return "blocked"
     return "ok"
@@ -103,6 +105,7 @@ def account_to_dict(account: Account, now: datetime) -> dict[str, Any]:
         "state": account_state(account, now),
         "state_reason": account.state_reason,
         "blocked_until": utc(account.blocked_until) if account.is_blocked(now) else None,
+        "paused_until": utc(account.paused_until) if account.is_paused(now) else None,
         "token_expires_at": utc(account.token_expires_at),
         "hourly_limit": account.hourly_limit,
         "daily_limit": account.daily_limit,

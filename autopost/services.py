@@ -257,6 +257,7 @@ class AddRequest:
     max_attempts: int | None = None
     # What --option KEY=VALUE gave (or an import row's options): checked per platform.
     options: dict[str, Any] = field(default_factory=dict)
+    next_slot: bool = False  # --at next-slot: `when` is only the earliest time
 
 
 def job_options(raw: dict[str, Any], accounts: Sequence[Account]) -> dict[str, dict[str, Any]]:
@@ -273,6 +274,63 @@ def job_options(raw: dict[str, Any], accounts: Sequence[Account]) -> dict[str, d
         except UsageError as exc:
             raise UsageError(f"{account.name}: {exc}") from None
     return out
+
+
+NEXT_SLOT = "next-slot"
+
+
+def account_slots(settings: Settings, account: str, *, after: datetime,
+                  weeks: int = 8) -> list[datetime]:
+    """The account's configured queue slots from `after` on (UTC, in order)."""
+    from autopost.recur import slot_times
+    from autopost.timeparse import get_zone
+
+    slots = settings.slots.get(account)
+    if slots is None or not slots.times:
+        where = settings.config_path or "config.toml"
+        raise UsageError(f"--at next-slot: account {account} has no queue slots (set "
+                         f"[accounts.{account}] slots = [\"mon 09:00\", ...] in {where})")
+    return slot_times(slots.times, get_zone(slots.tz), after=after, weeks=weeks)
+
+
+def duplicate_window(settings: Settings, allow_duplicate: bool) -> float | None:
+    """The duplicate guard's window for this command (None = no guard)."""
+    window = settings.schedule.duplicate_window
+    return None if allow_duplicate or window <= 0 else window
+
+
+def edited_options(account: str, platform: str, pairs: Sequence[str],
+                   current: dict[str, Any]) -> dict[str, Any]:
+    """`edit --option KEY=VALUE` over the job's options, checked as `add` checks them;
+    `KEY=` (no value) removes KEY."""
+    from autopost.platforms.options import parse_pairs
+
+    raw = parse_pairs(pairs)
+    removed = {k.rpartition(".")[2] for k, v in raw.items() if v == ""}
+    _, cls = platform_adapter(platform)
+    try:
+        checked = cls.check_options({k: v for k, v in raw.items() if v != ""})
+    except UsageError as exc:
+        raise UsageError(f"{account}: {exc}") from None
+    out = {k: v for k, v in current.items() if k not in removed}
+    out.update(checked)
+    return out
+
+
+def check_edited(settings: Settings, account: str, platform: str, text: str,
+                 media: tuple[Media, ...], options: dict[str, Any]) -> None:
+    """The platform's add-time checks on an edited job, with the account named."""
+    _, cls = platform_adapter(platform)
+    try:
+        check_content(cls, settings, text, media, options)
+    except UsageError as exc:
+        raise UsageError(f"{account}: {exc}") from None
+
+
+def check_not_past(when: datetime, now: datetime) -> None:
+    if when < now - PAST_GRACE:
+        raise UsageError(f"--at: {when.strftime('%Y-%m-%d %H:%M:%S')} UTC is in the past "
+                         "(use 'now' to post right away)")
 
 
 def build_jobs(store: Store, settings: Settings, req: AddRequest, *, now: datetime
@@ -299,11 +357,15 @@ def build_jobs(store: Store, settings: Settings, req: AddRequest, *, now: dateti
             check_content(cls, settings, req.text, req.media, options[account.name])
         except UsageError as exc:
             raise UsageError(f"{account.name}: {exc}") from None
+        slots: tuple[datetime, ...] = ()
+        if req.next_slot:
+            slots = tuple(account_slots(settings, account.name, after=max(req.when, now)))
         jobs.append(NewJob(
             account=account.name, platform=account.platform, text=req.text,
-            scheduled_at=req.when, media=req.media, options=options[account.name],
+            scheduled_at=slots[0] if slots else req.when, media=req.media,
+            options=options[account.name],
             max_attempts=req.max_attempts or settings.policy(account.platform).max_attempts,
-            key=req.key, group_id=group))
+            key=req.key, group_id=group, slots=slots))
     if req.when < now - PAST_GRACE:
         missing = [j.account for j in jobs if existing_job(store, j.account, j.key) is None]
         if missing:

@@ -24,6 +24,7 @@ TABLES = {
         ("hourly_limit", "INTEGER", 0, 0), ("daily_limit", "INTEGER", 0, 0),
         ("refresh_owner", "TEXT", 0, 0), ("refresh_until", "TEXT", 0, 0),
         ("created_at", "TEXT", 1, 0), ("updated_at", "TEXT", 1, 0),
+        ("paused_until", "TEXT", 0, 0), ("resumed_at", "TEXT", 0, 0),
     ],
     "jobs": [
         ("id", "TEXT", 1, 1), ("account", "TEXT", 1, 0), ("platform", "TEXT", 1, 0),
@@ -36,6 +37,17 @@ TABLES = {
         ("idempotency_key", "TEXT", 1, 0), ("group_id", "TEXT", 0, 0),
         ("platform_post_id", "TEXT", 0, 0), ("platform_url", "TEXT", 0, 0),
         ("posted_at", "TEXT", 0, 0), ("ref", "TEXT", 1, 0), ("created_at", "TEXT", 1, 0),
+        ("updated_at", "TEXT", 1, 0), ("thread_id", "TEXT", 0, 0),
+        ("thread_part", "INTEGER", 0, 0), ("series_id", "TEXT", 0, 0),
+        ("series_n", "INTEGER", 0, 0), ("text_key", "TEXT", 0, 0),
+    ],
+    "series": [
+        ("id", "TEXT", 1, 1), ("account", "TEXT", 1, 0), ("platform", "TEXT", 1, 0),
+        ("text", "TEXT", 1, 0), ("media", "TEXT", 1, 0), ("options", "TEXT", 1, 0),
+        ("max_attempts", "INTEGER", 1, 0), ("rule", "TEXT", 1, 0), ("tz", "TEXT", 1, 0),
+        ("start_at", "TEXT", 1, 0), ("until_at", "TEXT", 0, 0), ("count", "INTEGER", 0, 0),
+        ("status", "TEXT", 1, 0), ("through", "TEXT", 0, 0), ("made", "INTEGER", 1, 0),
+        ("next_extend_at", "TEXT", 0, 0), ("created_at", "TEXT", 1, 0),
         ("updated_at", "TEXT", 1, 0),
     ],
     "attempts": [
@@ -57,6 +69,10 @@ INDEXES = {
     "jobs_scheduled": ("jobs", ["scheduled_at"], 0, 0),
     "jobs_status_scheduled": ("jobs", ["status", "scheduled_at", "id"], 0, 0),
     "jobs_account_key": ("jobs", ["account", "key"], 1, 1),
+    "jobs_thread": ("jobs", ["thread_id", "thread_part"], 0, 0),
+    "jobs_series": ("jobs", ["series_id", "series_n"], 0, 0),
+    "jobs_text": ("jobs", ["account", "text_key"], 0, 0),
+    "series_extend": ("series", ["status", "next_extend_at"], 0, 0),
     "attempts_job": ("attempts", ["job_id", "id"], 0, 0),
     "runs_started": ("runs", ["started_at"], 0, 0),
 }
@@ -197,13 +213,23 @@ def test_a_version_1_database_upgrades_with_its_jobs(tmp_path, monkeypatch):
         old = SqliteStore(path)
         now = datetime.now(UTC)
         old.add_account(Account(name="o", platform="outbox", credentials={"path": "x"}), now=now)
-        job = old.add_jobs([NewJob(account="o", platform="outbox", text="kept",
-                                   scheduled_at=now)], now=now)[0][0]
+        # Written as version 1 wrote it (today's store writes today's columns).
+        stamp = now.strftime("%Y-%m-%dT%H:%M:%S.%fZ")
+        old.conn.execute(
+            "INSERT INTO jobs (id, account, platform, text, scheduled_at, status, "
+            "max_attempts, next_attempt_at, key, idempotency_key, created_at, updated_at) "
+            "VALUES ('oldjob22', 'o', 'outbox', 'kept', ?, 'pending', 5, ?, 'k1', 'ik', ?, ?)",
+            (stamp, stamp, stamp, stamp))
+        job = old.get_job("oldjob22")
         assert old.conn.execute("PRAGMA user_version").fetchone()[0] == 1
         old.close()
     store = SqliteStore(path)
     assert store.conn.execute("PRAGMA user_version").fetchone()[0] == schema.SCHEMA_VERSION
     assert store.get_job(job.id).text == "kept"
+    # The (account, key) index of version 3 still holds the old job's key.
+    assert store.add_jobs([NewJob(account="o", platform="outbox", text="again", key="k1",
+                                  scheduled_at=now)], now=now)[0] == (store.get_job(job.id),
+                                                                      False)
     names = {r[0] for r in store.conn.execute("SELECT name FROM sqlite_master")}
     assert "jobs_status_scheduled" in names
     store.close()

@@ -854,3 +854,180 @@ def test_runs_are_recorded(store):
     assert last.id == "r2" and last.pid == 11 and last.host == "box"
     assert last.finished_at == NOW + timedelta(seconds=62)
     assert last.counts == {"posted": 3}
+
+
+# -- writing the schedule: edit, bulk cancel/retry, keys, duplicates, slots, pause -----------
+
+def test_edit_job_changes_only_what_is_given_and_audits(store):
+    from autopost.models import JobEdit
+
+    account(store)
+    (job,) = add(store, new(at=NOW + timedelta(hours=1), text="draft"))
+    later = NOW + timedelta(hours=2)
+    fresh = store.edit_job(job.id, JobEdit(text="final", scheduled_at=later,
+                                           options={"k": "v"}), now=NOW)
+    assert (fresh.text, fresh.scheduled_at, fresh.next_attempt_at, fresh.options) == \
+        ("final", later, later, {"k": "v"})
+    assert fresh.media == job.media and fresh.max_attempts == job.max_attempts
+    (audit,) = store.attempts_for(job.id)
+    assert audit.outcome == "edited" and "text" in audit.decision
+    assert "media" not in audit.decision
+
+
+def test_edit_job_refuses_once_the_platform_was_reached(store):
+    from autopost.models import JobEdit
+
+    account(store)
+    (job,) = add(store, new())
+    claim(store)
+    with pytest.raises(UsageError, match="being published"):
+        store.edit_job(job.id, JobEdit(text="x"), now=NOW)
+    store.dispatch([job.id], "r1", now=NOW)
+    finish(store, job.id, "r1", NOW, JobStatus.PENDING, next_attempt_at=NOW)
+    with pytest.raises(UsageError, match="already reached"):
+        store.edit_job(job.id, JobEdit(text="x"), now=NOW)
+    assert store.get_job(job.id).text == "hello"
+
+
+def test_edit_job_with_a_time_makes_a_missed_job_pending(store):
+    from autopost.models import JobEdit
+
+    account(store)
+    (job,) = add(store, new())
+    store.mark_missed(now=NOW + timedelta(hours=2), window=3600)
+    fresh = store.edit_job(job.id, JobEdit(scheduled_at=NOW + timedelta(hours=3)),
+                           now=NOW + timedelta(hours=2))
+    assert fresh.status == JobStatus.PENDING and fresh.last_error is None
+
+
+def test_retry_job_at_a_time(store):
+    account(store)
+    (job,) = add(store, new())
+    store.cancel_job(job.id, now=NOW)
+    at = NOW + timedelta(hours=4)
+    fresh = store.retry_job(job.id, now=NOW, at=at)
+    assert (fresh.status, fresh.next_attempt_at, fresh.scheduled_at) == \
+        (JobStatus.PENDING, at, at)
+
+
+def test_cancel_jobs_and_retry_jobs_in_bulk(store):
+    account(store, "a")
+    account(store, "b")
+    a1, a2 = add(store, new("a"), new("a", NOW + timedelta(hours=1)))
+    claim(store, limit=1)  # a1 running: left alone
+    (b1,) = add(store, new("b"))
+    done = store.cancel_jobs(account="a", statuses=[JobStatus.PENDING, JobStatus.RUNNING],
+                             now=NOW)
+    assert [j.id for j in done] == [a2.id] and done[0].status == JobStatus.CANCELLED
+    assert store.get_job(a1.id).status == JobStatus.RUNNING
+    assert store.get_job(b1.id).status == JobStatus.PENDING
+    assert store.cancel_jobs(account=None, statuses=[JobStatus.POSTED], now=NOW) == []
+    back = store.retry_jobs(account=None, statuses=[JobStatus.CANCELLED], now=NOW,
+                            at=NOW + timedelta(hours=2))
+    assert [(j.id, j.status, j.next_attempt_at) for j in back] == \
+        [(a2.id, JobStatus.PENDING, NOW + timedelta(hours=2))]
+    assert [a.outcome for a in store.attempts_for(a2.id)] == ["cancelled", "retried"]
+
+
+def test_a_cancelled_key_is_free_and_the_old_job_cannot_take_it_back(store):
+    account(store)
+    (old,) = add(store, new(key="k", text="v1"))
+    store.cancel_job(old.id, now=NOW)
+    ((fresh, created),) = store.add_jobs([new(key="k", text="v2")], now=NOW)
+    assert created and fresh.id != old.id
+    assert store.get_job(old.id).status == JobStatus.CANCELLED
+    with pytest.raises(UsageError, match="belongs to job"):
+        store.retry_job(old.id, now=NOW)
+    with pytest.raises(UsageError, match="belongs to job"):
+        store.retry_jobs(account="a", statuses=[JobStatus.CANCELLED], now=NOW)
+
+
+def test_add_jobs_update(store):
+    account(store)
+    (job,) = add(store, new(key="k", text="v1"))
+    ((same, created),) = store.add_jobs(
+        [new(key="k", text="v2", at=NOW + timedelta(hours=1))], now=NOW, update=True)
+    assert not created and same.id == job.id
+    assert (same.text, same.scheduled_at) == ("v2", NOW + timedelta(hours=1))
+    assert store.attempts_for(job.id)[-1].outcome == "updated"
+    claim(store, now=NOW + timedelta(hours=1))
+    with pytest.raises(UsageError, match="being published"):
+        store.add_jobs([new(key="k", text="v3")], now=NOW, update=True)
+    assert store.get_job(job.id).text == "v2"
+
+
+def test_add_jobs_duplicate_guard(store):
+    account(store)
+    account(store, "b")
+    (first,) = add(store, new(text="Same  Text"))
+    with pytest.raises(UsageError, match=first.id):
+        store.add_jobs([new(text="same text", at=NOW + timedelta(hours=23))], now=NOW,
+                       duplicate_window=86400)
+    with pytest.raises(UsageError, match="in this batch"):
+        store.add_jobs([new("b", text="x"), new("b", text="X", at=NOW + timedelta(hours=1))],
+                       now=NOW, duplicate_window=86400)
+    assert len(store.list_jobs(JobFilter())) == 1
+    add_ok = store.add_jobs([new(text="same text", at=NOW + timedelta(hours=25)),
+                             new("b", text="same text")], now=NOW, duplicate_window=86400)
+    assert all(created for _, created in add_ok)
+    # Media-only posts (no text) are never duplicates of each other.
+    store.add_jobs([new(text=""), new(text="")], now=NOW, duplicate_window=86400)
+    # The posted time counts too.
+    claim(store)
+    store.dispatch([first.id], "r1", now=NOW)
+    finish(store, first.id, "r1", NOW + timedelta(days=3), JobStatus.POSTED,
+           platform_post_id="p")
+    with pytest.raises(UsageError, match="posted"):
+        store.add_jobs([new(text="SAME TEXT", at=NOW + timedelta(days=3, hours=2))], now=NOW,
+                       duplicate_window=86400)
+
+
+def test_add_jobs_slots_take_the_first_free_one(store):
+    account(store)
+    slots = tuple(NOW + timedelta(days=7 * i) for i in range(1, 4))
+    (held,) = add(store, new(at=slots[0], text="held"))
+    got = add(store, new(at=slots[0], slots=slots, text="q1"),
+              new(at=slots[0], slots=slots, text="q2"))
+    assert [j.scheduled_at for j in got] == [slots[1], slots[2]]
+    with pytest.raises(UsageError, match="no free slot"):
+        add(store, new(at=slots[0], slots=slots, text="q3"))
+    store.cancel_job(held.id, now=NOW)
+    (again,) = add(store, new(at=slots[0], slots=slots, text="q4"))
+    assert again.scheduled_at == slots[0]
+
+
+def test_pause_and_resume_account(store):
+    from autopost.models import PAUSED_FOREVER
+
+    account(store)
+    (job,) = add(store, new())
+    paused = store.pause_account("a", until=PAUSED_FOREVER, now=NOW)
+    assert paused.is_paused(NOW) and paused.paused_until == PAUSED_FOREVER
+    later = NOW + timedelta(hours=5)
+    assert claim(store, now=later).jobs == []
+    assert store.due_jobs(now=later, limit=None) == []
+    assert store.mark_missed(now=later, window=3600) == []
+    resumed = store.resume_account("a", now=later)
+    assert not resumed.is_paused(later) and resumed.resumed_at == later
+    assert store.mark_missed(now=later + timedelta(minutes=59), window=3600) == []
+    assert [j.id for j in claim(store, now=later).jobs] == [job.id]
+    with pytest.raises(NotFound):
+        store.pause_account("nobody", until=PAUSED_FOREVER, now=NOW)
+    with pytest.raises(NotFound):
+        store.resume_account("nobody", now=NOW)
+
+
+def test_pause_until_a_time_counts_the_window_from_then(store):
+    account(store)
+    (job,) = add(store, new())
+    until = NOW + timedelta(hours=3)
+    store.pause_account("a", until=until, now=NOW)
+    assert store.next_due_at(now=NOW) == until
+    assert store.mark_missed(now=until + timedelta(minutes=30), window=3600) == []
+    assert [j.id for j in store.mark_missed(now=until + timedelta(minutes=61),
+                                            window=3600)] == [job.id]
+    # A later `accounts add --update` of the account leaves the pause alone.
+    store.pause_account("a", until=NOW + timedelta(days=9), now=NOW)
+    store.add_account(Account(name="a", platform="outbox", credentials={"path": "/x"}),
+                      now=NOW, replace=True)
+    assert store.get_account("a").is_paused(NOW + timedelta(days=1))

@@ -1,8 +1,9 @@
 """The `autopost` command line, one module per command group.
 
 app       the root Typer app, the per-invocation state, the one error handler
-jobs      add, import, list, show, cancel, retry
-accounts  accounts add, list, remove, check
+jobs      add, import, list, show, edit, cancel, retry
+accounts  accounts add, list, remove, check, pause, resume
+schedule  slots
 running   run-due, status, resolve, demo
 ops       platforms, quota, calendar, prune, cron, backup, export, config
 db        db copy (SQLite <-> PostgreSQL)
@@ -12,7 +13,7 @@ Errors a user can cause are AutopostErrors, turned into one stderr line and an e
 in app.py. The command modules import app.py, never this package's namespace.
 """
 
-from autopost.cli import accounts, db, jobs, ops, running  # noqa: F401  (register commands)
+from autopost.cli import accounts, db, jobs, ops, running, schedule  # noqa: F401  (register)
 from autopost.cli.app import accounts_app, app, run
 
 __all__ = ["accounts_app", "app", "run"]

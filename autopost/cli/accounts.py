@@ -128,6 +128,50 @@ def accounts_remove(name: Annotated[str, typer.Argument()]) -> None:
     say(f"removed account {name}")
 
 
+@accounts_app.command("pause")
+def accounts_pause(
+    name: Annotated[str, typer.Argument(help="The account to pause.")],
+    until: Annotated[str | None, typer.Option(
+        "--until", metavar="WHEN", help="Resume by itself then (default: until resume).")
+    ] = None,
+    tz: Annotated[str | None, typer.Option(
+        "--tz", metavar="ZONE", help="Zone for --until without an offset.")] = None,
+) -> None:
+    """Hold an account's jobs: no run posts them (no attempt spent, none marked missed)
+    until --until or `accounts resume`; the catch-up window then counts from the resume."""
+    from autopost.models import PAUSED_FOREVER
+    from autopost.timeparse import format_utc, get_zone, parse_when
+
+    at_now = now()
+    if tz is not None:
+        get_zone(tz)
+    when = PAUSED_FOREVER
+    if until is not None:
+        when = parse_when(until, now=at_now, tz=tz)
+        if when <= at_now:
+            raise UsageError(f"--until: {format_utc(when)} is not in the future")
+    store = get_store()
+    store.pause_account(name, until=when, now=at_now)
+    if when == PAUSED_FOREVER:
+        print(f"paused account {name} until 'autopost accounts resume {name}'")
+    else:
+        print(f"paused account {name} until {format_utc(when)}")
+
+
+@accounts_app.command("resume")
+def accounts_resume(name: Annotated[str, typer.Argument(help="The account to resume.")]
+                    ) -> None:
+    """End an account's pause: its due jobs go out with the next run."""
+    store = get_store()
+    at_now = now()
+    before = store.get_account(name)
+    store.resume_account(name, now=at_now)
+    if before.is_paused(at_now):
+        print(f"resumed account {name}")
+    else:
+        print(f"account {name} was not paused")
+
+
 @accounts_app.command("check")
 def accounts_check(name: str = typer.Argument(...)) -> None:
     """Verify an account's credentials with a cheap call; exit 1 if it needs re-auth.

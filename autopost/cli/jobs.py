@@ -31,7 +31,7 @@ from autopost.models import JobFilter, JobStatus
 from autopost.timeparse import get_zone, parse_when
 
 _ADD_VALUE_OPTIONS = ("--account", "-a", "--at", "--tz", "--key", "--max-attempts",
-                      "--option", "-o")
+                      "--option", "-o", "--text")
 
 
 @app.command(cls=RawArgsCommand)
@@ -62,15 +62,25 @@ def add(
         "--max-attempts", click_type=params.attempts(),
         help="Give up after N attempts (default: the platform's).")
     ] = None,
+    update: Annotated[bool, typer.Option(
+        "--update", help="With --key: an existing job with that key takes this text, time "
+        "and media (if it has not reached the platform) instead of staying as it is.")
+    ] = False,
+    allow_duplicate: Annotated[bool, typer.Option(
+        "--allow-duplicate", help="Post even if the same text is scheduled or posted on the "
+        "account within [schedule] duplicate_window (default 24 h).")] = False,
     as_json: Annotated[bool, typer.Option("--json", help="Print the jobs as JSON.")] = False,
 ) -> None:
     """Schedule a post to one or more accounts. Prints the job id(s).
+
+    --at next-slot takes the account's first free queue slot ([accounts.NAME] slots).
 
     Examples:
 
     \b
       autopost add "Launch day!" -a work --at "tomorrow 09:00" --tz Europe/Berlin
       autopost add "A photo" -a work -a home --at +2h --media cat.jpg --alt "A cat"
+      autopost add "Tip of the week" -a work --at next-slot
     """
     from autopost import render, services
     from autopost.models import Media
@@ -83,18 +93,24 @@ def add(
         text = read_stdin(TEXT_MAX, "text").rstrip("\n")
     if tz is not None:
         get_zone(tz)  # a bad --tz is an error even when WHEN does not need it
-    when = parse_when(at, now=at_now, tz=tz)
+    if update and key is None:
+        raise UsageError("--update needs --key (it updates the job added with that key)")
+    next_slot = at.strip().lower() == services.NEXT_SLOT
+    when = at_now if next_slot else parse_when(at, now=at_now, tz=tz)
     media_list, alt_list = media or [], alt or []
     order = services.option_order(ctx.meta.get("autopost.raw_args", []),
                                   {"--media": "media", "--alt": "alt"}, _ADD_VALUE_OPTIONS)
     pairs = services.pair_media(media_list, alt_list, order)
     files = tuple(Media(services.check_media(path), alt_text) for path, alt_text in pairs)
     store = get_store()
+    settings = get_settings()
     request = services.AddRequest(text=text, accounts=list(account), when=when, media=files,
-                                  key=key, max_attempts=max_attempts,
+                                  key=key, max_attempts=max_attempts, next_slot=next_slot,
                                   options=parse_pairs(option or []))
-    jobs = services.build_jobs(store, get_settings(), request, now=at_now)
-    results = store.add_jobs(jobs, now=at_now)
+    jobs = services.build_jobs(store, settings, request, now=at_now)
+    results = store.add_jobs(jobs, now=at_now, update=update,
+                             duplicate_window=services.duplicate_window(settings,
+                                                                        allow_duplicate))
     if as_json:
         render.print_json([{**render.job_to_dict(job), "created": created}
                            for job, created in results])
@@ -106,10 +122,13 @@ def add(
         if created:
             print(f"{job.id}  scheduled for {render.local(job.scheduled_at)} on {job.account}"
                   f" ({job.platform})")
+        elif update and job.status != JobStatus.POSTED:
+            print(f"{job.id}  updated (key {job.key!r} on {job.account}): due "
+                  f"{render.local(job.scheduled_at)}")
         else:
             note = "" if job.text == text else "; its text differs from this one"
             print(f"{job.id}  already exists (key {job.key!r} on {job.account}, "
-                  f"{job.status}); nothing added{note}")
+                  f"{job.status}); nothing {'updated' if update else 'added'}{note}")
 
 
 @app.command("import")
@@ -118,6 +137,9 @@ def import_(
                                          ".jsonl file.")],
     tz: Annotated[str | None, typer.Option(
         "--tz", metavar="ZONE", help="Zone for rows without a tz column or offset.")] = None,
+    allow_duplicate: Annotated[bool, typer.Option(
+        "--allow-duplicate", help="Import rows whose text is already scheduled or posted on "
+        "the account within [schedule] duplicate_window.")] = False,
     as_json: Annotated[bool, typer.Option("--json", help="Print a JSON summary.")] = False,
 ) -> None:
     """Import many posts from a CSV or JSON Lines file, all or nothing.
@@ -132,7 +154,7 @@ def import_(
     \b
       autopost import posts.csv --tz Europe/Berlin
     """
-    from autopost import importer, render
+    from autopost import importer, render, services
 
     text = importer.read_text(file)
     if tz is not None:
@@ -142,7 +164,9 @@ def import_(
         parsed = importer.parse_file(file, store, settings, now=at_now, default_tz=tz,
                                      progress=advance, text=text)
         advance(None)
-        results = store.add_jobs(parsed.jobs, now=at_now)
+        results = store.add_jobs(parsed.jobs, now=at_now,
+                                 duplicate_window=services.duplicate_window(settings,
+                                                                            allow_duplicate))
     created = sum(1 for _, made in results if made)
     existing = len(results) - created
     if as_json:
@@ -309,22 +333,84 @@ def _jobs(store, ids: list[str]):
     return jobs
 
 
+def _selection(store, ids: list[str] | None, account: str | None, status: str | None,
+               allowed: tuple[JobStatus, ...], verb: str) -> list[JobStatus] | None:
+    """The statuses a bulk --account/--status selection covers (None: ids were given)."""
+    if ids and (account is not None or status is not None):
+        raise UsageError(f"{verb}: give job ids or --account/--status, not both")
+    if not ids and account is None and status is None:
+        raise UsageError(f"{verb}: give job ids, or --account and/or --status for many jobs")
+    if ids:
+        return None
+    if account is not None:
+        store.get_account(account)  # a typo is an error, not "0 jobs"
+    if status is None:
+        return list(allowed)
+    wanted = _status(status)
+    if wanted not in allowed:
+        done = {"cancel": "cancelled", "retry": "retried"}[verb]
+        raise UsageError(f"{verb} --status {wanted}: only "
+                         f"{', '.join(str(s) for s in allowed)} jobs can be {done}")
+    return [wanted]
+
+
+def _bulk_report(verb: str, jobs, dry_run: bool) -> None:
+    n = len(jobs)
+    noun = f"{n} job{'s' if n != 1 else ''}"
+    if dry_run:
+        print(f"would {verb} {noun} (dry run: nothing changed)")
+    else:
+        past = {"cancel": "cancelled", "retry": "set pending again"}[verb]
+        print(f"{past} {noun}")
+    for job in jobs:
+        print(f"  {job.id}  {job.account}  {job.status}")
+
+
 @app.command()
 def cancel(
-    job_ids: Annotated[list[str], typer.Argument(metavar="JOB...", help="Job ids.")],
+    job_ids: Annotated[list[str] | None, typer.Argument(
+        metavar="[JOB]...", help="Job ids (or use --account / --status).")] = None,
+    account: Annotated[str | None, typer.Option(
+        "--account", "-a", metavar="NAME", help="Every cancellable job of this account.")
+    ] = None,
+    status: Annotated[str | None, typer.Option(
+        "--status", "-s", help="Only jobs in this status: pending, failed or missed.")
+    ] = None,
+    dry_run: Annotated[bool, typer.Option(
+        "--dry-run", help="Show what would be cancelled; change nothing.")] = False,
 ) -> None:
     """Cancel jobs that have not been published.
 
     Exits 1 if one could not be cancelled (a run is publishing it right now, or it is
-    already posted).
+    already posted). With --account / --status, every matching pending, failed or missed
+    job is cancelled in one go.
 
     Example:
 
     \b
       autopost cancel 3f9k2m7a 8d1q0c4e
+      autopost cancel --account work --status pending --dry-run
     """
+    from autopost.store.base import CANCELLABLE
+
     store = get_store()
-    jobs = _jobs(store, job_ids)
+    statuses = _selection(store, job_ids, account, status, CANCELLABLE, "cancel")
+    if statuses is not None:
+        if dry_run:
+            jobs = [j for s in statuses
+                    for j in store.list_jobs(JobFilter(status=s, account=account))]
+            _bulk_report("cancel", sorted(jobs, key=lambda j: (j.scheduled_at, j.id)), True)
+        else:
+            _bulk_report("cancel", store.cancel_jobs(account=account, statuses=statuses,
+                                                     now=now()), False)
+        return
+    jobs = _jobs(store, job_ids or [])
+    if dry_run:
+        for job in jobs:
+            ok = job.status in CANCELLABLE
+            print(f"{job.id}  would be {'cancelled' if ok else 'left: it is ' + job.status}")
+        print("(dry run: nothing changed)")
+        return
     failed = False
     for job in jobs:
         outcome = store.cancel_job(job.id, now=now())
@@ -339,35 +425,153 @@ def cancel(
         raise typer.Exit(1)
 
 
-_RETRYABLE = (JobStatus.FAILED, JobStatus.MISSED, JobStatus.CANCELLED)
-
-
 @app.command()
 def retry(
-    job_ids: Annotated[list[str], typer.Argument(metavar="JOB...", help="Job ids.")],
+    job_ids: Annotated[list[str] | None, typer.Argument(
+        metavar="[JOB]...", help="Job ids (or use --account / --status).")] = None,
+    at: Annotated[str | None, typer.Option(
+        "--at", metavar="WHEN", help="When to send it (default: the next run).")] = None,
+    tz: Annotated[str | None, typer.Option(
+        "--tz", metavar="ZONE", help="Zone for --at without an offset.")] = None,
+    account: Annotated[str | None, typer.Option(
+        "--account", "-a", metavar="NAME", help="Every retryable job of this account.")
+    ] = None,
+    status: Annotated[str | None, typer.Option(
+        "--status", "-s", help="Only jobs in this status: failed, missed or cancelled.")
+    ] = None,
+    dry_run: Annotated[bool, typer.Option(
+        "--dry-run", help="Show what would be retried; change nothing.")] = False,
     force: Annotated[bool, typer.Option(
         "--force", help="Send it again even though it may already be posted (an unknown "
                         "job, or one whose earlier outcome was never confirmed).")] = False,
 ) -> None:
-    """Send failed, missed or cancelled jobs again, as soon as the next run.
+    """Send failed, missed or cancelled jobs again, at the next run or --at WHEN.
+
+    With --account / --status, every matching job is retried in one go (without
+    --status: failed and missed ones; cancelled only when asked for).
 
     Example:
 
     \b
       autopost list --status failed | cut -f1 | xargs autopost retry
+      autopost retry --status failed --account work --at +1h
     """
     from autopost.policy import retry_doubt
+    from autopost.services import check_not_past
+    from autopost.store.base import RETRYABLE
 
+    at_now = now()
+    if tz is not None:
+        get_zone(tz)
+    when = parse_when(at, now=at_now, tz=tz) if at is not None else None
+    if when is not None:
+        check_not_past(when, at_now)
     store = get_store()
-    jobs = _jobs(store, job_ids)
+    statuses = _selection(store, job_ids, account, status, RETRYABLE, "retry")
+    if statuses is not None:
+        if force:
+            raise UsageError("--force goes with job ids, not --account/--status")
+        if status is None:
+            statuses = [JobStatus.FAILED, JobStatus.MISSED]
+        if dry_run:
+            jobs = [j for s in statuses
+                    for j in store.list_jobs(JobFilter(status=s, account=account))]
+            _bulk_report("retry", sorted(jobs, key=lambda j: (j.scheduled_at, j.id)), True)
+        else:
+            _bulk_report("retry", store.retry_jobs(account=account, statuses=statuses,
+                                                   now=at_now, at=when), False)
+        return
+    jobs = _jobs(store, job_ids or [])
     for job in jobs:  # every job is checked before any changes
-        if job.status not in _RETRYABLE and job.status != JobStatus.UNKNOWN:
+        if job.status not in RETRYABLE and job.status != JobStatus.UNKNOWN:
             raise UsageError(f"job {job.id} is {job.status}; only failed, missed or cancelled "
                              "jobs can be retried (nothing changed)")
         doubt = retry_doubt(job, store.attempts_for(job.id))
         if doubt is not None and not force:
             raise UsageError(f"{doubt} (nothing changed)")
+    if dry_run:
+        for job in jobs:
+            print(f"{job.id}  would be set pending again ({job.status} now)")
+        print("(dry run: nothing changed)")
+        return
     for job in jobs:
-        fresh = store.retry_job(job.id, now=now(), force=force)
-        say(f"{fresh.id}  pending again, due now ({fresh.attempts} of {fresh.max_attempts} "
+        fresh = store.retry_job(job.id, now=at_now, at=when, force=force)
+        due = "due now" if when is None else f"due {format_local(fresh.scheduled_at)}"
+        say(f"{fresh.id}  pending again, {due} ({fresh.attempts} of {fresh.max_attempts} "
               "attempts used)")
+
+
+def format_local(when) -> str:
+    from autopost import render
+
+    return render.local(when)
+
+
+_EDIT_VALUE_OPTIONS = ("--text", "--at", "--tz", "--max-attempts", "--option")
+
+
+@app.command(cls=RawArgsCommand)
+def edit(
+    ctx: typer.Context,
+    job_id: Annotated[str, typer.Argument(metavar="JOB", help="A job id or its unique start.")],
+    text: Annotated[str | None, typer.Option(
+        "--text", help='The new text ("-" reads it from stdin).')] = None,
+    at: Annotated[str | None, typer.Option("--at", metavar="WHEN", help="The new time.")
+                  ] = None,
+    tz: Annotated[str | None, typer.Option(
+        "--tz", metavar="ZONE", help="Zone for --at without an offset.")] = None,
+    media: Annotated[list[str] | None, typer.Option(
+        "--media", metavar="FILE", help="Replace the media with these files (repeatable).")
+    ] = None,
+    alt: Annotated[list[str] | None, typer.Option(
+        "--alt", metavar="TEXT", help="Alt text for the --media before it.")] = None,
+    no_media: Annotated[bool, typer.Option("--no-media", help="Remove all media.")] = False,
+    option: Annotated[list[str] | None, typer.Option(
+        "--option", metavar="KEY=VALUE", help="Set a platform option (KEY= removes it).")
+    ] = None,
+    max_attempts: Annotated[int | None, typer.Option(
+        "--max-attempts", min=1, help="Give up after N attempts.")] = None,
+    allow_duplicate: Annotated[bool, typer.Option(
+        "--allow-duplicate", help="Skip the duplicate guard.")] = False,
+) -> None:
+    """Change a job that has not reached the platform yet (pending, missed, or failed
+    before any attempt). Checked like add; a new --at makes a missed job pending again."""
+    from autopost import render, services
+    from autopost.models import JobEdit, Media
+
+    at_now = now()
+    if text == "-":
+        text = sys.stdin.read().rstrip("\n")
+    if tz is not None:
+        get_zone(tz)
+    when = parse_when(at, now=at_now, tz=tz) if at is not None else None
+    if when is not None:
+        services.check_not_past(when, at_now)
+    if no_media and media:
+        raise UsageError("give --media or --no-media, not both")
+    files = None
+    if media or alt:
+        order = services.option_order(ctx.meta.get("autopost.raw_args", []),
+                                      {"--media": "media", "--alt": "alt"},
+                                      _EDIT_VALUE_OPTIONS)
+        pairs = services.pair_media(media or [], alt or [], order)
+        files = tuple(Media(services.check_media(path), alt_text) for path, alt_text in pairs)
+    elif no_media:
+        files = ()
+    store = get_store()
+    job = store.get_job(job_id)
+    options = services.edited_options(job.account, job.platform, option, job.options) \
+        if option else None
+    change = JobEdit(text=text, scheduled_at=when, media=files, options=options,
+                     max_attempts=max_attempts)
+    if not change.fields():
+        raise UsageError("edit: nothing to change (give --text, --at, --media, --no-media, "
+                         "--option or --max-attempts)")
+    services.check_edited(get_settings(), job.account, job.platform,
+                          job.text if text is None else text,
+                          job.media if files is None else files,
+                          job.options if options is None else options)
+    fresh = store.edit_job(job.id, change, now=at_now, duplicate_window=services.duplicate_window(
+        get_settings(), allow_duplicate))
+    print(f"{fresh.id}  edited ({', '.join(change.fields())}); {fresh.status}, due "
+          f"{render.local(fresh.scheduled_at)}")

@@ -26,7 +26,7 @@ from autopost.cli.app import (
     verbose,
 )
 from autopost.errors import Interrupted, NeedsAttention, UsageError
-from autopost.models import AccountState, JobFilter, JobStatus
+from autopost.models import PAUSED_FOREVER, AccountState, JobFilter, JobStatus
 from autopost.timeparse import format_utc
 
 
@@ -289,6 +289,7 @@ def _health(store, settings, now: datetime) -> dict:
         found = version_status(settings.meta.graph_version, now.date())
         if found is not None:  # the Graph API version is retired, or soon will be
             problems.append(problem(None, None, "expiring", found[1]))
+    paused = [a for a in store.list_accounts() if a.is_paused(now)]
     return {
         "now": format_utc(now),
         "last_run": None if last is None else {
@@ -301,6 +302,8 @@ def _health(store, settings, now: datetime) -> dict:
         "unknown": [j.id for j in unknown],
         "needs_reauth": [a.name for a in reauth],
         "blocked": {a.name: format_utc(a.blocked_until) for a in blocked},
+        "paused": {a.name: None if a.paused_until == PAUSED_FOREVER
+                   else format_utc(a.paused_until) for a in paused},
         "problems": problems,
     }
 
@@ -334,6 +337,9 @@ def _print_health(report: dict) -> None:
     print("jobs: " + ", ".join(f"{k} {v}" for k, v in report["counts"].items() if v) or "none")
     for name, until in report["blocked"].items():
         print(f"account {name} is rate-limited until {until}")
+    for name, until in report["paused"].items():
+        print(f"account {name} is paused " + (f"until {until}" if until else
+                                              "(until 'autopost accounts resume')"))
     if report["problems"]:
         for item in report["problems"]:
             print(f"attention: {item['message']}")

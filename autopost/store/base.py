@@ -18,6 +18,7 @@ from autopost.models import (
     Attempt,
     ErrorKind,
     Job,
+    JobEdit,
     JobFilter,
     JobStatus,
     NewJob,
@@ -76,6 +77,45 @@ class CancelOutcome:
     reason: str | None = None
 
 
+# Jobs a bulk cancel / retry may touch, and the statuses `edit` accepts.
+CANCELLABLE = (JobStatus.PENDING, JobStatus.FAILED, JobStatus.MISSED)
+RETRYABLE = (JobStatus.FAILED, JobStatus.MISSED, JobStatus.CANCELLED)
+EDITABLE = (JobStatus.PENDING, JobStatus.MISSED, JobStatus.FAILED)
+# Jobs that hold their time and text: the duplicate guard and the slots count these.
+LIVE = (JobStatus.PENDING, JobStatus.RUNNING, JobStatus.UNKNOWN, JobStatus.POSTED)
+
+
+def not_editable_reason(job: Job) -> str | None:
+    """Why `edit` (or `add --update`) must leave this job alone; None when it may change.
+    A job that has reached the platform once keeps what it sent: a later reconcile
+    compares with it, and a resend under the same idempotency key would not change it."""
+    if job.status == JobStatus.RUNNING:
+        return "it is being published right now by a run"
+    if job.status == JobStatus.UNKNOWN:
+        return "its outcome is unknown (it may be live); resolve it first"
+    if job.status == JobStatus.POSTED:
+        return "it is already posted"
+    if job.status == JobStatus.CANCELLED:
+        return "it is cancelled ('autopost retry' brings it back first)"
+    if job.attempts > 0:
+        return (f"it has already reached {job.platform} ({job.attempts} attempt"
+                f"{'s' if job.attempts != 1 else ''}); cancel it and add a new job")
+    return None
+
+
+def duplicate_key(text: str) -> str | None:
+    """What the duplicate guard compares: a digest of the text made NFKC, case-folded and
+    whitespace-collapsed (stored with each job, so the check is one indexed read). None
+    for a post without text (media only), which the guard does not compare."""
+    import hashlib
+    import unicodedata
+
+    norm = " ".join(unicodedata.normalize("NFKC", text).casefold().split())
+    if not norm:
+        return None
+    return hashlib.sha256(norm.encode("utf-8")).hexdigest()[:24]
+
+
 class Store(ABC):
     """Persistence for accounts, jobs, attempts and runs."""
 
@@ -112,6 +152,15 @@ class Store(ABC):
     ) -> None: ...
 
     @abstractmethod
+    def pause_account(self, name: str, *, until: datetime, now: datetime) -> Account:
+        """Its jobs wait: claims, due scans and the missed check skip the account until
+        `until` (PAUSED_FOREVER = until resume). No job changes."""
+
+    @abstractmethod
+    def resume_account(self, name: str, *, now: datetime) -> Account:
+        """End a pause now; the catch-up window of its jobs counts from now."""
+
+    @abstractmethod
     def acquire_refresh_lock(self, name: str, owner: str, *, now: datetime, ttl: float) -> bool:
         """Take the per-account refresh lock; False if another live owner holds it."""
 
@@ -120,9 +169,33 @@ class Store(ABC):
 
     # -- jobs: management ------------------------------------------------------
     @abstractmethod
-    def add_jobs(self, jobs: Sequence[NewJob], *, now: datetime) -> list[tuple[Job, bool]]:
-        """Insert all or nothing. A job whose (account, key) exists is returned, not added:
-        each pair is (job, created)."""
+    def add_jobs(self, jobs: Sequence[NewJob], *, now: datetime, update: bool = False,
+                 duplicate_window: float | None = None) -> list[tuple[Job, bool]]:
+        """Insert all or nothing, in one write transaction. Each pair is (job, created).
+
+        A job whose (account, key) is held by a job that is not cancelled is returned, not
+        added; with `update`, that job takes the new text, time, media, options and
+        max_attempts if it may still be edited (not_editable_reason), stays as it is if
+        posted, and anything else refuses the whole batch (UsageError). A cancelled job's
+        key is free for a new job (the old job keeps its history).
+
+        A NewJob with `slots` gets the first of them that no LIVE job of its account (nor
+        an earlier job of the batch) is scheduled at; none free is a UsageError.
+
+        With `duplicate_window` (seconds), a job whose duplicate_key(text) equals that of
+        a LIVE job of the same account scheduled, or posted, less than the window away
+        from it (or of an earlier job of the batch) refuses the batch (UsageError naming
+        the other job). The checks read inside the write transaction, so two concurrent
+        adds cannot both take one slot or both pass the guard."""
+
+    @abstractmethod
+    def edit_job(self, job_id: str, edit: JobEdit, *, now: datetime,
+                 duplicate_window: float | None = None) -> Job:
+        """Change a job that has not reached the platform (not_editable_reason; checked in
+        the write transaction, UsageError saying why otherwise). A new scheduled_at also
+        sets next_attempt_at, and makes a missed or failed job pending again. An audit
+        row names the fields changed. The duplicate guard is as in add_jobs (the job
+        itself excluded)."""
 
     @abstractmethod
     def get_job(self, job_id: str) -> Job:
@@ -140,12 +213,29 @@ class Store(ABC):
         acknowledge them). A running, posted or unknown job is not cancelled."""
 
     @abstractmethod
-    def retry_job(self, job_id: str, *, now: datetime, force: bool = False) -> Job:
-        """failed / missed / cancelled -> pending, due now, with fresh attempts.
+    def retry_job(self, job_id: str, *, now: datetime, at: datetime | None = None,
+                  force: bool = False) -> Job:
+        """failed / missed / cancelled -> pending, due now (or at `at`, which also becomes
+        its scheduled time), with fresh attempts. UsageError when a cancelled job's key
+        has since been given to another job.
 
         A job that may already be posted (an unknown job, or one whose attempts log holds
         an outcome that was never settled: policy.unsettled_attempt) is refused with a
         UsageError saying why, unless `force`; so is an unknown job another run holds."""
+
+    @abstractmethod
+    def cancel_jobs(self, *, account: str | None, statuses: Sequence[JobStatus],
+                    now: datetime) -> list[Job]:
+        """Cancel every job of `account` (None = all accounts) whose status is in
+        `statuses` (only CANCELLABLE ones are touched), in one transaction, each with an
+        audit row. Returns the jobs cancelled."""
+
+    @abstractmethod
+    def retry_jobs(self, *, account: str | None, statuses: Sequence[JobStatus],
+                   now: datetime, at: datetime | None = None) -> list[Job]:
+        """retry_job (without force) for every job of `account` whose status is in
+        `statuses` (RETRYABLE ones only), all or nothing: one that may already be posted
+        refuses the whole batch. Returns the jobs set pending."""
 
     @abstractmethod
     def resolve_job(self, job_id: str, *, posted_url: str | None, now: datetime) -> Job:

@@ -16,6 +16,7 @@ SELECT EXISTS (
     SELECT 1 FROM jobs j JOIN accounts a ON a.name = j.account
     WHERE j.status = 'pending' AND j.next_attempt_at <= :due AND a.state = 'ok'
       AND (a.blocked_until IS NULL OR a.blocked_until <= :due)
+      AND (a.paused_until IS NULL OR a.paused_until <= :due)
 ) OR EXISTS (
     SELECT 1 FROM jobs WHERE status = 'running' AND lease_expires_at <= :now
 ) OR EXISTS (

@@ -25,6 +25,7 @@ from autopost.models import (
     NewJob,
     Run,
 )
+from autopost.store.base import duplicate_key
 from autopost.store.timefmt import from_db, to_db
 
 ToDb = Callable[[datetime | None], Any]
@@ -43,7 +44,9 @@ def inserted_job(row: dict[str, Any], job: NewJob, created_at: datetime) -> Job:
         scheduled_at=scheduled, next_attempt_at=scheduled, status=JobStatus.PENDING,
         media=tuple(job.media), options=dict(job.options), attempts=0,
         max_attempts=job.max_attempts, key=job.key, idempotency_key=row["idempotency_key"],
-        group_id=job.group_id, created_at=created_at, updated_at=created_at)
+        group_id=job.group_id, created_at=created_at, updated_at=created_at,
+        thread_id=job.thread_id, thread_part=job.thread_part, series_id=job.series_id,
+        series_n=job.series_n)
 
 
 def new_job_row(job: NewJob, job_id: str, stamp: Any, t: ToDb = to_db) -> dict[str, Any]:
@@ -66,6 +69,11 @@ def new_job_row(job: NewJob, job_id: str, stamp: Any, t: ToDb = to_db) -> dict[s
         "ref": "{}",
         "created_at": stamp,
         "updated_at": stamp,
+        "thread_id": job.thread_id,
+        "thread_part": job.thread_part,
+        "series_id": job.series_id,
+        "series_n": job.series_n,
+        "text_key": duplicate_key(job.text),
     }
 
 
@@ -101,7 +109,8 @@ def account_from(r: dict[str, Any], f: FromDb = from_db) -> Account:
         credentials=json.loads(r["credentials"]), state=AccountState(r["state"]),
         state_reason=r["state_reason"], blocked_until=f(r["blocked_until"]),
         token_expires_at=f(r["token_expires_at"]), hourly_limit=r["hourly_limit"],
-        daily_limit=r["daily_limit"], created_at=f(r["created_at"]))
+        daily_limit=r["daily_limit"], created_at=f(r["created_at"]),
+        paused_until=f(r.get("paused_until")), resumed_at=f(r.get("resumed_at")))
 
 
 def job_from(r: dict[str, Any], f: FromDb = from_db) -> Job:
@@ -117,7 +126,9 @@ def job_from(r: dict[str, Any], f: FromDb = from_db) -> Job:
         last_error_kind=ErrorKind(r["last_error_kind"]) if r["last_error_kind"] else None,
         platform_post_id=r["platform_post_id"], platform_url=r["platform_url"],
         posted_at=f(r["posted_at"]), ref=loads(r["ref"]),
-        created_at=f(r["created_at"]), updated_at=f(r["updated_at"]))
+        created_at=f(r["created_at"]), updated_at=f(r["updated_at"]),
+        thread_id=r.get("thread_id"), thread_part=r.get("thread_part"),
+        series_id=r.get("series_id"), series_n=r.get("series_n"))
 
 
 def attempt_from(r: dict[str, Any], f: FromDb = from_db) -> Attempt:

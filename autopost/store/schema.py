@@ -75,7 +75,48 @@ def _list_order(db: Database) -> None:
     db["jobs"].create_index(["status", "scheduled_at", "id"], index_name="jobs_status_scheduled")
 
 
-MIGRATIONS: list[Callable[[Database], None]] = [_initial, _list_order]
+def _schedule(db: Database) -> None:
+    """3: writing the schedule: threads, recurring series, paused accounts, reusable keys.
+
+    jobs.thread_id / thread_part: the parts of one thread (part 1 first; each part is a
+    reply to the one before). jobs.series_id / series_n: the occurrence of a recurring
+    series. jobs.text_key: the duplicate guard's digest of the normalised text (filled
+    in here for the jobs that count). accounts.paused_until (NULL = not paused) and
+    resumed_at (when the last pause ended, where the catch-up window counts from). The
+    (account, key) index now leaves cancelled jobs out, so a cancelled job's key can be
+    given to a new job."""
+    from autopost.store.base import duplicate_key
+
+    jobs = db["jobs"]
+    for column, kind in (("thread_id", str), ("thread_part", int), ("series_id", str),
+                         ("series_n", int), ("text_key", str)):
+        jobs.add_column(column, kind)
+    db.conn.create_function("autopost_text_key", 1, duplicate_key, deterministic=True)
+    db.execute("UPDATE jobs SET text_key = autopost_text_key(text) "
+               "WHERE status IN ('pending', 'running', 'unknown', 'posted')")
+    jobs.create_index(["account", "text_key"], index_name="jobs_text")
+    jobs.create_index(["thread_id", "thread_part"], index_name="jobs_thread")
+    jobs.create_index(["series_id", "series_n"], index_name="jobs_series")
+    for column in ("paused_until", "resumed_at"):
+        db["accounts"].add_column(column, str)
+    db.execute("DROP INDEX jobs_account_key")
+    db.execute("CREATE UNIQUE INDEX jobs_account_key ON jobs (account, key) "
+               "WHERE key IS NOT NULL AND status <> 'cancelled'")
+    db["series"].create(
+        {"id": str, "account": str, "platform": str, "text": str, "media": str,
+         "options": str, "max_attempts": int, "rule": str, "tz": str, "start_at": str,
+         "until_at": str, "count": int, "status": str, "through": str, "made": int,
+         "next_extend_at": str, "created_at": str, "updated_at": str},
+        pk="id",
+        not_null={"id", "account", "platform", "text", "media", "options", "max_attempts",
+                  "rule", "tz", "start_at", "status", "made", "created_at", "updated_at"},
+        defaults={"media": "[]", "options": "{}", "made": 0, "status": "active"},
+        strict=True,
+    )
+    db["series"].create_index(["status", "next_extend_at"], index_name="series_extend")
+
+
+MIGRATIONS: list[Callable[[Database], None]] = [_initial, _list_order, _schedule]
 
 SCHEMA_VERSION = len(MIGRATIONS)
 

@@ -9,6 +9,7 @@ import json
 import sqlite3
 from collections.abc import Iterator, Sequence
 from contextlib import contextmanager
+from dataclasses import replace
 from datetime import datetime, timedelta
 from pathlib import Path
 from typing import Any
@@ -19,13 +20,25 @@ from autopost.models import (
     Account,
     Attempt,
     Job,
+    JobEdit,
     JobFilter,
     JobStatus,
     NewJob,
     Run,
 )
 from autopost.quota import DAY, HOUR, next_free_slot
-from autopost.store.base import CancelOutcome, Claim, LimitsFor, Result, Store
+from autopost.store.base import (
+    CANCELLABLE,
+    LIVE,
+    RETRYABLE,
+    CancelOutcome,
+    Claim,
+    LimitsFor,
+    Result,
+    Store,
+    duplicate_key,
+    not_editable_reason,
+)
 from autopost.store.connect import open_connection, translate_errors
 from autopost.store.rows import (
     account_from,
@@ -41,6 +54,7 @@ from autopost.store.timefmt import from_db, to_db
 
 _FINISHED = ("posted", "failed", "cancelled", "missed")
 _CHUNK = 500  # ids per IN (...) list, well under SQLite's limit on parameters
+_LIVE_SQL = ", ".join(f"'{s}'" for s in LIVE)
 
 
 class SqliteStore(Store):
@@ -142,6 +156,25 @@ class SqliteStore(Store):
             if cur.rowcount == 0:
                 raise NotFound(f"unknown account {name!r}")
 
+    def pause_account(self, name, *, until, now):
+        with self._write() as c:
+            cur = c.execute(
+                "UPDATE accounts SET paused_until = ?, resumed_at = ?, updated_at = ? "
+                "WHERE name = ?", (to_db(until), to_db(until), to_db(now), name))
+            if cur.rowcount == 0:
+                raise NotFound(f"unknown account {name!r} (see 'autopost accounts list')")
+        return self.get_account(name)
+
+    def resume_account(self, name, *, now):
+        with self._write() as c:
+            cur = c.execute(
+                "UPDATE accounts SET resumed_at = CASE WHEN paused_until > :now THEN :now "
+                "ELSE resumed_at END, paused_until = NULL, updated_at = :now "
+                "WHERE name = :name", {"now": to_db(now), "name": name})
+            if cur.rowcount == 0:
+                raise NotFound(f"unknown account {name!r} (see 'autopost accounts list')")
+        return self.get_account(name)
+
     def acquire_refresh_lock(self, name, owner, *, now, ttl):
         with self._write() as c:
             cur = c.execute(
@@ -156,7 +189,8 @@ class SqliteStore(Store):
                       "WHERE name = ? AND refresh_owner = ?", (name, owner))
 
     # -- jobs: management ------------------------------------------------------
-    def add_jobs(self, jobs: Sequence[NewJob], *, now: datetime) -> list[tuple[Job, bool]]:
+    def add_jobs(self, jobs: Sequence[NewJob], *, now: datetime, update: bool = False,
+                 duplicate_window: float | None = None) -> list[tuple[Job, bool]]:
         if not jobs:
             return []
         # 32 MB of page cache (allocated only as used) while a large batch goes in: it
@@ -169,7 +203,7 @@ class SqliteStore(Store):
         try:
             for _ in range(5):
                 try:
-                    return self._add_jobs_once(jobs, now)
+                    return self._add_jobs_once(jobs, now, update, duplicate_window)
                 except sqlite3.IntegrityError as exc:
                     if "jobs.id" not in str(exc):
                         raise
@@ -178,23 +212,46 @@ class SqliteStore(Store):
             if cache is not None:
                 self.conn.execute(f"PRAGMA cache_size = {int(cache)}")
 
-    def _add_jobs_once(self, jobs: Sequence[NewJob], now: datetime) -> list[tuple[Job, bool]]:
+    def _add_jobs_once(self, jobs: Sequence[NewJob], now: datetime, update: bool,
+                       window: float | None) -> list[tuple[Job, bool]]:
         stamp = to_db(now)
         out: list[tuple[str, bool]] = []
         rows: list[dict[str, Any]] = []
         seen: dict[tuple[str, str], str] = {}
         inserted: list[NewJob] = []
+        # What this batch adds, for the checks: (account, text key) -> [(time, id)], and
+        # account -> the times it takes.
+        batch: dict[tuple[str, str | None], list[tuple[datetime, str]]] = {}
+        times: dict[str, set[str]] = {}
+        live: dict[tuple[str, str], list[tuple[str, str, str | None, str]]] | None = None
         with self._write() as c:
             existing = self._existing_keys(c, jobs)
             for job in jobs:
                 pair = (job.account, job.key) if job.key is not None else None
                 if pair is not None and pair in existing:
+                    if update:
+                        self._update_with(c, existing[pair], job, now, window)
+                        live = None  # read again: that job's text or time changed
                     out.append((existing[pair], False))
                     continue
                 if pair is not None and pair in seen:
                     out.append((seen[pair], False))
                     continue
+                if job.slots:
+                    job = replace(job, scheduled_at=_free_slot(
+                        c, job, times.get(job.account, set())))
                 row = new_job_row(job, new_id(), stamp)
+                if window is not None:
+                    if live is None:
+                        live = _live_by_text(c, jobs)
+                    pair_key = (job.account, row["text_key"])
+                    _check_duplicate(c, job.account, row["text_key"], job.scheduled_at,
+                                     window, batch=batch.get(pair_key),
+                                     known=live.get(pair_key, []))
+                if window is not None or job.slots:
+                    batch.setdefault((job.account, row["text_key"]), []).append(
+                        (job.scheduled_at, row["id"]))
+                    times.setdefault(job.account, set()).add(row["scheduled_at"])
                 if pair is not None:
                     seen[pair] = row["id"]
                 rows.append(row)
@@ -222,10 +279,72 @@ class SqliteStore(Store):
             chunk = pairs[i:i + 400]
             where = " OR ".join("(account = ? AND key = ?)" for _ in chunk)
             params = [v for pair in chunk for v in pair]
+            # The key IS NOT NULL / status condition lets SQLite use the partial index.
             for jid, account, key in c.execute(
-                    f"SELECT id, account, key FROM jobs WHERE {where}", params):
+                    f"SELECT id, account, key FROM jobs WHERE ({where}) AND key IS NOT NULL "
+                    "AND status <> 'cancelled'", params):
                 found[(account, key)] = jid
         return found
+
+    def _update_with(self, c, job_id: str, job: NewJob, now: datetime,
+                     window: float | None) -> None:
+        """`add --key K --update`: the job holding K takes what was given now."""
+        current = self._job_in(c, job_id)
+        if current.status == JobStatus.POSTED:
+            return
+        at = job.scheduled_at
+        if job.slots:
+            at = current.scheduled_at if current.scheduled_at in job.slots else \
+                _free_slot(c, job, set(), exclude=job_id)
+        edit = JobEdit(text=job.text, scheduled_at=at, media=tuple(job.media),
+                       options=dict(job.options), max_attempts=job.max_attempts)
+        self._apply_edit(c, current, edit, now, window, verb="updated")
+
+    def _job_in(self, c, job_id: str) -> Job:
+        cur = c.execute("SELECT * FROM jobs WHERE id = ?", (job_id,))
+        keys = [d[0] for d in cur.description]
+        row = cur.fetchone()
+        if row is None:
+            raise NotFound(f"unknown job {job_id!r} (see 'autopost list')")
+        return job_from(dict(zip(keys, row, strict=True)))
+
+    def _apply_edit(self, c, job: Job, edit: JobEdit, now: datetime, window: float | None,
+                    *, verb: str = "edited") -> None:
+        reason = not_editable_reason(job)
+        if reason is not None:
+            raise UsageError(f"job {job.id} cannot be {verb}: {reason} (nothing changed)")
+        text = job.text if edit.text is None else edit.text
+        at = job.scheduled_at if edit.scheduled_at is None else edit.scheduled_at
+        if window is not None and (edit.text is not None or edit.scheduled_at is not None):
+            _check_duplicate(c, job.account, duplicate_key(text), at, window, exclude=job.id)
+        sets = {"updated_at": to_db(now)}
+        if edit.text is not None:
+            sets["text"] = edit.text
+            sets["text_key"] = duplicate_key(edit.text)
+        if edit.media is not None:
+            sets["media"] = json.dumps([m.to_dict() for m in edit.media]) if edit.media \
+                else "[]"
+        if edit.options is not None:
+            sets["options"] = json.dumps(edit.options) if edit.options else "{}"
+        if edit.max_attempts is not None:
+            sets["max_attempts"] = edit.max_attempts
+        if edit.scheduled_at is not None:
+            sets["scheduled_at"] = sets["next_attempt_at"] = to_db(edit.scheduled_at)
+            if job.status != JobStatus.PENDING:
+                sets.update(status="pending", last_error=None, last_error_kind=None)
+        assignments = ", ".join(f"{k} = :{k}" for k in sets)
+        c.execute(f"UPDATE jobs SET {assignments} WHERE id = :id", {**sets, "id": job.id})
+        changed = [name for name in edit.fields()
+                   if _edit_value(job, name) != getattr(edit, name)]
+        _audit(c, job.id, job.attempts, None, now, verb,
+               f"{verb} by operator: {', '.join(changed) or 'nothing changed'}")
+
+    def edit_job(self, job_id: str, edit: JobEdit, *, now: datetime,
+                 duplicate_window: float | None = None) -> Job:
+        job = self.get_job(job_id)
+        with self._write() as c:
+            self._apply_edit(c, self._job_in(c, job.id), edit, now, duplicate_window)
+        return self.get_job(job.id)
 
     def _jobs_by_ids(self, ids: Sequence[str]) -> list[Job]:
         result = []
@@ -291,38 +410,49 @@ class SqliteStore(Store):
         reason = reasons.get(fresh.status, f"it is {fresh.status}")
         return CancelOutcome(fresh, False, reason)
 
-    def retry_job(self, job_id: str, *, now: datetime, force: bool = False) -> Job:
+    def retry_job(self, job_id: str, *, now: datetime, at: datetime | None = None,
+                  force: bool = False) -> Job:
         job = self.get_job(job_id)
-        stamp = to_db(now)
         with self._write() as c:
             # Read inside the write transaction: no run changes the job meanwhile.
-            current = job_from(self._rows("SELECT * FROM jobs WHERE id = ?", (job.id,))[0])
-            status = current.status
-            if status not in (JobStatus.FAILED, JobStatus.MISSED, JobStatus.CANCELLED,
-                              JobStatus.UNKNOWN):
+            current = self._job_in(c, job.id)
+            if not _retry_one(c, current, now, at, force=force):
                 raise UsageError(
-                    f"job {job.id} is {status}; only failed, missed or cancelled jobs "
-                    "can be retried")
-            if (status == JobStatus.UNKNOWN and current.lease_owner is not None
-                    and current.lease_expires_at is not None and current.lease_expires_at > now):
-                raise UsageError(f"job {job.id} is being reconciled by run "
-                                 f"{current.lease_owner}; try again when that run has finished")
-            from autopost.policy import retry_doubt  # policy loads the platform layer
-
-            doubt = retry_doubt(current, (attempt_from(r) for r in self._rows(
-                "SELECT * FROM attempts WHERE job_id = ? ORDER BY id", (job.id,))))
-            if doubt is not None and not force:
-                raise UsageError(doubt)
-            c.execute(
-                "UPDATE jobs SET status = 'pending', next_attempt_at = ?, lease_owner = NULL, "
-                "lease_expires_at = NULL, dispatched = 0, "
-                "max_attempts = max(max_attempts, attempts + 1), last_error = NULL, "
-                "last_error_kind = NULL, updated_at = ? WHERE id = ?",
-                (stamp, stamp, job.id))
-            _audit(c, job.id, job.attempts, None, now, "retried",
-                   "set pending by operator" + (
-                       " (forced: it may already be posted)" if doubt else ""))
+                    f"job {job.id} is {current.status}; only failed, missed or cancelled "
+                    "jobs can be retried")
         return self.get_job(job.id)
+
+    def _matching(self, c, account: str | None, statuses: Sequence[JobStatus],
+                  allowed: Sequence[JobStatus]) -> list[Job]:
+        wanted = [str(s) for s in statuses if s in allowed]
+        if not wanted:
+            return []
+        sql = f"SELECT * FROM jobs WHERE status IN ({', '.join('?' for _ in wanted)})"
+        params: list[Any] = list(wanted)
+        if account is not None:
+            sql += " AND account = ?"
+            params.append(account)
+        cur = c.execute(sql + " ORDER BY scheduled_at, id", params)
+        keys = [d[0] for d in cur.description]
+        return [job_from(dict(zip(keys, r, strict=True))) for r in cur.fetchall()]
+
+    def cancel_jobs(self, *, account, statuses, now) -> list[Job]:
+        with self._write() as c:
+            jobs = self._matching(c, account, statuses, CANCELLABLE)
+            c.executemany(
+                "UPDATE jobs SET status = 'cancelled', next_attempt_at = NULL, updated_at = ? "
+                "WHERE id = ?", [(to_db(now), j.id) for j in jobs])
+            for job in jobs:
+                _audit(c, job.id, job.attempts, None, now, "cancelled", "cancelled by operator")
+        return self._jobs_by_ids([j.id for j in jobs])
+
+    def retry_jobs(self, *, account, statuses, now, at=None) -> list[Job]:
+        with self._write() as c:
+            jobs = self._matching(c, account, statuses, RETRYABLE)
+            for job in jobs:
+                _retry_one(c, job, now, at)
+        fresh = {j.id: j for j in self._jobs_by_ids([j.id for j in jobs])}
+        return [fresh[j.id] for j in jobs]
 
     def resolve_job(self, job_id: str, *, posted_url: str | None, now: datetime) -> Job:
         job = self.get_job(job_id)
@@ -433,10 +563,15 @@ class SqliteStore(Store):
             return []
         cutoff = to_db(now - timedelta(seconds=window))
         with self._write() as c:
+            # A paused account's jobs are never missed; after a pause the window counts
+            # from the resume.
             ids = [r[0] for r in c.execute(
-                "SELECT id FROM jobs WHERE status = 'pending' AND next_attempt_at < ? "
-                "AND attempts = 0 AND account IN (SELECT name FROM accounts WHERE state = 'ok')",
-                (cutoff,))]
+                "SELECT j.id FROM jobs j JOIN accounts a ON a.name = j.account "
+                "WHERE j.status = 'pending' AND j.next_attempt_at < :cutoff "
+                "AND j.attempts = 0 AND a.state = 'ok' "
+                "AND (a.paused_until IS NULL OR a.paused_until <= :now) "
+                "AND (a.resumed_at IS NULL OR a.resumed_at < :cutoff)",
+                {"cutoff": cutoff, "now": to_db(now)})]
             for jid in ids:
                 c.execute(
                     "UPDATE jobs SET status = 'missed', last_error = ?, updated_at = ? "
@@ -479,9 +614,10 @@ class SqliteStore(Store):
                     "JOIN accounts a ON a.name = j.account "
                     "WHERE j.status = 'pending' AND j.next_attempt_at <= ? "
                     "AND a.state = 'ok' AND (a.blocked_until IS NULL OR a.blocked_until <= ?) "
+                    "AND (a.paused_until IS NULL OR a.paused_until <= ?) "
                     "AND j.account NOT IN (SELECT account FROM jobs WHERE status = 'running') "
                     "ORDER BY j.next_attempt_at, j.scheduled_at, j.id LIMIT ?",
-                    (stamp, stamp, max(limit * 4, 64))).fetchall()
+                    (stamp, stamp, stamp, max(limit * 4, 64))).fetchall()
                 limits: dict[str, tuple[int | None, int | None]] = {}
                 usage: dict[str, list[datetime]] = {}
                 taken: dict[str, int] = {}
@@ -583,8 +719,9 @@ class SqliteStore(Store):
             "SELECT j.* FROM jobs j JOIN accounts a ON a.name = j.account "
             "WHERE j.status = 'pending' AND j.next_attempt_at <= ? AND a.state = 'ok' "
             "AND (a.blocked_until IS NULL OR a.blocked_until <= ?) "
+            "AND (a.paused_until IS NULL OR a.paused_until <= ?) "
             "ORDER BY j.next_attempt_at, j.scheduled_at, j.id LIMIT ?",
-            (stamp, stamp, -1 if limit is None else limit))
+            (stamp, stamp, stamp, -1 if limit is None else limit))
         return [job_from(r) for r in rows]
 
     def next_due_at(self, *, now: datetime) -> datetime | None:
@@ -592,12 +729,13 @@ class SqliteStore(Store):
         rows = self._rows(
             "SELECT min(j.next_attempt_at) AS t FROM jobs j JOIN accounts a ON a.name = j.account "
             "WHERE j.status = 'pending' AND a.state = 'ok' "
-            "AND (a.blocked_until IS NULL OR a.blocked_until <= ?)", (stamp,))
+            "AND (a.blocked_until IS NULL OR a.blocked_until <= ?) "
+            "AND (a.paused_until IS NULL OR a.paused_until <= ?)", (stamp, stamp))
         due = from_db(rows[0]["t"]) if rows else None
         blocked = self._rows(
-            "SELECT min(blocked_until) AS t FROM accounts WHERE state = 'ok' AND "
-            "blocked_until > ? AND name IN (SELECT account FROM jobs WHERE status = 'pending')",
-            (stamp,))
+            "SELECT min(max(coalesce(blocked_until, ''), coalesce(paused_until, ''))) AS t "
+            "FROM accounts WHERE state = 'ok' AND (blocked_until > :now OR paused_until > :now) "
+            "AND name IN (SELECT account FROM jobs WHERE status = 'pending')", {"now": stamp})
         unblock = from_db(blocked[0]["t"]) if blocked else None
         unknown = self._rows(
             "SELECT min(next_attempt_at) AS t FROM jobs WHERE status = 'unknown'")
@@ -814,6 +952,127 @@ def _consequences(c, res: Result, account: str) -> None:
     if res.account_state is not None:
         c.execute("UPDATE accounts SET state = ?, state_reason = ?, updated_at = ? WHERE name = ?",
                   (str(res.account_state), res.account_reason, stamp, account))
+
+
+def _retry_one(c, job: Job, now: datetime, at: datetime | None, *,
+               force: bool = False) -> bool:
+    """Set one job pending again (False if its status cannot be retried). Refuses
+    (UsageError) a job that may already be posted unless `force`, an unknown job another
+    run holds, and a cancelled job whose key another job now holds."""
+    if job.status not in RETRYABLE and job.status != JobStatus.UNKNOWN:
+        return False
+    if (job.status == JobStatus.UNKNOWN and job.lease_owner is not None
+            and job.lease_expires_at is not None and job.lease_expires_at > now):
+        raise UsageError(f"job {job.id} is being reconciled by run {job.lease_owner}; try "
+                         "again when that run has finished")
+    from autopost.policy import retry_doubt  # policy loads the platform layer
+
+    cur = c.execute("SELECT * FROM attempts WHERE job_id = ? ORDER BY id", (job.id,))
+    keys = [d[0] for d in cur.description]
+    doubt = retry_doubt(job, (attempt_from(dict(zip(keys, r, strict=True)))
+                              for r in cur.fetchall()))
+    if doubt is not None and not force:
+        raise UsageError(doubt)
+    if job.status == JobStatus.CANCELLED and job.key is not None:
+        other = c.execute(
+            "SELECT id FROM jobs WHERE account = ? AND key = ? AND key IS NOT NULL AND "
+            "status <> 'cancelled' AND id <> ?", (job.account, job.key, job.id)).fetchone()
+        if other is not None:
+            raise UsageError(f"job {job.id} cannot be retried: its key {job.key!r} now belongs "
+                             f"to job {other[0]} (nothing changed)")
+    when = to_db(at or now)
+    c.execute(
+        "UPDATE jobs SET status = 'pending', next_attempt_at = ?, "
+        "scheduled_at = coalesce(?, scheduled_at), lease_owner = NULL, "
+        "lease_expires_at = NULL, dispatched = 0, "
+        "max_attempts = max(max_attempts, attempts + 1), last_error = NULL, "
+        "last_error_kind = NULL, updated_at = ? WHERE id = ?",
+        (when, to_db(at), to_db(now), job.id))
+    note = "set pending by operator" + (f", due {when}" if at is not None else "") + (
+        " (forced: it may already be posted)" if doubt else "")
+    _audit(c, job.id, job.attempts, None, now, "retried", note)
+    return True
+
+
+def _edit_value(job: Job, name: str) -> Any:
+    value = getattr(job, name)
+    return tuple(value) if name == "media" else value
+
+
+def _check_duplicate(c, account: str, key: str | None, at: datetime, window: float, *,
+                     exclude: str | None = None,
+                     batch: Sequence[tuple[datetime, str]] | None = None,
+                     known: Sequence[tuple[str, str, str | None, str]] | None = None) -> None:
+    """UsageError when a LIVE job of the account has the same text key within the window
+    (or an earlier job of this batch, `batch` being its (time, id) with that key)."""
+    if key is None:
+        return  # media-only posts have no text to compare
+    span = timedelta(seconds=window)
+    for when, other_id in batch or ():
+        if abs(when - at) < span:
+            raise UsageError(
+                f"{account}: the same text is already in this batch (job {other_id}, "
+                f"{to_db(when)[:16]}Z), less than {_hours(window)} apart; add "
+                "--allow-duplicate to post it anyway (nothing changed)")
+    lo, hi = to_db(at - span), to_db(at + span)
+    if known is not None:
+        row = next(((jid, sched, posted, status) for jid, sched, posted, status in known
+                    if jid != exclude and (lo < sched < hi or (posted and lo < posted < hi))),
+                   None)
+    else:
+        row = c.execute(
+            f"SELECT id, scheduled_at, posted_at, status FROM jobs WHERE account = ? "
+            f"AND text_key = ? AND status IN ({_LIVE_SQL}) AND id IS NOT ? "
+            "AND ((scheduled_at > ? AND scheduled_at < ?) OR (posted_at > ? AND posted_at < ?)) "
+            "LIMIT 1", (account, key, exclude, lo, hi, lo, hi)).fetchone()
+    if row is not None:
+        jid, scheduled, posted, status = row
+        when = posted if status == "posted" and posted else scheduled
+        verb = "posted" if status == "posted" else "scheduled"
+        raise UsageError(
+            f"{account}: job {jid} with the same text is {verb} at {when[:16]}Z, less "
+            f"than {_hours(window)} from this one; add --allow-duplicate to post it "
+            "anyway (nothing changed)")
+
+
+def _live_by_text(c, jobs: Sequence[NewJob]
+                  ) -> dict[tuple[str, str], list[tuple[str, str, str | None, str]]]:
+    """The LIVE jobs sharing a text key with one of `jobs`, read in a few queries (a
+    large import asks once per 400 texts rather than once per row)."""
+    pairs = sorted({(j.account, k) for j in jobs if (k := duplicate_key(j.text))})
+    found: dict[tuple[str, str], list[tuple[str, str, str | None, str]]] = {}
+    for i in range(0, len(pairs), 400):
+        chunk = pairs[i:i + 400]
+        where = " OR ".join("(account = ? AND text_key = ?)" for _ in chunk)
+        params = [v for pair in chunk for v in pair]
+        for account, key, jid, sched, posted, status in c.execute(
+                f"SELECT account, text_key, id, scheduled_at, posted_at, status FROM jobs "
+                f"WHERE ({where}) AND status IN ({_LIVE_SQL})", params):
+            found.setdefault((account, key), []).append((jid, sched, posted, status))
+    return found
+
+
+def _hours(seconds: float) -> str:
+    if seconds % 3600 == 0:
+        return f"{int(seconds // 3600)} h"
+    if seconds % 60 == 0:
+        return f"{int(seconds // 60)} min"
+    return f"{seconds:g} s"
+
+
+def _free_slot(c, job: NewJob, taken: set[str], *, exclude: str | None = None) -> datetime:
+    """The first of job.slots that no LIVE job of the account (nor `taken`, the times an
+    earlier job of the batch holds) is scheduled at."""
+    first, last = to_db(job.slots[0]), to_db(job.slots[-1])
+    held = {r[0] for r in c.execute(
+        f"SELECT scheduled_at FROM jobs WHERE account = ? AND status IN ({_LIVE_SQL}) "
+        "AND scheduled_at >= ? AND scheduled_at <= ? AND id IS NOT ?",
+        (job.account, first, last, exclude))} | taken
+    for slot in job.slots:
+        if to_db(slot) not in held:
+            return slot
+    raise UsageError(f"{job.account}: no free slot until {last[:16]}Z (every slot is taken; "
+                     "add slots in the config or give --at)")
 
 
 def _audit(c, job_id: str, number: int, run_id: str | None, now: datetime, outcome: str,
