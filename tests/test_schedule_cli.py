@@ -16,6 +16,7 @@ from autopost.store.base import Result
 from autopost.store.sqlite import SqliteStore
 
 from .conftest import outbox_credentials
+from .images import png
 
 
 @pytest.fixture
@@ -95,7 +96,7 @@ def run_once(cli, job_id: str, status: JobStatus, **kw) -> None:
 def test_edit_changes_text_time_options_and_is_audited(cli, demo, tmp_path):
     job = add_job(cli, "first draft", "-a", "demo", "--at", "+1h")
     pic = tmp_path / "pic.png"
-    pic.write_bytes(b"png")
+    pic.write_bytes(png(4, 4))
     when = datetime.now(UTC).replace(microsecond=0) + timedelta(hours=3)
     out = cli("edit", job["id"], "--text", "final text", "--at", iso(when), "--media",
               str(pic), "--alt", "a picture", "--max-attempts", "2")
