@@ -146,8 +146,10 @@ def test_show_explains_why_a_job_waits(db):
 def test_calendar_grid_on_a_terminal_and_lines_through_a_pipe(db):
     now = datetime.now(UTC)
     at = (now + timedelta(days=1)).replace(hour=9, minute=0, second=0, microsecond=0)
-    for account in ("mastodon-main", "mastodon-main", "b"):
-        add(db, f"post for {account}", account=account, at=at.strftime("%Y-%m-%dT%H:%MZ"))
+    for n, account in enumerate(("mastodon-main", "mastodon-main", "b")):
+        # distinct texts: the same text twice on one account is refused as a duplicate
+        add(db, f"post {n} for {account}", account=account,
+            at=at.strftime("%Y-%m-%dT%H:%MZ"))
     grid = tty(db, "calendar", columns=200)
     lines = grid.splitlines()
     day = at.strftime("%a %m-%d")
