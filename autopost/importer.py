@@ -37,7 +37,7 @@ from autopost.store.base import Store
 from autopost.timeparse import _localize, get_zone, parse_when
 
 REQUIRED = ("account", "at", "text")
-OPTIONAL = ("key", "media", "alt", "tz", "options")
+OPTIONAL = ("key", "media", "alt", "tz", "options", "thread", "part")
 COLUMNS = REQUIRED + OPTIONAL
 
 
@@ -174,7 +174,8 @@ def _check_types(data: dict[str, Any]) -> None:
             continue
         if column == "options" and isinstance(value, dict):
             continue
-        if column == "key" and isinstance(value, int) and not isinstance(value, bool):
+        if column in ("key", "part", "thread") and isinstance(value, int) \
+                and not isinstance(value, bool):
             data[column] = str(value)
             continue
         raise _Bad(column, f"expected a string, got {type(value).__name__}")
@@ -289,14 +290,31 @@ class RowChecker:
             first = self.keys.setdefault((name, key), row)
             if first != row:
                 raise _Bad("key", f"key {key!r} for {name} is already used on row {first}")
+        thread, part = self._thread(get("thread"), get("part"), name)
         job = NewJob(account=name, platform=account.platform, text=text, scheduled_at=when,
                      media=media, options=dict(options), max_attempts=self.attempts[name],
-                     key=key)
+                     key=key, thread_id=thread, thread_part=part)
         if when < self.earliest:
             if key is None:
                 raise _Bad("at", f"{at!r} is in the past")
             self.past.append((row, line, job))
         return job
+
+    def _thread(self, thread: str | None, part: str | None, account: str
+                ) -> tuple[str | None, int | None]:
+        """The row's thread name and part number (linked into a thread by link_threads)."""
+        thread = (thread or "").strip() or None
+        part_text = (part or "").strip()
+        if thread is None:
+            if part_text:
+                raise _Bad("part", "a part number needs a thread")
+            return None, None
+        if not self.adapters[account].supports_replies:
+            raise _Bad("thread", f"{self.accounts[account].platform} has no replies, so it "
+                                 "cannot post a thread")
+        if not part_text.isdigit() or int(part_text) < 1:
+            raise _Bad("part", f"expected a part number (1, 2, ...), got {part_text!r}")
+        return thread, int(part_text)
 
     def _media(self, media: str | list[str] | None, alt: str | list[str] | None
                ) -> tuple[Media, ...]:
@@ -322,6 +340,38 @@ class RowChecker:
         for row, line, job in self.past:
             if (job.account, job.key) not in known:
                 raise RowError(row, "at", "is in the past", line)
+
+
+def link_threads(jobs: list[NewJob], rows: list[int]) -> list[NewJob]:
+    """Rows of one account that share a `thread` value become one thread, ordered by
+    `part`: part numbers must differ, and every part has the same `at`."""
+    import secrets
+    from dataclasses import replace
+
+    groups: dict[tuple[str, str], list[int]] = {}
+    for i, job in enumerate(jobs):
+        if job.thread_id is not None:
+            groups.setdefault((job.account, job.thread_id), []).append(i)
+    if not groups:
+        return jobs
+    out = list(jobs)
+    for (_account, name), members in groups.items():
+        members.sort(key=lambda i: jobs[i].thread_part or 0)
+        first = jobs[members[0]]
+        seen: dict[int, int] = {}
+        for i in members:
+            part = jobs[i].thread_part or 0
+            if part in seen:
+                raise RowError(rows[i], "part", f"thread {name!r} has part {part} twice "
+                                                f"(also row {seen[part]})")
+            seen[part] = rows[i]
+            if jobs[i].scheduled_at != first.scheduled_at:
+                raise RowError(rows[i], "at", f"every part of thread {name!r} needs the same "
+                                              f"time as its first part (row {rows[members[0]]})")
+        thread_id = secrets.token_hex(8)
+        for n, i in enumerate(members, start=1):
+            out[i] = replace(jobs[i], thread_id=thread_id, thread_part=n)
+    return out
 
 
 def _split(value: str | list[str] | None, *, keep_empty: bool = False) -> list[str]:
@@ -371,6 +421,10 @@ def parse_file(path: Path, store: Store, settings: Settings, *, now: datetime,
         raise UsageError(f"{path.name} {first_error}{more}; nothing was imported")
     if not jobs:
         raise UsageError(f"{path.name}: no rows to import")
+    try:
+        jobs = link_threads(jobs, rows)
+    except UsageError as exc:
+        raise UsageError(f"{path.name} {exc}; nothing was imported") from None
     try:
         checker.check_past()
     except UsageError as exc:

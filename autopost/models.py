@@ -201,3 +201,5 @@ class JobFilter:
     account: str | None = None
     platform: str | None = None
     limit: int | None = None
+    thread_id: str | None = None  # the parts of one thread, in part order
+    series_id: str | None = None

@@ -49,6 +49,9 @@ def job_to_dict(job: Job) -> dict[str, Any]:
         "lease_expires_at": utc(job.lease_expires_at),
         "created_at": utc(job.created_at),
         "updated_at": utc(job.updated_at),
+        "thread_id": job.thread_id,
+        "thread_part": job.thread_part,
+        "series_id": job.series_id,
     }
 
 

@@ -258,6 +258,7 @@ class AddRequest:
     # What --option KEY=VALUE gave (or an import row's options): checked per platform.
     options: dict[str, Any] = field(default_factory=dict)
     next_slot: bool = False  # --at next-slot: `when` is only the earliest time
+    thread: tuple[str, ...] = ()  # --thread: the parts, in order (media go with part 1)
 
 
 def job_options(raw: dict[str, Any], accounts: Sequence[Account]) -> dict[str, dict[str, Any]]:
@@ -353,6 +354,10 @@ def build_jobs(store: Store, settings: Settings, req: AddRequest, *, now: dateti
     jobs = []
     for account in accounts:
         _, cls = platform_adapter(account.platform)
+        if req.thread:
+            jobs += thread_jobs(account, cls, req, settings, group=group,
+                                options=options[account.name])
+            continue
         try:
             check_content(cls, settings, req.text, req.media, options[account.name])
         except UsageError as exc:
@@ -386,6 +391,38 @@ def check_content(cls: type[Adapter], settings: Settings, text: str,
         from autopost.mediahost import require_host
 
         require_host(media, settings.media, cls.platform)
+
+
+def thread_parts_key(key: str | None, part: int) -> str | None:
+    """Part 1 of a thread keeps --key K; part n gets K#n."""
+    if key is None:
+        return None
+    return key if part == 1 else f"{key}#{part}"
+
+
+def thread_jobs(account: Account, cls: type[Adapter], req: AddRequest, settings: Settings,
+                *, group: str | None, options: dict[str, Any]) -> list[NewJob]:
+    """The parts of one thread for one account, each a reply to the part before it."""
+    if not cls.supports_replies:
+        raise UsageError(f"{account.name}: {account.platform} has no replies, so it cannot "
+                         "post a thread")
+    if len(req.thread) < 2:
+        raise UsageError("--thread: give at least two parts")
+    thread_id = secrets.token_hex(8)
+    out = []
+    for n, text in enumerate(req.thread, start=1):
+        media = req.media if n == 1 else ()
+        try:
+            check_content(cls, settings, text, media, options)
+        except UsageError as exc:
+            raise UsageError(f"{account.name}: part {n}: {exc}") from None
+        out.append(NewJob(
+            account=account.name, platform=account.platform, text=text,
+            scheduled_at=req.when, media=media, options=options,
+            max_attempts=req.max_attempts or settings.policy(account.platform).max_attempts,
+            key=thread_parts_key(req.key, n), group_id=group, thread_id=thread_id,
+            thread_part=n))
+    return out
 
 
 def existing_job(store: Store, account: str, key: str | None) -> Job | None:

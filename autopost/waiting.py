@@ -14,13 +14,13 @@ from dataclasses import dataclass
 from datetime import datetime
 from typing import Any
 
-from autopost.models import Account, Job, JobStatus
+from autopost.models import PAUSED_FOREVER, Account, Job, JobStatus
 from autopost.quota import WindowState
 from autopost.render import ago, local, utc
 
 # Every reason, for docs/json.md and the tests.
-REASONS = ("running", "reconciling", "unknown", "needs_reauth", "blocked", "over_quota",
-           "scheduled", "retrying", "due")
+REASONS = ("running", "reconciling", "unknown", "needs_reauth", "paused", "thread",
+           "blocked", "over_quota", "scheduled", "retrying", "due")
 
 
 @dataclass(frozen=True)
@@ -34,9 +34,10 @@ class Waiting:
 
 
 def explain(job: Job, account: Account | None, now: datetime, *,
-            hour: WindowState | None = None, day: WindowState | None = None
-            ) -> Waiting | None:
-    """None once the job is settled (posted, failed, cancelled, missed)."""
+            hour: WindowState | None = None, day: WindowState | None = None,
+            parent: Job | None = None) -> Waiting | None:
+    """None once the job is settled (posted, failed, cancelled, missed). `parent` is the
+    thread part a later part replies to."""
     status = job.status
     if status == JobStatus.RUNNING:
         until = f" (its lease ends {local(job.lease_expires_at)})" if job.lease_expires_at \
@@ -55,6 +56,16 @@ def explain(job: Job, account: Account | None, now: datetime, *,
         return Waiting("needs_reauth", f"account {account.name} needs re-auth{why} (runs "
                        f"skip it; 'autopost accounts add {account.name} --update' with new "
                        "credentials)")
+    if account is not None and account.is_paused(now) and account.paused_until is not None \
+            and account.paused_until >= (job.next_attempt_at or job.scheduled_at):
+        if account.paused_until == PAUSED_FOREVER:
+            return Waiting("paused", f"account {account.name} is paused until 'autopost "
+                           f"accounts resume {account.name}'")
+        return Waiting("paused", f"account {account.name} is paused until "
+                       f"{local(account.paused_until)}", account.paused_until)
+    if parent is not None and parent.status != JobStatus.POSTED:
+        return Waiting("thread", f"part {job.thread_part} of a thread: it goes out once part "
+                       f"{parent.thread_part} (job {parent.id}, {parent.status}) is posted")
     due = job.next_attempt_at or job.scheduled_at
     blocked = account.blocked_until if account is not None and account.is_blocked(now) \
         else None

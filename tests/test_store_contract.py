@@ -1031,3 +1031,53 @@ def test_pause_until_a_time_counts_the_window_from_then(store):
     store.add_account(Account(name="a", platform="outbox", credentials={"path": "/x"}),
                       now=NOW, replace=True)
     assert store.get_account("a").is_paused(NOW + timedelta(days=1))
+
+
+# -- threads -----------------------------------------------------------------------------------
+
+def test_claim_takes_a_part_only_after_the_one_before_is_posted(store):
+    from autopost.models import PostRef, Reply
+
+    now = NOW
+    store.add_account(Account(name="a", platform="outbox", credentials={"path": "/tmp/a"}),
+                      now=now)
+    jobs = [j for j, _ in store.add_jobs(
+        [NewJob(account="a", platform="outbox", text=f"p{n}", scheduled_at=now,
+                thread_id="t", thread_part=n) for n in (1, 2)], now=now)]
+
+    def claim(at):
+        return store.claim("r", now=at, lease=60, limit=10, per_account=10,
+                           limits_for=lambda a: (None, None)).jobs
+
+    assert [j.id for j in claim(now)] == [jobs[0].id]
+    assert store.due_jobs(now=now, limit=None) == []  # part 2 is not due yet
+    store.dispatch([jobs[0].id], "r", now=now)
+    store.record([Result(jobs[0].id, "r", now, JobStatus.POSTED, "posted",
+                         platform_post_id="id-1", platform_url="https://x/1")])
+    (second,) = claim(now)
+    assert second.id == jobs[1].id
+    assert second.reply == Reply(parent=PostRef("id-1", "https://x/1", {}),
+                                 root=PostRef("id-1", "https://x/1", {}))
+    # A later part is never marked missed while it waits for the one before.
+    assert store.mark_missed(now=now + timedelta(days=1), window=3600) == []
+
+
+def test_list_jobs_by_thread_in_part_order_and_a_failed_part_stops_the_rest(store):
+    account(store)
+    jobs = add(store, *[new(text=f"p{n}", thread_id="t", thread_part=n) for n in (3, 1, 2)])
+    assert [j.thread_part for j in store.list_jobs(JobFilter(thread_id="t"))] == [1, 2, 3]
+    first = next(j for j in jobs if j.thread_part == 1)
+    claim(store)
+    store.dispatch([first.id], "r1", now=NOW)
+    finish(store, first.id, "r1", NOW, JobStatus.FAILED, message="refused")
+    rest = store.list_jobs(JobFilter(thread_id="t"))
+    assert [j.status for j in rest] == [JobStatus.FAILED] * 3
+    assert "part 1 of its thread" in rest[2].last_error and rest[2].attempts == 0
+    # Retrying the failed part brings back the parts after it; cancelling one cancels them.
+    store.retry_job(first.id, now=NOW)
+    assert [j.status for j in store.list_jobs(JobFilter(thread_id="t"))] == \
+        [JobStatus.PENDING] * 3
+    second = next(j for j in jobs if j.thread_part == 2)
+    store.cancel_job(second.id, now=NOW)
+    assert [j.status for j in store.list_jobs(JobFilter(thread_id="t"))] == \
+        [JobStatus.PENDING, JobStatus.CANCELLED, JobStatus.CANCELLED]

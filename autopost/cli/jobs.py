@@ -37,7 +37,9 @@ _ADD_VALUE_OPTIONS = ("--account", "-a", "--at", "--tz", "--key", "--max-attempt
 @app.command(cls=RawArgsCommand)
 def add(
     ctx: typer.Context,
-    text: Annotated[str, typer.Argument(help='The post\'s text ("-" reads it from stdin).')],
+    texts: Annotated[list[str], typer.Argument(
+        metavar="TEXT...", help='The post\'s text ("-" reads it from stdin); with --thread, '
+        'each part\'s text in order.')],
     account: Annotated[list[str], typer.Option(
         "--account", "-a", metavar="NAME", help="Post to this account (repeatable).")],
     at: Annotated[str, typer.Option(
@@ -62,6 +64,9 @@ def add(
         "--max-attempts", click_type=params.attempts(),
         help="Give up after N attempts (default: the platform's).")
     ] = None,
+    thread: Annotated[bool, typer.Option(
+        "--thread", help="Post the TEXTs as a thread: each part replies to the one before, "
+        "and goes out only once that one is posted.")] = False,
     update: Annotated[bool, typer.Option(
         "--update", help="With --key: an existing job with that key takes this text, time "
         "and media (if it has not reached the platform) instead of staying as it is.")
@@ -87,7 +92,20 @@ def add(
     from autopost.platforms.options import parse_pairs
 
     at_now = now()
-    if text == "-":
+    if thread:
+        if len(texts) < 2:
+            raise UsageError("--thread: give at least two parts (one TEXT each)")
+        if "-" in texts:
+            raise UsageError("--thread: parts cannot come from stdin ('-')")
+        if update:
+            raise UsageError("--update cannot be combined with --thread")
+        if at.strip().lower() == services.NEXT_SLOT:
+            raise UsageError("--thread cannot be combined with --at next-slot")
+    elif len(texts) != 1:
+        raise UsageError(f"got {len(texts)} texts; quote the post's text as one argument, "
+                         "or give --thread to post several parts as a thread")
+    text = texts[0]
+    if text == "-" and not thread:
         from autopost.inputs import TEXT_MAX, read_stdin
 
         text = read_stdin(TEXT_MAX, "text").rstrip("\n")
@@ -106,7 +124,8 @@ def add(
     settings = get_settings()
     request = services.AddRequest(text=text, accounts=list(account), when=when, media=files,
                                   key=key, max_attempts=max_attempts, next_slot=next_slot,
-                                  options=parse_pairs(option or []))
+                                  options=parse_pairs(option or []),
+                                  thread=tuple(texts) if thread else ())
     jobs = services.build_jobs(store, settings, request, now=at_now)
     results = store.add_jobs(jobs, now=at_now, update=update,
                              duplicate_window=services.duplicate_window(settings,
@@ -120,8 +139,9 @@ def add(
         return
     for job, created in results:
         if created:
-            print(f"{job.id}  scheduled for {render.local(job.scheduled_at)} on {job.account}"
-                  f" ({job.platform})")
+            part = f"part {job.thread_part} of a thread, " if job.thread_part else ""
+            print(f"{job.id}  {part}scheduled for {render.local(job.scheduled_at)} on "
+                  f"{job.account} ({job.platform})")
         elif update and job.status != JobStatus.POSTED:
             print(f"{job.id}  updated (key {job.key!r} on {job.account}): due "
                   f"{render.local(job.scheduled_at)}")
@@ -297,11 +317,21 @@ def show(
     job = store.get_job(job_id)
     attempts = store.attempts_for(job.id)
     waiting = _waiting(store, job)
+    parts = store.list_jobs(JobFilter(thread_id=job.thread_id)) if job.thread_id else []
     if as_json:
-        render.print_json({**render.job_with_attempts(job, attempts),
-                           "waiting": waiting.to_dict() if waiting else None})
-    else:
-        render.show_job(job, attempts, waiting.message if waiting else None)
+        data = {**render.job_with_attempts(job, attempts),
+                "waiting": waiting.to_dict() if waiting else None}
+        if parts:
+            data["thread"] = [_part(p) for p in parts]
+        render.print_json(data)
+        return
+    render.show_job(job, attempts, waiting.message if waiting else None)
+    if parts:
+        print(f"\nthread ({len(parts)} parts; each replies to the one before):")
+        for p in parts:
+            mark = "*" if p.id == job.id else " "
+            where = p.platform_url or p.platform_post_id or ""
+            print(f" {mark} {p.thread_part}. {p.id}  {p.status:<9} {where}".rstrip())
 
 
 def _waiting(store, job):
@@ -320,7 +350,16 @@ def _waiting(store, job):
 
         hour, day = windows(store.quota_times(account.name, now=at_now), at_now,
                             *account_limits(account, get_settings()))
-    return explain(job, account, at_now, hour=hour, day=day)
+    parent = None
+    if job.thread_id is not None and job.thread_part and job.thread_part > 1:
+        parent = next((p for p in store.list_jobs(JobFilter(thread_id=job.thread_id))
+                       if p.thread_part == job.thread_part - 1), None)
+    return explain(job, account, at_now, hour=hour, day=day, parent=parent)
+
+
+def _part(job) -> dict:
+    return {"part": job.thread_part, "id": job.id, "status": str(job.status),
+            "platform_post_id": job.platform_post_id, "platform_url": job.platform_url}
 
 
 def _jobs(store, ids: list[str]):
@@ -541,7 +580,9 @@ def edit(
 
     at_now = now()
     if text == "-":
-        text = sys.stdin.read().rstrip("\n")
+        from autopost.inputs import TEXT_MAX, read_stdin
+
+        text = read_stdin(TEXT_MAX, "text").rstrip("\n")
     if tz is not None:
         get_zone(tz)
     when = parse_when(at, now=at_now, tz=tz) if at is not None else None

@@ -152,6 +152,14 @@ class Adapter(ABC):
     can_reconcile: ClassVar[bool] = True
     # True where the platform's tokens expire and can be refreshed.
     refreshable: ClassVar[bool] = False
+    # True where a post can reply to an earlier one, so threads can be posted. A thread
+    # part after the first reaches publish() with job.reply set: job.reply.parent is the
+    # part before it and job.reply.root the first part, each a PostRef with the
+    # platform's post id (Published.post_id), URL and the job's ref as stored when it was
+    # posted. The adapter sends the reply field its platform has (Mastodon
+    # in_reply_to_id, Bluesky reply.root/parent, X reply.in_reply_to_tweet_id, Threads
+    # reply_to_id). Platforms left False refuse threads at add time.
+    supports_replies: ClassVar[bool] = False
     # True where there is no default API root (every Mastodon instance is its own).
     needs_base_url: ClassVar[bool] = False
     # True where the account logs in through the browser (`autopost accounts login`).

@@ -77,6 +77,7 @@ class BlueskyAdapter(Adapter):
                max_length=3, pattern=r"[A-Za-z]{2,3}(-[A-Za-z0-9]{1,8})*"),
     )
     refreshable = True
+    supports_replies = True
 
     def __init__(self, *args: Any, **kwargs: Any):
         super().__init__(*args, **kwargs)
@@ -152,6 +153,11 @@ class BlueskyAdapter(Adapter):
             record["langs"] = languages
         if job.media:
             record["embed"] = self._embed(job.media)
+        if job.reply is not None:
+            # A reply names the thread's first post (root) and the post it answers
+            # (parent), each as a strong ref: the record's URI and its content hash.
+            record["reply"] = {"root": self._strong_ref(job.reply.root.post_id),
+                               "parent": self._strong_ref(job.reply.parent.post_id)}
         rkey = job.ref.get("rkey") or job_record_key(job)
         record["createdAt"] = self._created_at(job)
         save_ref({"rkey": rkey, "created_at": record["createdAt"]})
@@ -214,6 +220,26 @@ class BlueskyAdapter(Adapter):
                 image["aspectRatio"] = {"width": info.width, "height": info.height}
             images.append(image)
         return {"$type": "app.bsky.embed.images", "images": images}
+
+    def _strong_ref(self, uri: str) -> dict[str, str]:
+        """{"uri", "cid"} of a post of ours (a thread's earlier part), from getRecord."""
+        parts = uri.removeprefix("at://").split("/")
+        if len(parts) != 3 or not uri.startswith("at://"):
+            raise PlatformError(ErrorKind.INVALID, f"bluesky: cannot reply to {uri!r} "
+                                                   "(not an at:// record URI)")
+        try:
+            body = self._xrpc("GET", "com.atproto.repo.getRecord",
+                              params={"repo": parts[0], "collection": parts[1],
+                                      "rkey": parts[2]})
+        except PlatformError as exc:
+            if exc.code == "RecordNotFound":
+                raise PlatformError(ErrorKind.INVALID, f"bluesky: the post this part replies "
+                                                       f"to ({uri}) is gone") from None
+            raise
+        cid = body.get("cid")
+        if not isinstance(cid, str) or not cid:
+            raise PlatformError(ErrorKind.SERVER, f"bluesky getRecord {uri}: no cid")
+        return {"uri": str(body.get("uri") or uri), "cid": cid}
 
     # -- after an unknown outcome ---------------------------------------------------
     def reconcile(self, job: Job) -> Reconciled:

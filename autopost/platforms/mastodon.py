@@ -130,6 +130,7 @@ class MastodonAdapter(Adapter):
     needs_base_url = True
     text_limit = 500
     max_media = 4
+    supports_replies = True
     options = (
         Option("visibility", "choice", "who sees the post", choices=VISIBILITIES),
         Option("spoiler_text", "text", "content warning shown before the text"),
@@ -282,6 +283,8 @@ class MastodonAdapter(Adapter):
         for key in ("visibility", "language", "spoiler_text", "in_reply_to_id"):
             if options.get(key):
                 data[key] = str(options[key])
+        if job.reply is not None:
+            data["in_reply_to_id"] = job.reply.parent.post_id
         if options.get("sensitive"):
             data["sensitive"] = "true"
         if media_ids:

@@ -32,6 +32,7 @@ class OutboxAdapter(Adapter):
     required_fields = ("path",)
     max_media = 10
     needs_http = False
+    supports_replies = True  # a part's file names the post it replies to
 
     @property
     def folder(self) -> Path:
@@ -51,6 +52,9 @@ class OutboxAdapter(Adapter):
             "posted_at": format_utc(self.clock()),
             "idempotency_key": job.idempotency_key,
         }
+        if job.reply is not None:
+            doc["in_reply_to"] = job.reply.parent.post_id
+            doc["thread_root"] = job.reply.root.post_id
         name = f"{job.id}.json"
         try:
             dfd = self._open_folder()

@@ -17,6 +17,9 @@ SELECT EXISTS (
     WHERE j.status = 'pending' AND j.next_attempt_at <= :due AND a.state = 'ok'
       AND (a.blocked_until IS NULL OR a.blocked_until <= :due)
       AND (a.paused_until IS NULL OR a.paused_until <= :due)
+      AND (j.thread_part IS NULL OR j.thread_part <= 1 OR EXISTS (
+          SELECT 1 FROM jobs p WHERE p.thread_id = j.thread_id
+            AND p.thread_part = j.thread_part - 1 AND p.status = 'posted'))
 ) OR EXISTS (
     SELECT 1 FROM jobs WHERE status = 'running' AND lease_expires_at <= :now
 ) OR EXISTS (

@@ -24,6 +24,8 @@ from autopost.models import (
     JobFilter,
     JobStatus,
     NewJob,
+    PostRef,
+    Reply,
     Run,
 )
 from autopost.quota import DAY, HOUR, next_free_slot
@@ -46,6 +48,7 @@ from autopost.store.rows import (
     attempt_from,
     inserted_job,
     job_from,
+    loads,
     new_job_row,
     run_from,
 )
@@ -300,6 +303,26 @@ class SqliteStore(Store):
                        options=dict(job.options), max_attempts=job.max_attempts)
         self._apply_edit(c, current, edit, now, window, verb="updated")
 
+    def _with_replies(self, jobs: Sequence[Job]) -> dict[str, Job]:
+        """Thread parts after the first, with `reply` set from the parts they reply to."""
+        out: dict[str, Job] = {}
+        for job in jobs:
+            if job.thread_id is None or not job.thread_part or job.thread_part <= 1:
+                continue
+            rows = {r["thread_part"]: r for r in self._rows(
+                "SELECT thread_part, platform_post_id, platform_url, ref FROM jobs "
+                "WHERE thread_id = ? AND thread_part IN (1, ?) AND status = 'posted'",
+                (job.thread_id, job.thread_part - 1))}
+            if 1 not in rows or job.thread_part - 1 not in rows:
+                continue  # cannot happen: the claim took it only after its parent posted
+
+            def post(r: dict[str, Any]) -> PostRef:
+                return PostRef(r["platform_post_id"] or "", r["platform_url"], loads(r["ref"]))
+
+            out[job.id] = replace(job, reply=Reply(parent=post(rows[job.thread_part - 1]),
+                                                   root=post(rows[1])))
+        return out
+
     def _job_in(self, c, job_id: str) -> Job:
         cur = c.execute("SELECT * FROM jobs WHERE id = ?", (job_id,))
         keys = [d[0] for d in cur.description]
@@ -378,10 +401,17 @@ class SqliteStore(Store):
         if flt.platform is not None:
             where.append("platform = ?")
             params.append(flt.platform)
+        if flt.thread_id is not None:
+            where.append("thread_id = ?")
+            params.append(flt.thread_id)
+        if flt.series_id is not None:
+            where.append("series_id = ?")
+            params.append(flt.series_id)
         sql = "SELECT * FROM jobs"
         if where:
             sql += " WHERE " + " AND ".join(where)
-        sql += " ORDER BY scheduled_at, id"
+        sql += " ORDER BY thread_part, scheduled_at, id" if flt.thread_id is not None else \
+            " ORDER BY scheduled_at, id"
         if flt.limit is not None:
             sql += " LIMIT ?"
             params.append(flt.limit)
@@ -399,6 +429,11 @@ class SqliteStore(Store):
                 "WHERE id = ? AND status IN ('pending', 'failed', 'missed')", (to_db(now), job.id))
             if cur.rowcount:
                 _audit(c, job.id, job.attempts, None, now, "cancelled", "cancelled by operator")
+                for later in _later_parts(c, job.id, CANCELLABLE):
+                    c.execute("UPDATE jobs SET status = 'cancelled', next_attempt_at = NULL, "
+                              "updated_at = ? WHERE id = ?", (to_db(now), later))
+                    _audit(c, later, 0, None, now, "cancelled",
+                           f"cancelled with part {job.thread_part} of its thread ({job.id})")
         fresh = self.get_job(job.id)
         if cur.rowcount:
             return CancelOutcome(fresh, True)
@@ -420,6 +455,9 @@ class SqliteStore(Store):
                 raise UsageError(
                     f"job {job.id} is {current.status}; only failed, missed or cancelled "
                     "jobs can be retried")
+            # A thread goes on from the part retried: the parts after it come back too.
+            for later in _later_parts(c, job.id, RETRYABLE):
+                _retry_one(c, self._job_in(c, later), now, at)
         return self.get_job(job.id)
 
     def _matching(self, c, account: str | None, statuses: Sequence[JobStatus],
@@ -569,6 +607,7 @@ class SqliteStore(Store):
                 "SELECT j.id FROM jobs j JOIN accounts a ON a.name = j.account "
                 "WHERE j.status = 'pending' AND j.next_attempt_at < :cutoff "
                 "AND j.attempts = 0 AND a.state = 'ok' "
+                "AND (j.thread_part IS NULL OR j.thread_part <= 1) "
                 "AND (a.paused_until IS NULL OR a.paused_until <= :now) "
                 "AND (a.resumed_at IS NULL OR a.resumed_at < :cutoff)",
                 {"cutoff": cutoff, "now": to_db(now)})]
@@ -615,6 +654,7 @@ class SqliteStore(Store):
                     "WHERE j.status = 'pending' AND j.next_attempt_at <= ? "
                     "AND a.state = 'ok' AND (a.blocked_until IS NULL OR a.blocked_until <= ?) "
                     "AND (a.paused_until IS NULL OR a.paused_until <= ?) "
+                    f"AND {_THREAD_READY} "
                     "AND j.account NOT IN (SELECT account FROM jobs WHERE status = 'running') "
                     "ORDER BY j.next_attempt_at, j.scheduled_at, j.id LIMIT ?",
                     (stamp, stamp, stamp, max(limit * 4, 64))).fetchall()
@@ -659,6 +699,7 @@ class SqliteStore(Store):
                        f"account quota reached; deferred to {to_db(slot)}")
         if deferred:
             jobs.update({j.id: j for j in self._jobs_by_ids([j for j, _ in deferred])})
+        jobs.update(self._with_replies([jobs[j] for j in chosen]))
         return Claim(jobs=[jobs[j] for j in chosen],
                      deferred=[(jobs[j], slot) for j, slot in deferred],
                      accounts={jobs[j].account: accounts[jobs[j].account] for j in chosen})
@@ -720,6 +761,7 @@ class SqliteStore(Store):
             "WHERE j.status = 'pending' AND j.next_attempt_at <= ? AND a.state = 'ok' "
             "AND (a.blocked_until IS NULL OR a.blocked_until <= ?) "
             "AND (a.paused_until IS NULL OR a.paused_until <= ?) "
+            f"AND {_THREAD_READY} "
             "ORDER BY j.next_attempt_at, j.scheduled_at, j.id LIMIT ?",
             (stamp, stamp, stamp, -1 if limit is None else limit))
         return [job_from(r) for r in rows]
@@ -730,7 +772,8 @@ class SqliteStore(Store):
             "SELECT min(j.next_attempt_at) AS t FROM jobs j JOIN accounts a ON a.name = j.account "
             "WHERE j.status = 'pending' AND a.state = 'ok' "
             "AND (a.blocked_until IS NULL OR a.blocked_until <= ?) "
-            "AND (a.paused_until IS NULL OR a.paused_until <= ?)", (stamp, stamp))
+            "AND (a.paused_until IS NULL OR a.paused_until <= ?) "
+            f"AND {_THREAD_READY}", (stamp, stamp))
         due = from_db(rows[0]["t"]) if rows else None
         blocked = self._rows(
             "SELECT min(max(coalesce(blocked_until, ''), coalesce(paused_until, ''))) AS t "
@@ -938,6 +981,8 @@ def _record_one(c, res: Result) -> bool:
 def _consequences(c, res: Result, account: str) -> None:
     """What a recorded result does beyond its job and attempt row (rare)."""
     stamp = to_db(res.finished_at)
+    if res.status == JobStatus.FAILED:
+        _stop_thread(c, res.job_id, res.finished_at)  # a failed thread part stops its thread
     if res.refund_attempt:
         c.execute("UPDATE jobs SET attempts = max(0, attempts - 1) WHERE id = ?", (res.job_id,))
     if res.block_account_until is not None:
@@ -952,6 +997,35 @@ def _consequences(c, res: Result, account: str) -> None:
     if res.account_state is not None:
         c.execute("UPDATE accounts SET state = ?, state_reason = ?, updated_at = ? WHERE name = ?",
                   (str(res.account_state), res.account_reason, stamp, account))
+
+
+_THREAD_READY = (
+    "(j.thread_part IS NULL OR j.thread_part <= 1 OR EXISTS (SELECT 1 FROM jobs p "
+    "WHERE p.thread_id = j.thread_id AND p.thread_part = j.thread_part - 1 "
+    "AND p.status = 'posted'))")
+
+
+def _later_parts(c, job_id: str, statuses: Sequence[JobStatus]) -> list[str]:
+    """The ids of the parts after this job in its thread whose status is in `statuses`."""
+    marks = ", ".join("?" for _ in statuses)
+    return [r[0] for r in c.execute(
+        f"SELECT l.id FROM jobs j JOIN jobs l ON l.thread_id = j.thread_id "
+        f"AND l.thread_part > j.thread_part WHERE j.id = ? AND l.status IN ({marks}) "
+        "ORDER BY l.thread_part", (job_id, *[str(s) for s in statuses]))]
+
+
+def _stop_thread(c, job_id: str, now: datetime) -> None:
+    """A failed part stops its thread: the pending parts after it fail too, saying why
+    (a later part is never posted before the one it replies to)."""
+    part = c.execute("SELECT thread_part FROM jobs WHERE id = ?", (job_id,)).fetchone()
+    if part is None or part[0] is None:
+        return
+    why = f"not sent: part {part[0]} of its thread (job {job_id}) failed"
+    for later in _later_parts(c, job_id, (JobStatus.PENDING,)):
+        c.execute("UPDATE jobs SET status = 'failed', next_attempt_at = NULL, last_error = ?, "
+                  "updated_at = ? WHERE id = ?", (why, to_db(now), later))
+        _audit(c, later, 0, None, now, "stopped",
+               why + "; 'autopost retry' of that part sends the rest after it")
 
 
 def _retry_one(c, job: Job, now: datetime, at: datetime | None, *,

@@ -1,7 +1,8 @@
 """A small, real Mastodon API server on 127.0.0.1 for tests and benchmarks.
 
 Implements what autopost uses (see platforms.md, section 1): POST /api/v1/statuses
-(form data; Idempotency-Key kept per account for one hour of the server's clock),
+(form data; Idempotency-Key kept per account for one hour of the server's clock;
+in_reply_to_id must name an existing status, else 404 as on a real instance),
 POST /api/v2/media (200, or 202 then GET /api/v1/media/:id), GET /api/v2/instance,
 GET /api/v1/accounts/verify_credentials, GET /api/v1/accounts/:id/statuses (newest
 first, max_id, limit), bearer tokens (one token = one account), X-RateLimit-* headers
@@ -81,6 +82,7 @@ class Created:
     spoiler_text: str = ""
     language: str | None = None
     media_ids: list[str] = field(default_factory=list)
+    in_reply_to_id: str | None = None
 
     def to_json(self) -> dict[str, Any]:
         return {**asdict(self), "created_at": iso(self.created_at)}
@@ -229,6 +231,7 @@ class FakeMastodon:
         spoiler = form.get("spoiler_text", [""])[0]
         visibility = form.get("visibility", ["public"])[0]
         media_ids = form.get("media_ids[]", [])
+        reply_to = form.get("in_reply_to_id", [None])[0]
         if visibility not in ("public", "unlisted", "private", "direct"):
             return 422, {"error": "Validation failed: Visibility is not included in the list"}
         if not text.strip() and not media_ids:
@@ -242,6 +245,8 @@ class FakeMastodon:
                 status_id, made = self._keys[(token, key)]
                 if now - made < IDEMPOTENCY_TTL:
                     return 200, self.statuses[status_id]
+            if reply_to is not None and reply_to not in self.statuses:
+                return 404, {"error": "Record not found"}
             attached = []
             for media_id in media_ids:
                 item = self.media.get(media_id)
@@ -258,11 +263,12 @@ class FakeMastodon:
                 "sensitive": form.get("sensitive", ["false"])[0] == "true",
                 "uri": f"{self.base_url}/users/{account['username']}/statuses/{status_id}",
                 "url": f"{self.base_url}/@{account['username']}/{status_id}",
-                "content": render(text), "reblog": None,
+                "content": render(text), "reblog": None, "in_reply_to_id": reply_to,
                 "media_attachments": attached, "account": account}
             self.statuses[status_id] = status
             self._ledger.append(Created(status_id, token, account["id"], text, key, now,
-                                        visibility, spoiler, status["language"], media_ids))
+                                        visibility, spoiler, status["language"], media_ids,
+                                        reply_to))
             if key:
                 self._keys[(token, key)] = (status_id, now)
             return 200, status
