@@ -171,6 +171,30 @@ class NewJob:
 
 
 @dataclass(frozen=True)
+class Series:
+    """A recurring post: the template its occurrences (ordinary jobs) are made from."""
+
+    id: str
+    account: str
+    platform: str
+    text: str
+    rule: str                   # an RRULE without DTSTART (series.normalise_rule)
+    tz: str                     # the zone the rule's wall times are in
+    start_at: datetime          # the first wall time, as an instant
+    media: tuple[Media, ...] = ()
+    options: dict[str, Any] = field(default_factory=dict)
+    max_attempts: int = 5
+    until_at: datetime | None = None
+    count: int | None = None
+    status: str = "active"      # active | done (no more occurrences) | cancelled
+    made: int = 0               # occurrences made into jobs so far (numbered 1..made)
+    through: datetime | None = None
+    next_extend_at: datetime | None = None   # when the next occurrence enters the horizon
+    created_at: datetime | None = None
+    updated_at: datetime | None = None
+
+
+@dataclass(frozen=True)
 class JobEdit:
     """What `edit` changes (None = unchanged)."""
 

@@ -1081,3 +1081,57 @@ def test_list_jobs_by_thread_in_part_order_and_a_failed_part_stops_the_rest(stor
     store.cancel_job(second.id, now=NOW)
     assert [j.status for j in store.list_jobs(JobFilter(thread_id="t"))] == \
         [JobStatus.PENDING, JobStatus.CANCELLED, JobStatus.CANCELLED]
+
+
+# -- recurring series ----------------------------------------------------------------------------
+
+def _series(**kw):
+    from autopost.models import Series
+
+    fields = dict(id="s-abcdefgh", account="a", platform="outbox", text="weekly",
+                  rule="FREQ=DAILY", tz="UTC", start_at=NOW, made=2,
+                  through=NOW + timedelta(days=1), next_extend_at=NOW + timedelta(days=1))
+    fields.update(kw)
+    return Series(**fields)
+
+
+def test_series_add_extend_cancel_and_edit(store):
+    from autopost.models import JobEdit
+
+    account(store)
+    occ = [new(at=NOW + timedelta(days=n - 1), text="weekly", series_id="s-abcdefgh",
+               series_n=n) for n in (1, 2)]
+    series, jobs = store.add_series(_series(), occ, now=NOW)
+    assert series.made == 2 and [j.series_n for j in jobs] == [1, 2]
+    assert store.get_series("s-abcd").id == "s-abcdefgh"
+    assert store.series_to_extend(now=NOW) == []
+    assert [s.id for s in store.series_to_extend(now=NOW + timedelta(days=1))] == [series.id]
+    more = [new(at=NOW + timedelta(days=2), text="weekly", series_id=series.id, series_n=3)]
+    later = NOW + timedelta(days=1)
+    assert store.extend_series(series.id, more, expected_made=2, made=3,
+                               through=NOW + timedelta(days=2),
+                               next_extend_at=NOW + timedelta(days=2), done=False, now=later)
+    # A second extender that read the same state adds nothing.
+    assert not store.extend_series(series.id, more, expected_made=2, made=3,
+                                   through=NOW + timedelta(days=2), next_extend_at=None,
+                                   done=False, now=later)
+    made = store.list_jobs(JobFilter(series_id=series.id))
+    assert [j.series_n for j in made] == [1, 2, 3]
+    # The first occurrence is posted; editing and cancelling leave it alone.
+    claim(store)
+    store.dispatch([made[0].id], "r1", now=NOW)
+    finish(store, made[0].id, "r1", NOW, JobStatus.POSTED, platform_post_id="p")
+    edited, changed = store.edit_series(series.id, JobEdit(text="weekly (new)"), now=later)
+    assert edited.text == "weekly (new)" and [j.series_n for j in changed] == [2, 3]
+    with pytest.raises(UsageError):
+        store.edit_series(series.id, JobEdit(scheduled_at=later), now=later)
+    stopped, cancelled = store.cancel_series(series.id, now=later)
+    assert stopped.status == "cancelled" and [j.series_n for j in cancelled] == [2, 3]
+    assert [j.status for j in store.list_jobs(JobFilter(series_id=series.id))] == \
+        [JobStatus.POSTED, JobStatus.CANCELLED, JobStatus.CANCELLED]
+    assert store.get_job(made[0].id).text == "weekly"
+    assert store.list_series(active_only=True) == []
+    assert not store.extend_series(series.id, [], expected_made=3, made=3, through=None,
+                                   next_extend_at=None, done=True, now=later)
+    with pytest.raises(NotFound):
+        store.get_series("s-nothere")

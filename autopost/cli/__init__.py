@@ -3,7 +3,7 @@
 app       the root Typer app, the per-invocation state, the one error handler
 jobs      add, import, list, show, edit, cancel, retry
 accounts  accounts add, list, remove, check, pause, resume
-schedule  slots
+schedule  slots, plan (and add --repeat)
 running   run-due, status, resolve, demo
 ops       platforms, quota, calendar, prune, cron, backup, export, config
 db        db copy (SQLite <-> PostgreSQL)

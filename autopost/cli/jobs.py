@@ -64,6 +64,17 @@ def add(
         "--max-attempts", click_type=params.attempts(),
         help="Give up after N attempts (default: the platform's).")
     ] = None,
+    repeat: Annotated[str | None, typer.Option(
+        "--repeat", metavar="RULE", help="Post again and again: daily, weekdays, mon,wed, "
+        "'every 2 weeks', or an RRULE (FREQ=WEEKLY;BYDAY=MO). The first time is --at.")
+    ] = None,
+    until: Annotated[str | None, typer.Option(
+        "--until", metavar="WHEN", help="With --repeat: no occurrence after this.")] = None,
+    count: Annotated[int | None, typer.Option(
+        "--count", min=1, help="With --repeat: N occurrences in all.")] = None,
+    preview: Annotated[bool, typer.Option(
+        "--preview", help="With --repeat: print the next occurrences; change nothing.")
+    ] = False,
     thread: Annotated[bool, typer.Option(
         "--thread", help="Post the TEXTs as a thread: each part replies to the one before, "
         "and goes out only once that one is posted.")] = False,
@@ -92,6 +103,13 @@ def add(
     from autopost.platforms.options import parse_pairs
 
     at_now = now()
+    if repeat is None and (until is not None or count is not None or preview):
+        raise UsageError("--until, --count and --preview go with --repeat")
+    if repeat is not None:
+        if thread or key is not None or update:
+            raise UsageError("--repeat cannot be combined with --thread, --key or --update")
+        if at.strip().lower() == services.NEXT_SLOT:
+            raise UsageError("--repeat cannot be combined with --at next-slot")
     if thread:
         if len(texts) < 2:
             raise UsageError("--thread: give at least two parts (one TEXT each)")
@@ -115,6 +133,14 @@ def add(
         raise UsageError("--update needs --key (it updates the job added with that key)")
     next_slot = at.strip().lower() == services.NEXT_SLOT
     when = at_now if next_slot else parse_when(at, now=at_now, tz=tz)
+    if repeat is not None:
+        from autopost.cli.schedule import add_series
+
+        add_series(ctx, text=text, accounts=list(account), when=when, tz=tz, rule=repeat,
+                   until=until, count=count, preview=preview, media=media, alt=alt,
+                   max_attempts=max_attempts, allow_duplicate=allow_duplicate,
+                   as_json=as_json, value_options=_ADD_VALUE_OPTIONS, at_now=at_now)
+        return
     media_list, alt_list = media or [], alt or []
     order = services.option_order(ctx.meta.get("autopost.raw_args", []),
                                   {"--media": "media", "--alt": "alt"}, _ADD_VALUE_OPTIONS)
@@ -443,7 +469,18 @@ def cancel(
             _bulk_report("cancel", store.cancel_jobs(account=account, statuses=statuses,
                                                      now=now()), False)
         return
-    jobs = _jobs(store, job_ids or [])
+    from autopost.series import is_series_id
+
+    for series_id in [i for i in job_ids or [] if is_series_id(i)]:
+        if dry_run:
+            print(f"{store.get_series(series_id).id}  would be cancelled with its occurrences "
+                  "not yet posted")
+            continue
+        stopped, jobs = store.cancel_series(series_id, now=now())
+        print(f"{stopped.id}  series cancelled; {len(jobs)} occurrence(s) not yet posted "
+              "cancelled")
+    job_ids = [i for i in job_ids or [] if not is_series_id(i)]
+    jobs = _jobs(store, job_ids)
     if dry_run:
         for job in jobs:
             ok = job.status in CANCELLABLE
@@ -600,6 +637,27 @@ def edit(
     elif no_media:
         files = ()
     store = get_store()
+    from autopost.series import is_series_id
+
+    if is_series_id(job_id):
+        if when is not None:
+            raise UsageError("a series' times come from its rule; cancel it and add a new one "
+                             "to change them")
+        template = store.get_series(job_id)
+        options = services.edited_options(template.account, template.platform, option,
+                                          template.options) if option else None
+        change = JobEdit(text=text, media=files, options=options, max_attempts=max_attempts)
+        if not change.fields():
+            raise UsageError("edit: nothing to change (give --text, --media, --no-media, "
+                             "--option or --max-attempts)")
+        services.check_content(template.account, template.platform,
+                               template.text if text is None else text,
+                               template.media if files is None else files,
+                               template.options if options is None else options)
+        fresh, changed = store.edit_series(template.id, change, now=at_now)
+        print(f"{fresh.id}  series edited ({', '.join(change.fields())}); "
+              f"{len(changed)} occurrence(s) not yet posted changed too")
+        return
     job = store.get_job(job_id)
     options = services.edited_options(job.account, job.platform, option, job.options) \
         if option else None

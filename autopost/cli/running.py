@@ -67,6 +67,10 @@ def run_due(
             print(message)
         return
     store = get_store(create=not dry_run)
+    if not dry_run:
+        from autopost.series import extend_due
+
+        extend_due(store, settings, now=now())  # recurring posts coming within the horizon
     stop = threading.Event()
     interrupted = _on_signals(stop)
     live = None if dry_run else _live_line(as_json, linger)

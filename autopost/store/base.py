@@ -23,6 +23,7 @@ from autopost.models import (
     JobStatus,
     NewJob,
     Run,
+    Series,
 )
 
 # (hourly, daily) limits for an account; None = no limit.
@@ -260,6 +261,44 @@ class Store(ABC):
         """Delete finished jobs (posted/failed/cancelled/missed) updated before `before`,
         with their attempts, and older runs. Returns (jobs, runs) deleted; with `dry_run`,
         what would be, deleting nothing."""
+
+    # -- recurring series ---------------------------------------------------------
+    @abstractmethod
+    def add_series(self, series: Series, jobs: Sequence[NewJob], *, now: datetime,
+                   duplicate_window: float | None = None) -> tuple[Series, list[Job]]:
+        """Insert a series and its first occurrences (jobs carrying its id and series_n),
+        all or nothing; the jobs are checked as add_jobs checks them."""
+
+    @abstractmethod
+    def get_series(self, series_id: str) -> Series:
+        """By id or unique id prefix; NotFound otherwise."""
+
+    @abstractmethod
+    def list_series(self, *, active_only: bool = False) -> list[Series]: ...
+
+    @abstractmethod
+    def series_to_extend(self, *, now: datetime) -> list[Series]:
+        """Active series whose next_extend_at has come."""
+
+    @abstractmethod
+    def extend_series(self, series_id: str, jobs: Sequence[NewJob], *, expected_made: int,
+                      made: int, through: datetime | None,
+                      next_extend_at: datetime | None, done: bool, now: datetime) -> bool:
+        """Add occurrences, only if the series is still active with `expected_made` made
+        (so two runs extending at once add them once). False if another got there first."""
+
+    @abstractmethod
+    def cancel_series(self, series_id: str, *, now: datetime) -> tuple[Series, list[Job]]:
+        """Stop the series and cancel its occurrences not yet posted (CANCELLABLE ones);
+        posted, running and unknown occurrences stay as they are. Returns the series and
+        the jobs cancelled, in occurrence order."""
+
+    @abstractmethod
+    def edit_series(self, series_id: str, edit: JobEdit, *, now: datetime
+                    ) -> tuple[Series, list[Job]]:
+        """Change the template (text, media, options, max_attempts; not the time) and
+        every occurrence that may still be edited; the others stay as they are. Returns
+        the series and the jobs changed, in occurrence order."""
 
     # -- jobs: the engine --------------------------------------------------------
     @abstractmethod

@@ -25,6 +25,8 @@ SELECT EXISTS (
 ) OR EXISTS (
     SELECT 1 FROM jobs WHERE status = 'unknown' AND next_attempt_at <= :due
       AND (lease_owner IS NULL OR lease_expires_at <= :due)
+) OR EXISTS (
+    SELECT 1 FROM series WHERE status = 'active' AND next_extend_at <= :now
 )
 """
 

@@ -24,6 +24,7 @@ from autopost.models import (
     Media,
     NewJob,
     Run,
+    Series,
 )
 from autopost.store.base import duplicate_key
 from autopost.store.timefmt import from_db, to_db
@@ -144,3 +145,25 @@ def attempt_from(r: dict[str, Any], f: FromDb = from_db) -> Attempt:
 def run_from(r: dict[str, Any], f: FromDb = from_db) -> Run:
     return Run(id=r["id"], started_at=f(r["started_at"]), finished_at=f(r["finished_at"]),
                host=r["host"], pid=r["pid"], counts=json.loads(r["counts"]))
+
+
+def series_row(s: Series, stamp: Any, t: ToDb = to_db) -> dict[str, Any]:
+    return {
+        "id": s.id, "account": s.account, "platform": s.platform, "text": s.text,
+        "media": json.dumps([m.to_dict() for m in s.media]),
+        "options": json.dumps(s.options), "max_attempts": s.max_attempts, "rule": s.rule,
+        "tz": s.tz, "start_at": t(s.start_at), "until_at": t(s.until_at),
+        "count": s.count, "status": s.status, "through": t(s.through), "made": s.made,
+        "next_extend_at": t(s.next_extend_at), "created_at": stamp, "updated_at": stamp,
+    }
+
+
+def series_from(r: dict[str, Any], f: FromDb = from_db) -> Series:
+    return Series(
+        id=r["id"], account=r["account"], platform=r["platform"], text=r["text"],
+        rule=r["rule"], tz=r["tz"], start_at=f(r["start_at"]),
+        media=tuple(Media(**m) for m in loads(r["media"])), options=loads(r["options"]),
+        max_attempts=r["max_attempts"], until_at=f(r["until_at"]), count=r["count"],
+        status=r["status"], made=r["made"], through=f(r["through"]),
+        next_extend_at=f(r["next_extend_at"]), created_at=f(r["created_at"]),
+        updated_at=f(r["updated_at"]))

@@ -51,6 +51,8 @@ from autopost.store.rows import (
     loads,
     new_job_row,
     run_from,
+    series_from,
+    series_row,
 )
 from autopost.store.schema import migrate
 from autopost.store.timefmt import from_db, to_db
@@ -565,6 +567,115 @@ class SqliteStore(Store):
                 "AND updated_at < ?", (cutoff,)).rowcount
             runs = c.execute("DELETE FROM runs WHERE started_at < ?", (cutoff,)).rowcount
         return jobs, runs
+
+    # -- recurring series ---------------------------------------------------------
+    def add_series(self, series, jobs, *, now, duplicate_window=None):
+        stamp = to_db(now)
+        row = series_row(series, stamp)
+        with self._write() as c:
+            c.execute(f"INSERT INTO series ({', '.join(row)}) VALUES "
+                      f"({', '.join(':' + k for k in row)})", row)
+            made = self._insert_occurrences(c, jobs, now, duplicate_window)
+        return self.get_series(series.id), made
+
+    def _insert_occurrences(self, c, jobs: Sequence[NewJob], now: datetime,
+                            window: float | None) -> list[Job]:
+        stamp = to_db(now)
+        rows = []
+        for job in jobs:
+            row = new_job_row(job, new_id(), stamp)
+            if window is not None:
+                _check_duplicate(c, job.account, row["text_key"], job.scheduled_at, window)
+            rows.append(row)
+        if rows:
+            cols = ", ".join(rows[0])
+            marks = ", ".join(f":{k}" for k in rows[0])
+            c.executemany(f"INSERT INTO jobs ({cols}) VALUES ({marks})", rows)
+        return [inserted_job(r, j, from_db(stamp)) for r, j in zip(rows, jobs, strict=True)]
+
+    def get_series(self, series_id):
+        key = series_id.strip().lower()
+        rows = self._rows("SELECT * FROM series WHERE id = ?", (key,))
+        if not rows and len(key) >= 5:
+            rows = self._rows("SELECT * FROM series WHERE id >= ? AND id < ? LIMIT 2",
+                              (key, key + "\uffff"))
+            if len(rows) > 1:
+                raise UsageError(f"series id {key!r} is ambiguous; give more characters")
+        if not rows:
+            raise NotFound(f"unknown series {key!r} (see 'autopost plan')")
+        return series_from(rows[0])
+
+    def list_series(self, *, active_only=False):
+        sql = "SELECT * FROM series"
+        if active_only:
+            sql += " WHERE status = 'active'"
+        return [series_from(r) for r in self._rows(sql + " ORDER BY created_at, id")]
+
+    def series_to_extend(self, *, now):
+        return [series_from(r) for r in self._rows(
+            "SELECT * FROM series WHERE status = 'active' AND next_extend_at <= ? "
+            "ORDER BY next_extend_at", (to_db(now),))]
+
+    def extend_series(self, series_id, jobs, *, expected_made, made, through,
+                      next_extend_at, done, now):
+        with self._write() as c:
+            cur = c.execute(
+                "UPDATE series SET made = ?, through = ?, next_extend_at = ?, status = ?, "
+                "updated_at = ? WHERE id = ? AND status = 'active' AND made = ?",
+                (made, to_db(through), to_db(next_extend_at), "done" if done else "active",
+                 to_db(now), series_id, expected_made))
+            if cur.rowcount == 0:
+                return False
+            # Occurrences are ordinary jobs; the guard was applied when the series was
+            # added (its own occurrences never repeat each other within a day).
+            self._insert_occurrences(c, jobs, now, None)
+        return True
+
+    def cancel_series(self, series_id, *, now):
+        series = self.get_series(series_id)
+        with self._write() as c:
+            c.execute("UPDATE series SET status = 'cancelled', next_extend_at = NULL, "
+                      "updated_at = ? WHERE id = ?", (to_db(now), series.id))
+            jobs = [j for j in self._occurrences(c, series.id) if j.status in CANCELLABLE]
+            c.executemany("UPDATE jobs SET status = 'cancelled', next_attempt_at = NULL, "
+                          "updated_at = ? WHERE id = ?", [(to_db(now), j.id) for j in jobs])
+            for job in jobs:
+                _audit(c, job.id, job.attempts, None, now, "cancelled",
+                       f"series {series.id} cancelled by operator")
+        return self.get_series(series.id), self._in_order([j.id for j in jobs])
+
+    def edit_series(self, series_id, edit, *, now):
+        if edit.scheduled_at is not None:
+            raise UsageError("a series' times come from its rule; cancel it and add a new "
+                             "one to change them")
+        series = self.get_series(series_id)
+        sets: dict[str, Any] = {"updated_at": to_db(now)}
+        if edit.text is not None:
+            sets["text"] = edit.text
+        if edit.media is not None:
+            sets["media"] = json.dumps([m.to_dict() for m in edit.media])
+        if edit.options is not None:
+            sets["options"] = json.dumps(edit.options)
+        if edit.max_attempts is not None:
+            sets["max_attempts"] = edit.max_attempts
+        with self._write() as c:
+            c.execute(f"UPDATE series SET {', '.join(f'{k} = :{k}' for k in sets)} "
+                      "WHERE id = :id", {**sets, "id": series.id})
+            changed = []
+            for job in self._occurrences(c, series.id):
+                if not_editable_reason(job) is None:
+                    self._apply_edit(c, job, edit, now, None, verb="edited")
+                    changed.append(job.id)
+        return self.get_series(series.id), self._in_order(changed)
+
+    def _in_order(self, ids: Sequence[str]) -> list[Job]:
+        return sorted(self._jobs_by_ids(ids), key=lambda j: (j.series_n or 0, j.id))
+
+    def _occurrences(self, c, series_id: str) -> list[Job]:
+        cur = c.execute("SELECT * FROM jobs WHERE series_id = ? ORDER BY series_n",
+                        (series_id,))
+        keys = [d[0] for d in cur.description]
+        return [job_from(dict(zip(keys, r, strict=True))) for r in cur.fetchall()]
 
     # -- jobs: the engine --------------------------------------------------------
     def rescue_expired(self, run_id: str, *, now: datetime) -> list[Job]:
