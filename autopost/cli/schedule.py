@@ -47,6 +47,7 @@ def add_series(ctx: typer.Context, *, text: str, accounts: list[str], when, tz: 
                allow_duplicate: bool, as_json: bool, value_options, at_now) -> None:
     """`add --repeat`: a series per account, its occurrences within the horizon made into
     jobs now (run-due makes the later ones as they come within it)."""
+    from dataclasses import replace
     from datetime import timedelta
 
     from autopost import render, series, services
@@ -100,8 +101,6 @@ def add_series(ctx: typer.Context, *, text: str, accounts: list[str], when, tz: 
     results = []
     for item in made:
         ext = series.plan_extension(plan, 0, None, now=at_now, horizon=horizon)
-        from dataclasses import replace
-
         item = replace(item, made=ext.made, through=ext.through,
                        next_extend_at=ext.next_extend_at,
                        status="done" if ext.done else "active")
