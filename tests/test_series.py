@@ -197,6 +197,21 @@ def test_cancel_and_edit_a_series_touch_only_unposted_occurrences(cli, demo):
     assert cli("plan", "--json").json() == []
 
 
+def test_repeat_carries_options_checked_by_the_platform(cli):
+    out = cli("accounts", "add", "masto", "--platform", "mastodon", "--base-url",
+              "https://mastodon.example", "--offline", "--credentials", "-",
+              input='{"access_token": "tok-123456789"}')
+    assert out.code == 0, out.stderr
+    out = cli("add", "weekly", "-a", "masto", "--at", "+1h", "--tz", "UTC", "--repeat",
+              "weekly", "--option", "visibility=unlisted", "--json")
+    assert out.code == 0, out.stderr
+    (made,) = out.json()
+    assert {tuple(j["options"].items()) for j in made["jobs"]} == {(("visibility",
+                                                                     "unlisted"),)}
+    refused(cli, "add", "weekly", "-a", "masto", "--at", "+1h", "--tz", "UTC", "--repeat",
+            "weekly", "--option", "visibility=everyone", match="visibility")
+
+
 def test_repeat_refusals(cli, demo):
     refused(cli, "add", "x", "-a", "demo", "--at", "+1h", "--repeat", "sometimes",
             match="not a rule")

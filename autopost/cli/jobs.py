@@ -139,7 +139,8 @@ def add(
         add_series(ctx, text=text, accounts=list(account), when=when, tz=tz, rule=repeat,
                    until=until, count=count, preview=preview, media=media, alt=alt,
                    max_attempts=max_attempts, allow_duplicate=allow_duplicate,
-                   as_json=as_json, value_options=_ADD_VALUE_OPTIONS, at_now=at_now)
+                   as_json=as_json, value_options=_ADD_VALUE_OPTIONS, at_now=at_now,
+                   options=parse_pairs(option or []))
         return
     media_list, alt_list = media or [], alt or []
     order = services.option_order(ctx.meta.get("autopost.raw_args", []),

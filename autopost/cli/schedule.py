@@ -44,7 +44,8 @@ def slots(
 def add_series(ctx: typer.Context, *, text: str, accounts: list[str], when, tz: str | None,
                rule: str, until: str | None, count: int | None, preview: bool,
                media: list[str] | None, alt: list[str] | None, max_attempts: int | None,
-               allow_duplicate: bool, as_json: bool, value_options, at_now) -> None:
+               allow_duplicate: bool, as_json: bool, value_options, at_now,
+               options: dict | None = None) -> None:
     """`add --repeat`: a series per account, its occurrences within the horizon made into
     jobs now (run-due makes the later ones as they come within it)."""
     from dataclasses import replace
@@ -91,11 +92,12 @@ def add_series(ctx: typer.Context, *, text: str, accounts: list[str], when, tz: 
             raise UsageError(f"--account {account_name} given twice")
         seen.add(account_name)
         account = store.get_account(account_name)
-        services.check_content(account.name, account.platform, text, files, {})
+        checked = services.job_options(options or {}, [account])[account.name]
+        services.check_content(account.name, account.platform, text, files, checked)
         made.append(Series(
             id=series.SERIES_PREFIX + new_id(), account=account.name,
             platform=account.platform, text=text, rule=normal, tz=name, start_at=when,
-            media=files, max_attempts=max_attempts
+            media=files, options=checked, max_attempts=max_attempts
             or settings.policy(account.platform).max_attempts, until_at=end, count=count))
     window = services.duplicate_window(settings, allow_duplicate)
     results = []
