@@ -108,7 +108,7 @@ def test_edit_changes_text_time_options_and_is_audited(cli, demo, tmp_path):
     assert fresh["scheduled_at"].startswith(iso(when)[:19])
     assert fresh["media"] == [{"path": str(pic), "alt": "a picture"}]
     assert fresh["max_attempts"] == 2
-    (audit,) = [a for a in fresh["attempts"] if a["outcome"] == "edited"]
+    (audit,) = [a for a in fresh["attempt_log"] if a["outcome"] == "edited"]
     for name in ("text", "scheduled_at", "media", "max_attempts"):
         assert name in audit["decision"]
     assert "options" not in audit["decision"]
@@ -218,7 +218,7 @@ def test_bulk_cancel_by_account_with_a_count_and_dry_run(cli, demo):
     assert out.code == 0 and "cancelled 3 jobs" in out.stdout
     assert {show(cli, i)["status"] for i in ids} == {"cancelled"}
     assert show(cli, keep)["status"] == "pending"
-    assert all(any(a["outcome"] == "cancelled" for a in show(cli, i)["attempts"]) for i in ids)
+    assert all(any(a["outcome"] == "cancelled" for a in show(cli, i)["attempt_log"]) for i in ids)
 
 
 def test_bulk_retry_by_status(cli, demo):
@@ -234,7 +234,7 @@ def test_bulk_retry_by_status(cli, demo):
     assert out.code == 0 and "set pending again 1 job" in out.stdout
     assert show(cli, a["id"])["status"] == "pending"
     assert show(cli, b["id"])["status"] == "failed"
-    assert show(cli, c["id"])["attempts"] == []
+    assert show(cli, c["id"])["attempt_log"] == []
 
 
 def test_bulk_refusals(cli, demo):
@@ -255,7 +255,7 @@ def test_a_cancelled_jobs_key_can_be_reused(cli, demo):
     new = add_job(cli, "v2", "-a", "demo", "--at", "+2h", "--key", "launch")
     assert new["created"] and new["id"] != old["id"] and new["key"] == "launch"
     kept = show(cli, old["id"])
-    assert kept["status"] == "cancelled" and kept["text"] == "v1" and kept["attempts"]
+    assert kept["status"] == "cancelled" and kept["text"] == "v1" and kept["attempt_log"]
     again = add_job(cli, "v3", "-a", "demo", "--at", "+2h", "--key", "launch")
     assert not again["created"] and again["id"] == new["id"]
     # The old job cannot come back while its key belongs to the new one.
@@ -269,7 +269,7 @@ def test_add_key_update_changes_the_pending_job(cli, demo):
     assert f"{first['id']}  updated" in out.stdout
     fresh = show(cli, first["id"])
     assert fresh["text"] == "final"
-    assert any(a["outcome"] == "updated" for a in fresh["attempts"])
+    assert any(a["outcome"] == "updated" for a in fresh["attempt_log"])
     assert len(cli("list", "--json").json()) == 1
     # Without --update the same key stays a no-op.
     out = cli("add", "other", "-a", "demo", "--at", "+3h", "--key", "k")

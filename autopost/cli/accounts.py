@@ -138,7 +138,13 @@ def accounts_pause(
         "--tz", metavar="ZONE", help="Zone for --until without an offset.")] = None,
 ) -> None:
     """Hold an account's jobs: no run posts them (no attempt spent, none marked missed)
-    until --until or `accounts resume`; the catch-up window then counts from the resume."""
+    until --until or `accounts resume`; the catch-up window then counts from the resume.
+
+    Example:
+
+    \b
+      autopost accounts pause work --until "monday 08:00"
+    """
     from autopost.models import PAUSED_FOREVER
     from autopost.timeparse import format_utc, get_zone, parse_when
 
@@ -161,7 +167,13 @@ def accounts_pause(
 @accounts_app.command("resume")
 def accounts_resume(name: Annotated[str, typer.Argument(help="The account to resume.")]
                     ) -> None:
-    """End an account's pause: its due jobs go out with the next run."""
+    """End an account's pause: its due jobs go out with the next run.
+
+    Example:
+
+    \b
+      autopost accounts resume work
+    """
     store = get_store()
     at_now = now()
     before = store.get_account(name)

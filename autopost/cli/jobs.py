@@ -347,9 +347,8 @@ def show(
     parts = store.list_jobs(JobFilter(thread_id=job.thread_id)) if job.thread_id else []
     if as_json:
         data = {**render.job_with_attempts(job, attempts),
-                "waiting": waiting.to_dict() if waiting else None}
-        if parts:
-            data["thread"] = [_part(p) for p in parts]
+                "waiting": waiting.to_dict() if waiting else None,
+                "thread": [_part(p) for p in parts]}
         render.print_json(data)
         return
     render.show_job(job, attempts, waiting.message if waiting else None)
@@ -612,7 +611,14 @@ def edit(
         "--allow-duplicate", help="Skip the duplicate guard.")] = False,
 ) -> None:
     """Change a job that has not reached the platform yet (pending, missed, or failed
-    before any attempt). Checked like add; a new --at makes a missed job pending again."""
+    before any attempt). Checked like add; a new --at makes a missed job pending again.
+    A series id (s-...) changes the series and its occurrences not yet posted.
+
+    Example:
+
+    \b
+      autopost edit 3f9k2m7a --text "Launch day! (updated)" --at "tomorrow 10:00"
+    """
     from autopost import render, services
     from autopost.models import JobEdit, Media
 

@@ -16,7 +16,13 @@ def slots(
     count: Annotated[int, typer.Option("--count", "-n", min=1, help="Show N slots.")] = 10,
     as_json: Annotated[bool, typer.Option("--json", help="Print JSON.")] = False,
 ) -> None:
-    """Show an account's next free queue slots (for `add --at next-slot`)."""
+    """Show an account's next free queue slots (for `add --at next-slot`).
+
+    Example:
+
+    \b
+      autopost slots work --count 5
+    """
     from autopost import render, services
     from autopost.models import JobFilter
     from autopost.store.base import LIVE
@@ -139,7 +145,13 @@ def plan(
         "--tz", metavar="ZONE", help="Show times in this zone (default: local).")] = None,
     as_json: Annotated[bool, typer.Option("--json", help="Print JSON.")] = False,
 ) -> None:
-    """The coming occurrences of every active recurring series (changes nothing)."""
+    """The coming occurrences of every active recurring series (changes nothing).
+
+    Example:
+
+    \b
+      autopost plan --days 7 --tz Europe/Berlin
+    """
     from datetime import timedelta
 
     from autopost import render, series
