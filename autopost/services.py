@@ -318,9 +318,9 @@ def edited_options(account: str, platform: str, pairs: Sequence[str],
     return out
 
 
-def check_edited(settings: Settings, account: str, platform: str, text: str,
+def check_account_content(settings: Settings, account: str, platform: str, text: str,
                  media: tuple[Media, ...], options: dict[str, Any]) -> None:
-    """The platform's add-time checks on an edited job, with the account named."""
+    """The platform's add-time checks, with the account named in the message."""
     _, cls = platform_adapter(platform)
     try:
         check_content(cls, settings, text, media, options)

@@ -192,7 +192,7 @@ def test_a_failed_part_stops_the_thread_loudly(tmp_path):
         run = _cli(db, config, "run-due")
         out, err = run.communicate(timeout=60)
         assert run.returncode == 1, (out, err)
-        assert f"job {parts[1].id}" in out and "failed" in out
+        assert f"job {parts[1].id}" in err and "failed" in err  # problem lines: stderr
         second, third = store.get_job(parts[1].id), store.get_job(parts[2].id)
         assert second.status == third.status == JobStatus.FAILED
         assert "part 2 of its thread" in third.last_error and third.attempts == 0

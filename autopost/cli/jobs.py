@@ -657,10 +657,10 @@ def edit(
         if not change.fields():
             raise UsageError("edit: nothing to change (give --text, --media, --no-media, "
                              "--option or --max-attempts)")
-        services.check_content(template.account, template.platform,
-                               template.text if text is None else text,
-                               template.media if files is None else files,
-                               template.options if options is None else options)
+        services.check_account_content(get_settings(), template.account, template.platform,
+                                       template.text if text is None else text,
+                                       template.media if files is None else files,
+                                       template.options if options is None else options)
         fresh, changed = store.edit_series(template.id, change, now=at_now)
         print(f"{fresh.id}  series edited ({', '.join(change.fields())}); "
               f"{len(changed)} occurrence(s) not yet posted changed too")
@@ -673,10 +673,10 @@ def edit(
     if not change.fields():
         raise UsageError("edit: nothing to change (give --text, --at, --media, --no-media, "
                          "--option or --max-attempts)")
-    services.check_edited(get_settings(), job.account, job.platform,
-                          job.text if text is None else text,
-                          job.media if files is None else files,
-                          job.options if options is None else options)
+    services.check_account_content(get_settings(), job.account, job.platform,
+                                   job.text if text is None else text,
+                                   job.media if files is None else files,
+                                   job.options if options is None else options)
     fresh = store.edit_job(job.id, change, now=at_now, duplicate_window=services.duplicate_window(
         get_settings(), allow_duplicate))
     print(f"{fresh.id}  edited ({', '.join(change.fields())}); {fresh.status}, due "

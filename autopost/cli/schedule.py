@@ -58,8 +58,8 @@ def add_series(ctx: typer.Context, *, text: str, accounts: list[str], when, tz: 
     from datetime import timedelta
 
     from autopost import render, series, services
+    from autopost.ids import new_id
     from autopost.models import Media, Series
-    from autopost.store.sqlite import new_id
     from autopost.timeparse import format_utc, get_zone, parse_when
 
     normal = series.normalise_rule(rule)
@@ -99,7 +99,8 @@ def add_series(ctx: typer.Context, *, text: str, accounts: list[str], when, tz: 
         seen.add(account_name)
         account = store.get_account(account_name)
         checked = services.job_options(options or {}, [account])[account.name]
-        services.check_content(account.name, account.platform, text, files, checked)
+        services.check_account_content(settings, account.name, account.platform, text, files,
+                                       checked)
         made.append(Series(
             id=series.SERIES_PREFIX + new_id(), account=account.name,
             platform=account.platform, text=text, rule=normal, tz=name, start_at=when,
