@@ -148,7 +148,7 @@ def cli(tmp_path, isolated_env) -> CliRunnerHelper:
 class SubprocessHelper:
     """Runs `python -m autopost --db DB ...` in a real child process."""
 
-    db: Path
+    db: Path | str  # a SQLite file or a postgresql:// DSN
     cwd: Path
 
     def __call__(self, *args: str, input: str | None = None, env: dict[str, str] | None = None,

@@ -24,6 +24,7 @@ from autopost.models import (
     Media,
     NewJob,
     Run,
+    Series,
 )
 from autopost.store.base import Result
 from autopost.store.copy import copy_database
@@ -33,7 +34,7 @@ from autopost.store.sqlite import SqliteStore
 from .conftest import CliRunnerHelper, file_hash
 
 NOW = datetime(2026, 6, 1, 12, 0, 0, 123456, tzinfo=UTC)
-TABLES = ("accounts", "jobs", "attempts", "runs")
+TABLES = ("accounts", "jobs", "attempts", "runs", "series")
 
 
 def _limits(_a):
@@ -70,6 +71,17 @@ def build_source(path: Path, extra_jobs: int = 0) -> SqliteStore:
     bobs = s.list_jobs(JobFilter(account="bob"))
     s.cancel_job(bobs[0].id, now=NOW)
     s.set_account_state("bob", AccountState.NEEDS_REAUTH, "revoked", now=NOW)
+    # A thread, a recurring series with its occurrences, a paused account.
+    s.add_jobs([NewJob(account="bob", platform="mastodon", text=f"part {n}",
+                       scheduled_at=NOW + timedelta(days=9), thread_id="t1", thread_part=n)
+                for n in (1, 2)], now=NOW)
+    s.add_series(Series(id="s-series01", account="bob", platform="mastodon", text="weekly",
+                        rule="FREQ=WEEKLY", tz="Europe/Berlin", start_at=NOW,
+                        until_at=NOW + timedelta(days=60), count=8, made=1,
+                        through=NOW + timedelta(days=1), next_extend_at=NOW + timedelta(days=1)),
+                 [NewJob(account="bob", platform="mastodon", text="weekly", scheduled_at=NOW,
+                         series_id="s-series01", series_n=1)], now=NOW)
+    s.pause_account("bob", until=NOW + timedelta(days=2), now=NOW)
     s.finish_run("run1", now=NOW + timedelta(seconds=3), counts={"posted": 1})
     return s
 
@@ -97,7 +109,7 @@ def test_round_trip_sqlite_postgres_sqlite_is_identical(pg_dsn, tmp_path, isolat
     cli = CliRunnerHelper(tmp_path / "unused.db")
     out = cli("db", "copy", str(first), pg_dsn)
     assert out.code == 0, out.stderr
-    assert out.stdout.startswith("copied 2 accounts, 8 jobs, ") and "counts verified" in out.stdout
+    assert out.stdout.startswith("copied 2 accounts, 11 jobs, ") and "counts verified" in out.stdout
     pg = PostgresStore(pg_dsn, clock="caller")
     sq = SqliteStore(first)
     assert through_the_store(pg) == through_the_store(sq)
@@ -148,7 +160,7 @@ def test_non_empty_target_is_refused_unless_replaced(pg_dsn, tmp_path, isolated_
     build_source(busy).close()
     hashed = file_hash(busy)
     out = cli("db", "copy", pg_dsn, str(busy))
-    assert out.code == 2 and "is not empty (2 accounts, 8 jobs" in out.stderr
+    assert out.code == 2 and "is not empty (2 accounts, 11 jobs" in out.stderr
     assert file_hash(busy) == hashed
     out = cli("db", "copy", str(tmp_path / "missing.db"), str(tmp_path / "new.db"))
     assert out.code == 2 and out.err_lines == [
@@ -192,7 +204,7 @@ def test_copy_interrupted_mid_way_leaves_the_target_empty(pg_dsn, tmp_path, dire
         store.close()
     # And the copy can simply be run again.
     counts = copy_database(source, target)
-    assert counts["jobs"] == 6008
+    assert counts["jobs"] == 6011
 
 
 def _count(store, table: str) -> int:

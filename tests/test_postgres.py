@@ -205,6 +205,58 @@ def test_upgrade_from_version_1(pg_dsn):
         store.close()
 
 
+def test_upgrade_to_version_3_fills_the_duplicate_guard_and_frees_cancelled_keys(pg_dsn):
+    import psycopg
+
+    from autopost.errors import UsageError
+    from autopost.store import pg_schema
+
+    now = datetime(2026, 6, 1, 12, 0, tzinfo=UTC)
+    with psycopg.connect(pg_dsn, autocommit=True) as conn:
+        conn.execute("CREATE TABLE autopost_schema (version bigint NOT NULL)")
+        conn.execute("INSERT INTO autopost_schema VALUES (2)")
+        conn.execute(pg_schema.MIGRATIONS[0])
+        conn.execute(pg_schema.MIGRATIONS[1])
+        conn.execute("INSERT INTO accounts (name, platform, created_at, updated_at) "
+                     "VALUES ('a', 'outbox', %s, %s)", (now, now))
+        for jid, status in (("old1", "pending"), ("old2", "cancelled")):
+            conn.execute(
+                "INSERT INTO jobs (id, account, platform, text, scheduled_at, status, "
+                "max_attempts, next_attempt_at, key, idempotency_key, created_at, updated_at) "
+                "VALUES (%s, 'a', 'outbox', 'Big  News', %s, %s, 3, %s, %s, 'i', %s, %s)",
+                (jid, now, status, now, f"k-{jid}", now, now))
+    store = PostgresStore(pg_dsn, clock="caller")
+    try:
+        assert pg_schema.schema_version(store.conn) == pg_schema.SCHEMA_VERSION
+        with pytest.raises(UsageError, match="job old1"):
+            store.add_jobs([NewJob(account="a", platform="outbox", text="big news",
+                                   scheduled_at=now + timedelta(hours=1))],
+                           now=now, duplicate_window=86400)
+        ((job, created),) = store.add_jobs(
+            [NewJob(account="a", platform="outbox", text="other", key="k-old2",
+                    scheduled_at=now)], now=now)
+        assert created and job.id != "old2"  # a cancelled job's key is free
+    finally:
+        store.close()
+
+
+def test_both_stores_have_the_same_columns(pg_dsn, tmp_path):
+    from autopost.store.sqlite import SqliteStore
+
+    lite = SqliteStore(tmp_path / "a.db")
+    pg = PostgresStore(pg_dsn)
+    try:
+        for table in ("accounts", "jobs", "attempts", "runs", "series"):
+            mine = {r[1] for r in lite.conn.execute(f"PRAGMA table_info({table})")}
+            theirs = {r["column_name"] for r in pg.conn.execute(
+                "SELECT column_name FROM information_schema.columns WHERE table_name = %s",
+                (table,))}
+            assert mine == theirs, table
+    finally:
+        lite.close()
+        pg.close()
+
+
 # -- the database's clock -------------------------------------------------------------------------
 
 def _limits(_a):

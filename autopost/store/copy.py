@@ -25,13 +25,15 @@ from autopost.store.timefmt import from_db, to_db
 
 TIME_COLUMNS = {
     "accounts": {"blocked_until", "token_expires_at", "refresh_until", "created_at",
-                 "updated_at"},
+                 "updated_at", "paused_until", "resumed_at"},
     "jobs": {"scheduled_at", "next_attempt_at", "lease_expires_at", "posted_at", "created_at",
              "updated_at"},
     "attempts": {"started_at", "finished_at"},
     "runs": {"started_at", "finished_at"},
+    "series": {"start_at", "until_at", "through", "next_extend_at", "created_at",
+               "updated_at"},
 }
-ORDER = {"accounts": "name", "jobs": "id", "attempts": "id", "runs": "id"}
+ORDER = {"accounts": "name", "jobs": "id", "attempts": "id", "runs": "id", "series": "id"}
 BATCH = 5000
 
 Progress = Callable[[str, int], None]

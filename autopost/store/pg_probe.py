@@ -17,12 +17,19 @@ SELECT EXISTS (
       AND a.state = 'ok'
       AND (a.blocked_until IS NULL
            OR a.blocked_until <= now() + %(lead)s * interval '1 second')
+      AND (a.paused_until IS NULL
+           OR a.paused_until <= now() + %(lead)s * interval '1 second')
+      AND (j.thread_part IS NULL OR j.thread_part <= 1 OR EXISTS (
+          SELECT 1 FROM jobs p WHERE p.thread_id = j.thread_id
+            AND p.thread_part = j.thread_part - 1 AND p.status = 'posted'))
 ) OR EXISTS (
     SELECT 1 FROM jobs WHERE status = 'running' AND lease_expires_at <= now()
 ) OR EXISTS (
     SELECT 1 FROM jobs WHERE status = 'unknown'
       AND next_attempt_at <= now() + %(lead)s * interval '1 second'
       AND (lease_owner IS NULL OR lease_expires_at <= now() + %(lead)s * interval '1 second')
+) OR EXISTS (
+    SELECT 1 FROM series WHERE status = 'active' AND next_extend_at <= now()
 ) AS work
 """
 

@@ -93,7 +93,62 @@ CREATE INDEX runs_started ON runs (started_at);
 
 _LIST_ORDER = "CREATE INDEX jobs_status_scheduled ON jobs (status, scheduled_at, id);"
 
-MIGRATIONS: list[str] = [_INITIAL, _LIST_ORDER]
+# 3: writing the schedule (schema.py's _schedule says what each column is for).
+_SCHEDULE = """
+ALTER TABLE jobs ADD COLUMN thread_id text COLLATE "C", ADD COLUMN thread_part bigint,
+    ADD COLUMN series_id text COLLATE "C", ADD COLUMN series_n bigint,
+    ADD COLUMN text_key text;
+CREATE INDEX jobs_text ON jobs (account, text_key);
+CREATE INDEX jobs_thread ON jobs (thread_id, thread_part);
+CREATE INDEX jobs_series ON jobs (series_id, series_n);
+ALTER TABLE accounts ADD COLUMN paused_until timestamptz, ADD COLUMN resumed_at timestamptz;
+DROP INDEX jobs_account_key;
+CREATE UNIQUE INDEX jobs_account_key ON jobs (account, key)
+    WHERE key IS NOT NULL AND status <> 'cancelled';
+CREATE TABLE series (
+    id text COLLATE "C" PRIMARY KEY,
+    account text COLLATE "C" NOT NULL,
+    platform text NOT NULL,
+    text text NOT NULL,
+    media text NOT NULL DEFAULT '[]',
+    options text NOT NULL DEFAULT '{}',
+    max_attempts bigint NOT NULL,
+    rule text NOT NULL,
+    tz text NOT NULL,
+    start_at timestamptz NOT NULL,
+    until_at timestamptz,
+    count bigint,
+    status text NOT NULL DEFAULT 'active',
+    through timestamptz,
+    made bigint NOT NULL DEFAULT 0,
+    next_extend_at timestamptz,
+    created_at timestamptz NOT NULL,
+    updated_at timestamptz NOT NULL
+);
+CREATE INDEX series_extend ON series (status, next_extend_at);
+"""
+
+
+def _fill_text_keys(conn: Any) -> None:
+    """The duplicate guard's digest for the jobs that count (computed here, in Python,
+    as the stores compute it for new jobs)."""
+    from autopost.store.base import duplicate_key
+
+    rows = conn.execute("SELECT id, text FROM jobs WHERE status IN "
+                        "('pending', 'running', 'unknown', 'posted')").fetchall()
+    pairs = [(duplicate_key(_field(r, "text", 1)), _field(r, "id", 0)) for r in rows]
+    if pairs:
+        with conn.cursor() as cur:
+            cur.executemany("UPDATE jobs SET text_key = %s WHERE id = %s", pairs)
+
+
+def _field(row: Any, name: str, index: int) -> Any:
+    return row[name] if isinstance(row, dict) else row[index]
+
+
+# Each migration: SQL, or SQL and then a Python step, in one transaction.
+MIGRATIONS: list[str | tuple[str, Any]] = [_INITIAL, _LIST_ORDER,
+                                            (_SCHEDULE, _fill_text_keys)]
 
 SCHEMA_VERSION = len(MIGRATIONS)
 
@@ -126,7 +181,11 @@ def migrate(conn: Any) -> int:
             else:
                 current = _first(row)
             if current == version:
-                conn.execute(MIGRATIONS[version])
+                step = MIGRATIONS[version]
+                sql, after = step if isinstance(step, tuple) else (step, None)
+                conn.execute(sql)
+                if after is not None:
+                    after(conn)
                 conn.execute("UPDATE autopost_schema SET version = %s", (version + 1,))
         version = schema_version(conn)
     return version

@@ -21,16 +21,53 @@ What differs from SQLite, and why:
 
 from __future__ import annotations
 
+import dataclasses
 import json
 from collections.abc import Callable, Sequence
-from datetime import UTC, datetime, timedelta
+from datetime import datetime, timedelta
 from typing import Any, TypeVar
 
 from autopost.errors import NotFound, UsageError
 from autopost.ids import new_id
-from autopost.models import Account, Attempt, Job, JobFilter, JobStatus, NewJob, Run
+from autopost.models import (
+    PAUSED_FOREVER,
+    Account,
+    Attempt,
+    Job,
+    JobFilter,
+    JobStatus,
+    NewJob,
+    Run,
+)
 from autopost.quota import DAY, HOUR, next_free_slot
-from autopost.store.base import CancelOutcome, Claim, LimitsFor, Result, Store
+from autopost.store.base import (
+    CANCELLABLE,
+    RETRYABLE,
+    CancelOutcome,
+    Claim,
+    LimitsFor,
+    Result,
+    Store,
+)
+from autopost.store.pg_common import audit as _audit
+from autopost.store.pg_common import from_pg as _f
+from autopost.store.pg_common import stamp as _stamp
+from autopost.store.pg_common import to_pg as _t
+from autopost.store.pg_schedule import (
+    NOT_PAUSED,
+    THREAD_READY,
+    ScheduleMethods,
+    check_duplicate,
+    free_slot,
+    job_in,
+    later_parts,
+    live_by_text,
+    lock_accounts,
+    retry_one,
+    stop_thread,
+    update_with,
+    with_replies,
+)
 from autopost.store.pg_schema import migrate
 from autopost.store.pgconn import connect, describe_dsn, translate_errors
 from autopost.store.rows import (
@@ -48,19 +85,7 @@ T = TypeVar("T")
 _RETRIES = 20
 
 
-def _t(value: datetime | None) -> datetime | None:
-    """To the database: aware datetimes only (as the SQLite store's to_db)."""
-    if value is not None and value.tzinfo is None:
-        raise ValueError("naive datetime given to the store")
-    return value
-
-
-def _f(value: datetime | None) -> datetime | None:
-    """From the database: aware UTC datetimes."""
-    return None if value is None else value.astimezone(UTC)
-
-
-class PostgresStore(Store):
+class PostgresStore(ScheduleMethods, Store):
     def __init__(self, dsn: str, *, clock: str = "database"):
         if clock not in ("database", "caller"):
             raise ValueError(f"clock must be 'database' or 'caller', not {clock!r}")
@@ -243,20 +268,22 @@ class PostgresStore(Store):
             self.conn.execute("COMMIT" if commit else "ROLLBACK")
 
     # -- jobs: management ------------------------------------------------------
-    def add_jobs(self, jobs: Sequence[NewJob], *, now: datetime) -> list[tuple[Job, bool]]:
+    def add_jobs(self, jobs: Sequence[NewJob], *, now: datetime, update: bool = False,
+                 duplicate_window: float | None = None) -> list[tuple[Job, bool]]:
         if not jobs:
             return []
         from psycopg import errors
 
         for _ in range(5):
             try:
-                return self._add_jobs_once(jobs, now)
+                return self._add_jobs_once(jobs, now, update, duplicate_window)
             except errors.UniqueViolation as exc:
                 if "jobs_pkey" not in str(exc):
                     raise
         raise RuntimeError("could not find free job ids")  # pragma: no cover
 
-    def _add_jobs_once(self, jobs: Sequence[NewJob], now: datetime) -> list[tuple[Job, bool]]:
+    def _add_jobs_once(self, jobs: Sequence[NewJob], now: datetime, update: bool,
+                       window: float | None) -> list[tuple[Job, bool]]:
         out: list[tuple[str, bool]] = []
         rows: list[dict[str, Any]] = []
         inserted: list[NewJob] = []
@@ -269,25 +296,48 @@ class PostgresStore(Store):
             seen: dict[tuple[str, str], str] = {}
             pairs = sorted({(j.account, j.key) for j in jobs if j.key is not None})
             existing: dict[tuple[str, str], str] = {}
+            # Lock the accounts whose keys, slots or texts this batch checks, so that two
+            # hosts adding at once agree on one job per key, take different slots and do
+            # not both pass the duplicate guard.
+            lock_accounts(c, {a for a, _ in pairs} | {j.account for j in jobs if j.slots}
+                          | ({j.account for j in jobs} if window is not None else set()))
             if pairs:
-                # Lock the keys' accounts so that two hosts adding the same key at once
-                # agree on one job.
-                c.execute("SELECT 1 FROM accounts WHERE name = ANY(%s) ORDER BY name FOR UPDATE",
-                          (sorted({a for a, _ in pairs}),))
                 for r in c.execute(
                         "SELECT id, account, key FROM jobs WHERE (account, key) IN "
-                        "(SELECT * FROM unnest(%s::text[], %s::text[]))",
+                        "(SELECT * FROM unnest(%s::text[], %s::text[])) "
+                        "AND key IS NOT NULL AND status <> 'cancelled'",
                         ([a for a, _ in pairs], [k for _, k in pairs])):
                     existing[(r["account"], r["key"])] = r["id"]
+            # What this batch adds, for the checks: (account, text key) -> [(time, id)],
+            # and account -> the times it takes.
+            batch: dict[tuple[str, str | None], list[tuple[datetime, str]]] = {}
+            times: dict[str, set[datetime]] = {}
+            live = None
             for job in jobs:
                 pair = (job.account, job.key) if job.key is not None else None
                 if pair is not None and pair in existing:
+                    if update:
+                        update_with(c, existing[pair], job, stamp, window)
+                        live = None  # read again: that job's text or time changed
                     out.append((existing[pair], False))
                     continue
                 if pair is not None and pair in seen:
                     out.append((seen[pair], False))
                     continue
+                if job.slots:
+                    job = dataclasses.replace(job, scheduled_at=free_slot(
+                        c, job, times.get(job.account, set())))
                 row = new_job_row(job, new_id(), stamp, _t)
+                if window is not None:
+                    if live is None:
+                        live = live_by_text(c, jobs)
+                    key = (job.account, row["text_key"])
+                    check_duplicate(c, job.account, row["text_key"], job.scheduled_at,
+                                    window, batch=batch.get(key), known=live.get(key, []))
+                if window is not None or job.slots:
+                    batch.setdefault((job.account, row["text_key"]), []).append(
+                        (job.scheduled_at, row["id"]))
+                    times.setdefault(job.account, set()).add(job.scheduled_at)
                 if pair is not None:
                     seen[pair] = row["id"]
                 rows.append(row)
@@ -344,10 +394,17 @@ class PostgresStore(Store):
         if flt.platform is not None:
             where.append("platform = %s")
             params.append(flt.platform)
+        if flt.thread_id is not None:
+            where.append("thread_id = %s")
+            params.append(flt.thread_id)
+        if flt.series_id is not None:
+            where.append("series_id = %s")
+            params.append(flt.series_id)
         sql = "SELECT * FROM jobs"
         if where:
             sql += " WHERE " + " AND ".join(where)
-        sql += ' ORDER BY scheduled_at, id'
+        sql += " ORDER BY thread_part, scheduled_at, id" if flt.thread_id is not None else \
+            " ORDER BY scheduled_at, id"
         if flt.limit is not None:
             sql += " LIMIT %s"
             params.append(flt.limit)
@@ -369,6 +426,11 @@ class PostgresStore(Store):
             row = cur.fetchone()
             if row is not None:
                 _audit(c, job.id, row["attempts"], None, at, "cancelled", "cancelled by operator")
+                for later in later_parts(c, job.id, CANCELLABLE):
+                    c.execute("UPDATE jobs SET status = 'cancelled', next_attempt_at = NULL, "
+                              "updated_at = %s WHERE id = %s", (at, later))
+                    _audit(c, later, 0, None, at, "cancelled",
+                           f"cancelled with part {job.thread_part} of its thread ({job.id})")
             return row is not None
 
         cancelled = self._tx(body)
@@ -382,38 +444,21 @@ class PostgresStore(Store):
         }
         return CancelOutcome(fresh, False, reasons.get(fresh.status, f"it is {fresh.status}"))
 
-    def retry_job(self, job_id: str, *, now: datetime, force: bool = False) -> Job:
-        from autopost.policy import retry_doubt
-
+    def retry_job(self, job_id: str, *, now: datetime, at: datetime | None = None,
+                  force: bool = False) -> Job:
         job = self.get_job(job_id)
 
         def body(c):
-            at = self._now(c, now)
+            when = self._now(c, now)
             # Read under the row lock: no run changes the job meanwhile.
-            current = job_from(c.execute("SELECT * FROM jobs WHERE id = %s FOR UPDATE",
-                                         (job.id,)).fetchone(), _f)
-            status = current.status
-            if status not in (JobStatus.FAILED, JobStatus.MISSED, JobStatus.CANCELLED,
-                              JobStatus.UNKNOWN):
+            current = job_in(c, job.id)
+            if not retry_one(c, current, when, at, force=force):
                 raise UsageError(
-                    f"job {job.id} is {status}; only failed, missed or cancelled jobs "
-                    "can be retried")
-            if (status == JobStatus.UNKNOWN and current.lease_owner is not None
-                    and current.lease_expires_at is not None and current.lease_expires_at > at):
-                raise UsageError(f"job {job.id} is being reconciled by run "
-                                 f"{current.lease_owner}; try again when that run has finished")
-            doubt = retry_doubt(current, [attempt_from(r, _f) for r in c.execute(
-                "SELECT * FROM attempts WHERE job_id = %s ORDER BY id", (job.id,))])
-            if doubt is not None and not force:
-                raise UsageError(doubt)
-            c.execute(
-                "UPDATE jobs SET status = 'pending', next_attempt_at = %s, lease_owner = NULL, "
-                "lease_expires_at = NULL, dispatched = 0, "
-                "max_attempts = greatest(max_attempts, attempts + 1), last_error = NULL, "
-                "last_error_kind = NULL, updated_at = %s WHERE id = %s", (at, at, job.id))
-            _audit(c, job.id, current.attempts, None, at, "retried",
-                   "set pending by operator" + (
-                       " (forced: it may already be posted)" if doubt else ""))
+                    f"job {job.id} is {current.status}; only failed, missed or cancelled "
+                    "jobs can be retried")
+            # A thread goes on from the part retried: the parts after it come back too.
+            for later in later_parts(c, job.id, RETRYABLE):
+                retry_one(c, job_in(c, later), when, at)
 
         self._tx(body)
         return self.get_job(job.id)
@@ -525,12 +570,17 @@ class PostgresStore(Store):
 
         def body(c):
             at = self._now(c, now)
+            # A paused account's jobs are never missed; after a pause the window counts
+            # from the resume. A later thread part waits for the one before.
             rows = c.execute(
-                "UPDATE jobs SET status = 'missed', last_error = %s, updated_at = %s "
-                "WHERE status = 'pending' AND next_attempt_at < %s AND attempts = 0 "
-                "AND account IN (SELECT name FROM accounts WHERE state = 'ok') RETURNING id",
-                (f"not started within the catch-up window ({int(window)} s)", at,
-                 at - timedelta(seconds=window))).fetchall()
+                "UPDATE jobs j SET status = 'missed', last_error = %(why)s, updated_at = %(at)s "
+                "FROM accounts a WHERE a.name = j.account AND j.status = 'pending' "
+                "AND j.next_attempt_at < %(cutoff)s AND j.attempts = 0 AND a.state = 'ok' "
+                "AND (j.thread_part IS NULL OR j.thread_part <= 1) "
+                f"AND {NOT_PAUSED} "
+                "AND (a.resumed_at IS NULL OR a.resumed_at < %(cutoff)s) RETURNING j.id",
+                {"why": f"not started within the catch-up window ({int(window)} s)", "at": at,
+                 "cutoff": at - timedelta(seconds=window)}).fetchall()
             for r in rows:
                 _audit(c, r["id"], 0, None, at, "missed",
                        "no run started it in time; 'autopost retry' sends it anyway")
@@ -566,7 +616,8 @@ class PostgresStore(Store):
         def body(c):
             at = self._now(c, now)
             due = ("j.status = 'pending' AND j.next_attempt_at <= %(at)s AND a.state = 'ok' "
-                   "AND (a.blocked_until IS NULL OR a.blocked_until <= %(at)s)")
+                   "AND (a.blocked_until IS NULL OR a.blocked_until <= %(at)s) "
+                   f"AND {NOT_PAUSED} AND {THREAD_READY}")
             idle = ("NOT EXISTS (SELECT 1 FROM jobs r WHERE r.account = a.name "
                     "AND r.status = 'running')")
             # The accounts with due jobs, earliest first, locked; those another host is
@@ -628,7 +679,8 @@ class PostgresStore(Store):
                 _audit(c, jid, n, run_id, at, "deferred",
                        f"account quota reached; deferred to {_stamp(slot)}")
             jobs = {j.id: j for j in self._jobs_by_ids(chosen + [j for j, _ in deferred], c)}
-            return ([jobs[j] for j in chosen if jobs[j].status == JobStatus.RUNNING],
+            return (with_replies(c, [jobs[j] for j in chosen
+                                     if jobs[j].status == JobStatus.RUNNING]),
                     [(jobs[j], slot) for j, slot in deferred], accounts)
 
         claimed, deferred, accounts = self._tx(body)
@@ -661,6 +713,8 @@ class PostgresStore(Store):
         for res, cur, (_, _, finished) in zip(results, cursors, planned, strict=True):
             row = cur.fetchone()
             applied.append(row is not None)
+            if row is not None and res.status == JobStatus.FAILED:
+                stop_thread(c, res.job_id, finished)
             if row is not None and (res.refund_attempt or res.block_account_until is not None
                                     or res.account_state is not None):
                 self._consequences(c, res, row["account"], finished)
@@ -791,10 +845,11 @@ class PostgresStore(Store):
         at = _t(now)
         rows = self._rows(
             "SELECT j.* FROM jobs j JOIN accounts a ON a.name = j.account "
-            "WHERE j.status = 'pending' AND j.next_attempt_at <= %s AND a.state = 'ok' "
-            "AND (a.blocked_until IS NULL OR a.blocked_until <= %s) "
-            'ORDER BY j.next_attempt_at, j.scheduled_at, j.id LIMIT %s',
-            (at, at, limit))
+            "WHERE j.status = 'pending' AND j.next_attempt_at <= %(at)s AND a.state = 'ok' "
+            "AND (a.blocked_until IS NULL OR a.blocked_until <= %(at)s) "
+            f"AND {NOT_PAUSED} AND {THREAD_READY} "
+            "ORDER BY j.next_attempt_at, j.scheduled_at, j.id LIMIT %(n)s",
+            {"at": at, "n": limit})
         return [job_from(r, _f) for r in rows]
 
     def next_due_at(self, *, now: datetime) -> datetime | None:
@@ -803,12 +858,15 @@ class PostgresStore(Store):
             row = c.execute(
                 "SELECT (SELECT min(j.next_attempt_at) FROM jobs j JOIN accounts a "
                 "ON a.name = j.account WHERE j.status = 'pending' AND a.state = 'ok' "
-                "AND (a.blocked_until IS NULL OR a.blocked_until <= %(at)s)) AS due, "
-                "(SELECT min(blocked_until) FROM accounts WHERE state = 'ok' AND "
-                "blocked_until > %(at)s AND name IN (SELECT account FROM jobs "
-                "WHERE status = 'pending')) AS unblock, "
+                "AND (a.blocked_until IS NULL OR a.blocked_until <= %(at)s) "
+                f"AND {NOT_PAUSED} AND {THREAD_READY}) AS due, "
+                # A pause until further notice wakes nothing up.
+                "(SELECT min(t) FROM (SELECT CASE WHEN paused_until >= %(forever)s THEN NULL "
+                "ELSE greatest(blocked_until, paused_until) END AS t FROM accounts "
+                "WHERE state = 'ok' AND name IN (SELECT account FROM jobs "
+                "WHERE status = 'pending')) w WHERE t > %(at)s) AS unblock, "
                 "(SELECT min(next_attempt_at) FROM jobs WHERE status = 'unknown') AS recheck",
-                {"at": at}).fetchone()
+                {"at": at, "forever": PAUSED_FOREVER}).fetchone()
             times = [t for t in row.values() if t is not None]
             if not times:
                 return None
@@ -841,12 +899,6 @@ class PostgresStore(Store):
 
 # -- helpers ------------------------------------------------------------------------
 
-def _stamp(value: datetime) -> str:
-    from autopost.store.timefmt import to_db
-
-    return to_db(value)
-
-
 def _usage(c, account: str, now: datetime) -> list[datetime]:
     """Times of posts in the last day for quota, with in-flight jobs counted as now."""
     stamps = [_f(r["posted_at"]) for r in c.execute(
@@ -856,11 +908,3 @@ def _usage(c, account: str, now: datetime) -> list[datetime]:
         "SELECT count(*) AS n FROM jobs WHERE account = %s AND status IN ('running', 'unknown')",
         (account,)).fetchone()["n"]
     return sorted(stamps) + [_f(now)] * inflight
-
-
-def _audit(c, job_id: str, number: int, run_id: str | None, now: datetime, outcome: str,
-           decision: str) -> None:
-    c.execute(
-        "INSERT INTO attempts (job_id, number, run_id, started_at, finished_at, outcome, "
-        "decision) VALUES (%s, %s, %s, %s, %s, %s, %s)",
-        (job_id, number, run_id, now, now, outcome, decision))

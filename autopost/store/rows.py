@@ -34,7 +34,7 @@ FromDb = Callable[[Any], datetime | None]
 
 FINISHED = ("posted", "failed", "cancelled", "missed")
 # The tables in the order a copy fills them (each row's references exist before it).
-TABLES = ("accounts", "jobs", "attempts", "runs")
+TABLES = ("accounts", "jobs", "attempts", "runs", "series")
 
 
 def inserted_job(row: dict[str, Any], job: NewJob, created_at: datetime) -> Job:
