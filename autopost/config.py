@@ -417,6 +417,10 @@ def _slots(name: str, table: Any) -> Slots:
             if len(parts) != 2:
                 raise ValueError
             day = _weekday(parts[0])
+            if not (len(parts[1]) in (4, 5) and parts[1].count(":") == 1
+                    and parts[1].replace(":", "").isascii()
+                    and parts[1].replace(":", "").isdigit()):
+                raise ValueError
             hour, minute = (int(x) for x in parts[1].split(":"))
             if not (0 <= hour < 24 and 0 <= minute < 60):
                 raise ValueError

@@ -291,6 +291,11 @@ class RowChecker:
             if first != row:
                 raise _Bad("key", f"key {key!r} for {name} is already used on row {first}")
         thread, part = self._thread(get("thread"), get("part"), name)
+        if part is not None and part > 1:
+            try:
+                self.adapters[name].validate_reply(options)
+            except UsageError as exc:
+                raise _Bad("options", str(exc)) from None
         job = NewJob(account=name, platform=account.platform, text=text, scheduled_at=when,
                      media=media, options=dict(options), max_attempts=self.attempts[name],
                      key=key, thread_id=thread, thread_part=part)

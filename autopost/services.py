@@ -414,6 +414,8 @@ def thread_jobs(account: Account, cls: type[Adapter], req: AddRequest, settings:
         media = req.media if n == 1 else ()
         try:
             check_content(cls, settings, text, media, options)
+            if n > 1:
+                cls.validate_reply(options)
         except UsageError as exc:
             raise UsageError(f"{account.name}: part {n}: {exc}") from None
         out.append(NewJob(

@@ -148,6 +148,21 @@ def test_instagram_and_threads_with_local_media_end_to_end(proc, fake, media_hos
     assert IG_TOKEN not in run.stderr + check.stdout
 
 
+def test_a_threads_thread_end_to_end_and_instagram_refuses_one(proc, fake, tmp_path):
+    env = _config(tmp_path)
+    _, th_user = _add_meta_accounts(proc, fake, env)
+    out = proc("add", "--thread", "a", "b", "--account", "shop", "--at", "now", env=env)
+    assert out.code == 2 and "instagram has no replies" in out.stderr, out.stderr
+    out = proc("add", "--thread", "1/ first", "2/ second", "--account", "poster", "--at",
+               "now", env=env)
+    assert out.code == 0, out.stderr
+    run = proc("run-due", env=env)
+    assert run.code == 0, run.stderr
+    assert {j["status"] for j in _jobs(proc, env)} == {"posted"}
+    first, second = sorted(fake.published(th_user), key=lambda m: m["message"])
+    assert first["reply_to"] is None and second["reply_to"] == first["id"]
+
+
 def test_status_says_when_the_graph_version_has_stopped_working(proc, fake, tmp_path):
     env = _config(tmp_path)
     (tmp_path / "config.toml").write_text('[meta]\ngraph_version = "v24.0"\n')

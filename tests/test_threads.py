@@ -142,3 +142,23 @@ def test_reply_control_option_goes_on_the_container(fake, th, user):
     assert fake.containers[refs.ref["container"]]["reply_control"] == "mentioned_only"
     with pytest.raises(UsageError, match="reply_control"):
         ThreadsAdapter.check_options({"reply_control": "nobody"})
+
+
+def test_a_thread_part_replies_to_the_part_before(fake, th, user):
+    from autopost.models import PostRef, Reply
+
+    first = th.publish(make_job("1/ a thread", platform="threads"), Refs())
+    root = PostRef(first.post_id, first.url, {})
+    refs = Refs()
+    second = th.publish(make_job("2/ goes on", platform="threads", id="job00002",
+                                 reply=Reply(parent=root, root=root)), refs)
+    assert fake.containers[refs.ref["container"]]["reply_to"] == first.post_id
+    posted = {p["id"]: p for p in fake.published(user)}
+    assert posted[second.post_id]["reply_to"] == first.post_id
+    assert posted[first.post_id]["reply_to"] is None
+    # A part whose parent is gone is refused for good (not retried, not unknown).
+    gone = PostRef("999999999", None, {})
+    raises(ErrorKind.INVALID, lambda: th.publish(
+        make_job("3/ lost", platform="threads", id="job00003",
+                 reply=Reply(parent=gone, root=root)), Refs()))
+    assert ThreadsAdapter.supports_replies

@@ -179,6 +179,27 @@ def test_options_reach_the_create(fake):
                           "reply_settings": "following"}
 
 
+def test_a_thread_part_replies_to_the_part_before(fake):
+    from autopost.models import PostRef, Reply
+
+    first = adapter(fake).publish(job("1/ a thread"), Refs())
+    root = PostRef(first.post_id, first.url, {})
+    # The thread's reply wins over an in_reply_to_tweet_id option (that is part 1's).
+    adapter(fake).publish(job("2/ goes on", reply=Reply(parent=root, root=root),
+                              options={"in_reply_to_tweet_id": "1"}), Refs())
+    post = fake.timeline()[-1]
+    assert post.text == "2/ goes on"
+    assert post.extra == {"reply": {"in_reply_to_tweet_id": first.post_id}}
+    # The part before is gone: X refuses (403), for good.
+    gone = PostRef("1999999999999999999", None, {})
+    with pytest.raises(PlatformError) as err:
+        adapter(fake).publish(job("3/ lost", reply=Reply(parent=gone, root=root)), Refs())
+    assert err.value.kind == ErrorKind.INVALID and err.value.http_status == 403
+    assert XAdapter.supports_replies
+    with pytest.raises(UsageError, match="cannot quote"):
+        XAdapter.validate_reply({"quote_tweet_id": "123"})
+
+
 # -- errors -------------------------------------------------------------------------------------
 
 def _raises(fake, **fault) -> PlatformError:

@@ -210,6 +210,30 @@ def test_add_and_run_due_post_through_the_real_cli(tmp_path, fake):
     assert shown["platform_url"] == f"https://x.com/i/web/status/{post.id}"
 
 
+def test_a_thread_through_the_real_cli_replies_part_by_part(tmp_path, fake):
+    db = tmp_path / "a.db"
+    tokens = fake.issue()
+    _add_account(db, fake, creds={"client_id": "cid", **{k: tokens[k] for k in (
+        "access_token", "refresh_token")}})
+    quoted = _run(db, "add", "--thread", "1/ q", "2/ q", "-a", "xa", "--at", "now",
+                  "--option", "quote_tweet_id=123")
+    assert quoted.returncode == 2 and "part 2" in quoted.stderr and "cannot quote" in \
+        quoted.stderr
+    done = _run(db, "add", "--thread", "1/ the news", "2/ the details", "3/ the end",
+                "-a", "xa", "--at", "now", "--json")
+    assert done.returncode == 0, done.stderr
+    ids = [j["id"] for j in json.loads(done.stdout)]
+    done = _run(db, "run-due")
+    assert done.returncode == 0, done.stdout + done.stderr
+    posts = fake.timeline()
+    assert [p.text for p in posts] == ["1/ the news", "2/ the details", "3/ the end"]
+    assert posts[0].extra == {}
+    assert [p.extra["reply"]["in_reply_to_tweet_id"] for p in posts[1:]] == \
+        [posts[0].id, posts[1].id]
+    shown = json.loads(_run(db, "show", ids[2], "--json").stdout)
+    assert shown["status"] == "posted" and shown["platform_post_id"] == posts[2].id
+
+
 def _setup(tmp_path: Path, fake: FakeX, *, jobs: int, accounts: int, expired: bool = False,
            expiry_known: bool = True):
     db = tmp_path / "autopost.db"

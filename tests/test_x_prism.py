@@ -130,3 +130,15 @@ def test_lost_answer_then_reconcile_through_prism(prism, fake):
     assert found.verdict == Verdict.POSTED
     assert found.published.post_id == [p.id for p in fake.posts
                                        if p.text == "dropped via prism"][0]
+
+
+def test_a_thread_reply_through_prism(prism, fake):
+    from autopost.models import PostRef, Reply
+
+    a = adapter(fake, prism)
+    first = a.publish(job("1/ a thread via prism"), lambda _ref: None)
+    root = PostRef(first.post_id, first.url, {})
+    second = a.publish(job("2/ the reply via prism", reply=Reply(parent=root, root=root)),
+                       lambda _ref: None)
+    [post] = [p for p in fake.posts if p.id == second.post_id]
+    assert post.extra == {"reply": {"in_reply_to_tweet_id": first.post_id}}

@@ -71,7 +71,8 @@ def add(
     until: Annotated[str | None, typer.Option(
         "--until", metavar="WHEN", help="With --repeat: no occurrence after this.")] = None,
     count: Annotated[int | None, typer.Option(
-        "--count", min=1, help="With --repeat: N occurrences in all.")] = None,
+        "--count", click_type=params.REPEAT_COUNT,
+        help="With --repeat: N occurrences in all.")] = None,
     preview: Annotated[bool, typer.Option(
         "--preview", help="With --repeat: print the next occurrences; change nothing.")
     ] = False,
@@ -606,7 +607,8 @@ def edit(
         "--option", metavar="KEY=VALUE", help="Set a platform option (KEY= removes it).")
     ] = None,
     max_attempts: Annotated[int | None, typer.Option(
-        "--max-attempts", min=1, help="Give up after N attempts.")] = None,
+        "--max-attempts", click_type=params.attempts(),
+        help="Give up after N attempts.")] = None,
     allow_duplicate: Annotated[bool, typer.Option(
         "--allow-duplicate", help="Skip the duplicate guard.")] = False,
 ) -> None:

@@ -43,6 +43,9 @@ class FiniteNumber(ParamType):
 # The bounds of each kind of flag.
 LIMIT = WholeNumber(1, 10**9)                  # --limit
 DAYS = WholeNumber(1, 3660)                    # calendar --days (ten years)
+PLAN_DAYS = FiniteNumber(0.0, 3660.0)          # plan --days
+REPEAT_COUNT = WholeNumber(1, 100_000)         # add --repeat --count
+SLOTS = WholeNumber(1, 1000)                   # slots --count
 
 
 def concurrency() -> WholeNumber:

@@ -6,6 +6,7 @@ from typing import Annotated
 
 import typer
 
+from autopost.cli import params
 from autopost.cli.app import app, get_settings, get_store, now
 from autopost.errors import UsageError
 
@@ -13,7 +14,8 @@ from autopost.errors import UsageError
 @app.command()
 def slots(
     account: Annotated[str, typer.Argument(metavar="ACCOUNT", help="The account.")],
-    count: Annotated[int, typer.Option("--count", "-n", min=1, help="Show N slots.")] = 10,
+    count: Annotated[int, typer.Option("--count", "-n", click_type=params.SLOTS,
+                                       help="Show N slots.")] = 10,
     as_json: Annotated[bool, typer.Option("--json", help="Print JSON.")] = False,
 ) -> None:
     """Show an account's next free queue slots (for `add --at next-slot`).
@@ -140,7 +142,8 @@ def series_to_dict(s) -> dict:
 @app.command()
 def plan(
     days: Annotated[float | None, typer.Option(
-        "--days", min=0.0, help="How far ahead (default: [schedule] horizon).")] = None,
+        "--days", click_type=params.PLAN_DAYS,
+        help="How far ahead (default: [schedule] horizon).")] = None,
     account: Annotated[str | None, typer.Option("--account", "-a", metavar="NAME")] = None,
     tz: Annotated[str | None, typer.Option(
         "--tz", metavar="ZONE", help="Show times in this zone (default: local).")] = None,

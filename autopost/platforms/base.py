@@ -221,6 +221,16 @@ class Adapter(ABC):
         if not text.strip() and not media:
             raise UsageError("empty post: give some text or --media")
 
+    # Options a reply (a thread's part after the first) cannot carry, each with why.
+    reply_refuses: ClassVar[dict[str, str]] = {}
+
+    @classmethod
+    def validate_reply(cls, options: dict[str, Any]) -> None:
+        """Raise UsageError for options a reply (a thread's later part) cannot carry."""
+        for key, why in cls.reply_refuses.items():
+            if options.get(key):
+                raise UsageError(f"{cls.platform}: {why} ({key})")
+
     @classmethod
     def check_credentials(cls, credentials: dict[str, Any]) -> None:
         """Raise UsageError when fields are missing or unknown (values are not shown)."""

@@ -102,6 +102,9 @@ class XAdapter(OAuthAdapter):
         client="either", token_auth="basic", rotating_refresh=True, default_lifetime=7200)
     text_limit = TEXT_LIMIT
     max_media = 4
+    supports_replies = True
+    reply_refuses = {"quote_tweet_id": "a thread's later parts reply to the part before, "
+                                       "so they cannot quote"}
     options = (
         Option("reply_settings", "choice", "who may reply",
                choices=("following", "mentionedUsers", "subscribers", "verified")),
@@ -298,7 +301,9 @@ class XAdapter(OAuthAdapter):
         if media_ids:
             payload["media"] = {"media_ids": media_ids}
         opts = job.options or {}
-        if opts.get("in_reply_to_tweet_id"):
+        if job.reply is not None:  # a thread's later part answers the part before it
+            payload["reply"] = {"in_reply_to_tweet_id": job.reply.parent.post_id}
+        elif opts.get("in_reply_to_tweet_id"):
             payload["reply"] = {"in_reply_to_tweet_id": str(opts["in_reply_to_tweet_id"])}
         for key in ("quote_tweet_id", "reply_settings"):
             if opts.get(key):

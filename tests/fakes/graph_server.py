@@ -434,13 +434,20 @@ class FakeGraph:
                 raise GraphFailure(400, 100, "(#100) Param text is required for TEXT posts")
         else:
             raise GraphFailure(400, 100, f"(#100) Invalid media_type {media_type!r}")
+        reply_to = form.get("reply_to_id")
+        if reply_to is not None and platform == "threads":
+            with self._lock:  # a reply names a Threads post that exists
+                parent = self.media.get(str(reply_to))
+            if parent is None or parent["platform"] != "threads":
+                raise GraphFailure(400, 100, "(#100) Invalid parameter: reply_to_id "
+                                   f"{reply_to!r} is not a Threads post")
         with self._lock:
             cid = self._id()
             self.containers[cid] = {
                 "id": cid, "platform": platform, "owner": owner, "type": media_type,
                 "text": text, "url": url, "carousel_item": carousel_item,
                 "children": children, "alt": form.get("alt_text"),
-                "reply_control": form.get("reply_control"),
+                "reply_control": form.get("reply_control"), "reply_to": reply_to,
                 "polls": 0, "created": self.now(), "expires": self.now() + DAY,
                 "error": None if fetched_ok else "UNKNOWN", "published_as": None}
             return cid
@@ -516,7 +523,7 @@ class FakeGraph:
                 "id": media_id, "owner": owner, "platform": platform,
                 "message": container["text"], "type": container["type"],
                 "children": len(kids), "container": container["id"],
-                "created": self.now(), "permalink": f"https://www.{host}/{media_id}"}
+                "reply_to": container.get("reply_to"), "created": self.now(), "permalink": f"https://www.{host}/{media_id}"}
             return {"id": media_id}
 
     def publishing_limit(self, platform: str, owner: str) -> dict[str, Any]:

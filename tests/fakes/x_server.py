@@ -369,6 +369,11 @@ class FakeX:
                 return 403, {"detail": "You are not allowed to create a Tweet with duplicate "
                              "content.", "type": "about:blank", "title": "Forbidden",
                              "status": 403}, headers
+            parent = (body.get("reply") or {}).get("in_reply_to_tweet_id")
+            if parent is not None and not any(p.id == str(parent) for p in self.posts):
+                return 403, {"detail": "You attempted to reply to a Tweet that is deleted or "
+                             "not visible to you.", "type": "about:blank",
+                             "title": "Forbidden", "status": 403}, headers
             extra = {k: v for k, v in body.items() if k not in ("text", "media")}
             post = Post(str(next(self._ids)), user, text, self.now(), keys, extra)
             self.posts.append(post)

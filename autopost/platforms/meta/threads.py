@@ -57,6 +57,7 @@ class ThreadsAdapter(ContainerAdapter):
     text_limit = TEXT_LIMIT
     max_media = MAX_ITEMS
     refreshable = True
+    supports_replies = True
     refresh_ahead = timedelta(days=7)
     options = (Option("reply_control", "choice", "who may reply",
                       choices=("everyone", "accounts_you_follow", "mentioned_only")),)
@@ -93,6 +94,8 @@ class ThreadsAdapter(ContainerAdapter):
         text: dict[str, Any] = {"text": job.text} if job.text else {}
         if job.options.get("reply_control"):
             text["reply_control"] = job.options["reply_control"]
+        if job.reply is not None:  # a thread's later part answers the part before it
+            text["reply_to_id"] = job.reply.parent.post_id
         if not job.media:
             return {"media_type": "TEXT", **text}
         if len(job.media) == 1:
