@@ -419,6 +419,24 @@ def test_pause_until_ends_by_itself(cli, demo):
         assert store.mark_missed(now=until + timedelta(minutes=59), window=3600) == []
 
 
+def test_show_says_a_job_waits_for_its_paused_account_or_the_part_before(cli, demo):
+    job = add_job(cli, "held", "-a", "demo", "--at", "now")
+    assert cli("show", job["id"], "--json").json()["waiting"]["reason"] == "due"
+    assert cli("accounts", "pause", "demo").code == 0
+    waiting = cli("show", job["id"], "--json").json()["waiting"]
+    assert waiting["reason"] == "paused" and waiting["until"] is None
+    assert "accounts resume demo" in cli("show", job["id"]).stdout
+    until = datetime.now(UTC) + timedelta(hours=2)
+    assert cli("accounts", "pause", "demo", "--until", iso(until)).code == 0
+    waiting = cli("show", job["id"], "--json").json()["waiting"]
+    assert waiting["reason"] == "paused" and waiting["until"][:16] == iso(until)[:16]
+    assert cli("accounts", "resume", "demo").code == 0
+    parts = cli("add", "--thread", "one", "two", "-a", "demo", "--at", "now", "--json").json()
+    waiting = cli("show", parts[1]["id"], "--json").json()["waiting"]
+    assert waiting["reason"] == "thread" and parts[0]["id"] in waiting["message"]
+    assert cli("show", parts[0]["id"], "--json").json()["waiting"]["reason"] == "due"
+
+
 def test_run_due_is_quiet_about_a_paused_account(proc, tmp_path):
     out = proc("accounts", "add", "demo", "--platform", "outbox", "--credentials", "-",
                input=outbox_credentials(tmp_path))
