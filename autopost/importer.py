@@ -317,7 +317,7 @@ class RowChecker:
         if not self.adapters[account].supports_replies:
             raise _Bad("thread", f"{self.accounts[account].platform} has no replies, so it "
                                  "cannot post a thread")
-        if not part_text.isdigit() or int(part_text) < 1:
+        if not (part_text.isascii() and part_text.isdigit()) or int(part_text) < 1:
             raise _Bad("part", f"expected a part number (1, 2, ...), got {part_text!r}")
         return thread, int(part_text)
 

@@ -99,6 +99,8 @@ def test_import_links_rows_sharing_a_thread_by_part(cli, demo, tmp_path):
     refused(cli, "import", str(bad), match="part 1 twice")
     bad.write_text(f"account,at,text,thread,part\ndemo,{at},x,,2\n")
     refused(cli, "import", str(bad), match="needs a thread")
+    bad.write_text(f"account,at,text,thread,part\ndemo,{at},x,t,\u0663\n", encoding="utf-8")
+    refused(cli, "import", str(bad), match="expected a part number")
 
 
 # -- the engine: order, failure, crashes ------------------------------------------------------
