@@ -9,26 +9,11 @@ set -euo pipefail
 
 here="$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)"
 pds="$here/tests/pds"
-stamp="$pds/node_modules/.autopost-installed"
-start=$(date +%s)
+# shellcheck source=npm-lock-install.sh
+source "$here/.ci/npm-lock-install.sh"
 
-for tool in node npm; do
-  if ! command -v "$tool" >/dev/null 2>&1; then
-    echo "pds-setup: $tool is not installed (Node.js >= 18.7 with npm is needed)" >&2
-    exit 1
-  fi
-done
+installed() { (cd "$pds" && node -e "require('better-sqlite3')" 2>/dev/null); }
+verify() { (cd "$pds" && node -e "require('better-sqlite3'); require.resolve('@atproto/pds')"); }
 
-want="$(node --version) $(sha256sum "$pds/package-lock.json" | cut -d' ' -f1)"
-if [[ -f "$stamp" && "$(cat "$stamp")" == "$want" ]] \
-    && (cd "$pds" && node -e "require('better-sqlite3')" 2>/dev/null); then
-  echo "pds-setup: already installed ($want); nothing to do"
-  exit 0
-fi
-
-echo "pds-setup: npm ci in $pds (node $(node --version), npm $(npm --version))"
 export npm_config_nodedir="${npm_config_nodedir:-/usr}"
-(cd "$pds" && npm ci --no-audit --no-fund)
-(cd "$pds" && node -e "require('better-sqlite3'); require.resolve('@atproto/pds')")
-echo "$want" > "$stamp"
-echo "pds-setup: done in $(( $(date +%s) - start )) s"
+npm_lock_install pds-setup "$pds" "Node.js >= 18.7 with npm"

@@ -8,24 +8,10 @@ set -euo pipefail
 
 here="$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)"
 prism="$here/tests/prism"
-stamp="$prism/node_modules/.autopost-installed"
-start=$(date +%s)
+# shellcheck source=npm-lock-install.sh
+source "$here/.ci/npm-lock-install.sh"
 
-for tool in node npm; do
-  if ! command -v "$tool" >/dev/null 2>&1; then
-    echo "prism-setup: $tool is not installed (Node.js >= 18.20 with npm is needed)" >&2
-    exit 1
-  fi
-done
+installed() { [[ -x "$prism/node_modules/.bin/prism" ]]; }
+verify() { "$prism/node_modules/.bin/prism" --version; }
 
-want="$(node --version) $(sha256sum "$prism/package-lock.json" | cut -d' ' -f1)"
-if [[ -f "$stamp" && "$(cat "$stamp")" == "$want" && -x "$prism/node_modules/.bin/prism" ]]; then
-  echo "prism-setup: already installed ($want); nothing to do"
-  exit 0
-fi
-
-echo "prism-setup: npm ci in $prism (node $(node --version), npm $(npm --version))"
-(cd "$prism" && npm ci --no-audit --no-fund)
-"$prism/node_modules/.bin/prism" --version
-echo "$want" > "$stamp"
-echo "prism-setup: done in $(( $(date +%s) - start )) s"
+npm_lock_install prism-setup "$prism" "Node.js >= 18.20 with npm"
