@@ -202,6 +202,14 @@ class Adapter(ABC):
             raise UsageError(f"account {self.account.name!r} needs --base-url")
         return url.rstrip("/")
 
+    def _client(self) -> httpx.Client:
+        """The run's shared client; one of the adapter's own when it was given none."""
+        if self.client is None:
+            from autopost.platforms.http import make_client
+
+            self.client = make_client()
+        return self.client
+
     # -- checks at add time (no network) --------------------------------------------
     @classmethod
     def text_length(cls, text: str) -> int:

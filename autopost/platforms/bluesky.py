@@ -297,11 +297,6 @@ class BlueskyAdapter(Adapter):
     def _redact(self, text: str) -> str:
         return _JWT.sub("[redacted]", http.redacted(text, self._secrets()))
 
-    def _client(self) -> httpx.Client:
-        if self.client is None:
-            self.client = http.make_client()
-        return self.client
-
     def _xrpc(self, method: str, nsid: str, *, auth: bool = False, token: str | None = None,
               is_create: bool = False, **kwargs: Any) -> dict[str, Any]:
         headers = dict(kwargs.pop("headers", None) or {})

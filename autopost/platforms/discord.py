@@ -175,11 +175,6 @@ class DiscordAdapter(Adapter):
     def _scrub(self, text: str) -> str:
         return urlsecret.scrub(text, self._secrets())
 
-    def _client(self) -> httpx.Client:
-        if self.client is None:
-            self.client = http.make_client()
-        return self.client
-
     def _webhook(self) -> httpx.URL:
         try:
             url = httpx.URL(self._raw_url)

@@ -220,11 +220,6 @@ class LinkedInAdapter(OAuthAdapter):
     def _secrets(self) -> list[str]:
         return self.secrets()
 
-    def _client(self) -> httpx.Client:
-        if self.client is None:
-            self.client = http.make_client()
-        return self.client
-
     def _headers(self, extra: dict[str, str] | None = None) -> dict[str, str]:
         headers = {**self.bearer(), "LinkedIn-Version": self.version,
                    "X-Restli-Protocol-Version": "2.0.0"}

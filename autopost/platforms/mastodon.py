@@ -176,11 +176,6 @@ class MastodonAdapter(Adapter):
     def _secrets(self) -> list[str]:
         return http.secret_values(self.credentials, self.secret_fields)
 
-    def _client(self) -> httpx.Client:
-        if self.client is None:
-            self.client = http.make_client()
-        return self.client
-
     def _request(self, method: str, path: str, *, is_create: bool = False, auth: bool = True,
                  ok: tuple[int, ...] = (200,), **kwargs: Any) -> httpx.Response:
         headers = dict(kwargs.pop("headers", {}) or {})

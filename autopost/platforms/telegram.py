@@ -160,11 +160,6 @@ class TelegramAdapter(Adapter):
     def _scrub(self, text: str) -> str:
         return urlsecret.scrub(text, self._secrets())
 
-    def _client(self) -> httpx.Client:
-        if self.client is None:
-            self.client = http.make_client()
-        return self.client
-
     def _call(self, method: str, *, is_create: bool, **kwargs: Any) -> Any:
         url = f"{self.base_url}/bot{self._token}/{method}"
         response = urlsecret.request(self._client(), "POST", url, is_create=is_create,

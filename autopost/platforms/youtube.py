@@ -323,11 +323,6 @@ class YouTubeAdapter(OAuthAdapter):
     def _secrets(self) -> list[str]:
         return self.secrets()
 
-    def _client(self) -> httpx.Client:
-        if self.client is None:
-            self.client = http.make_client()
-        return self.client
-
     def _auth(self) -> dict[str, str]:
         return self.bearer()
 

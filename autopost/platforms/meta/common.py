@@ -7,8 +7,6 @@ import unicodedata
 from pathlib import Path
 from typing import Any, ClassVar
 
-import httpx
-
 from autopost.errors import UsageError
 from autopost.mediahost import is_url
 from autopost.models import ErrorKind, Media
@@ -70,11 +68,6 @@ class GraphAdapter(OAuthAdapter):
                                 f"{self.platform}: the account has no {name} yet; run "
                                 f"'autopost accounts login {self.account.name}'")
         return str(value)
-
-    def _client(self) -> httpx.Client:
-        if self.client is None:
-            self.client = http.make_client()
-        return self.client
 
     def use_credentials(self, credentials: dict[str, Any]) -> None:
         super().use_credentials(credentials)
