@@ -29,6 +29,18 @@ def make_client(**kwargs: Any) -> httpx.Client:
     return httpx.Client(**kwargs)
 
 
+def parse_time(value: Any) -> datetime | None:
+    """An ISO 8601 timestamp as platforms send it ("Z" or an offset; none means UTC), in
+    UTC. None for anything else, a non-string or an empty one included."""
+    if not isinstance(value, str):
+        return None
+    try:
+        stamp = datetime.fromisoformat(value.replace("Z", "+00:00"))
+    except ValueError:
+        return None
+    return stamp.replace(tzinfo=UTC) if stamp.tzinfo is None else stamp.astimezone(UTC)
+
+
 def parse_reset(value: str | None, now: datetime) -> datetime | None:
     """A reset moment from a header value: epoch seconds (possibly fractional), an
     ISO 8601 timestamp (Mastodon), or an HTTP date. None when unreadable."""
@@ -46,12 +58,9 @@ def parse_reset(value: str | None, now: datetime) -> datetime | None:
         if number < 10**9:
             return now + timedelta(seconds=max(0.0, number))
         return datetime.fromtimestamp(number, UTC)
-    try:
-        stamp = datetime.fromisoformat(value.replace("Z", "+00:00"))
-    except ValueError:
-        stamp = None
+    stamp = parse_time(value)
     if stamp is not None:
-        return stamp.replace(tzinfo=UTC) if stamp.tzinfo is None else stamp.astimezone(UTC)
+        return stamp
     try:
         return parsedate_to_datetime(value).astimezone(UTC)
     except (TypeError, ValueError, IndexError):

@@ -123,16 +123,6 @@ def _visibility(opts: dict[str, Any]) -> str:
     return value.upper()
 
 
-def _parse_time(value: Any) -> datetime | None:
-    if not isinstance(value, str) or not value:
-        return None
-    try:
-        stamp = datetime.fromisoformat(value.replace("Z", "+00:00"))
-    except ValueError:
-        return None
-    return stamp.replace(tzinfo=UTC) if stamp.tzinfo is None else stamp.astimezone(UTC)
-
-
 def _check_image(item: Media) -> str:
     try:
         info = read_image_info(item.path)
@@ -419,7 +409,7 @@ class LinkedInAdapter(OAuthAdapter):
     # -- reconcile ------------------------------------------------------------------------
     def reconcile(self, job: Job) -> Reconciled:
         ref = job.ref or {}
-        first = _parse_time(ref.get("first_sent_at"))
+        first = http.parse_time(ref.get("first_sent_at"))
         if first is None:
             return Reconciled(Verdict.NOT_POSTED, None, "the post was never sent")
         duplicate = ref.get("duplicate_of")
@@ -480,7 +470,7 @@ class LinkedInAdapter(OAuthAdapter):
         author = self.credentials.get("author") or f"urn:li:person:{body['sub']}"
         name = body.get("name") or body.get("given_name") or body["sub"]
         return AccountInfo(display=f"{name} (posting as {author})",
-                           token_expires_at=_parse_time(self.credentials.get("expires_at")),
+                           token_expires_at=http.parse_time(self.credentials.get("expires_at")),
                            details={"member": f"urn:li:person:{body['sub']}",
                                     "author": author, "api_version": self.version})
 

@@ -24,7 +24,7 @@ import re
 import time
 import unicodedata
 from dataclasses import dataclass
-from datetime import UTC, datetime, timedelta
+from datetime import datetime, timedelta
 from typing import Any, ClassVar
 
 import httpx
@@ -111,16 +111,6 @@ def normalise(text: str) -> str:
     rendered without their domain, whitespace is reflowed)."""
     text = unicodedata.normalize("NFC", _MENTION.sub(r"@\1", text or ""))
     return " ".join(text.split())
-
-
-def _parse_time(value: Any) -> datetime | None:
-    if not isinstance(value, str):
-        return None
-    try:
-        stamp = datetime.fromisoformat(value.replace("Z", "+00:00"))
-    except ValueError:
-        return None
-    return stamp.replace(tzinfo=UTC) if stamp.tzinfo is None else stamp.astimezone(UTC)
 
 
 class MastodonAdapter(Adapter):
@@ -256,7 +246,7 @@ class MastodonAdapter(Adapter):
             self._check_limits(job, limits)
 
         ref = dict(job.ref)
-        first = _parse_time(ref.get("first_sent_at"))
+        first = http.parse_time(ref.get("first_sent_at"))
         now = self.clock()
         if first is not None and now - first >= self.idempotency_window:
             # An earlier send is past the server's idempotency hour: a resend would not
@@ -353,7 +343,7 @@ class MastodonAdapter(Adapter):
 
     # -- reconcile ------------------------------------------------------------------------
     def reconcile(self, job: Job) -> Reconciled:
-        first = _parse_time(job.ref.get("first_sent_at"))
+        first = http.parse_time(job.ref.get("first_sent_at"))
         if first is None:
             return Reconciled(Verdict.NOT_POSTED, None, "the status was never sent")
         age = self.clock() - first
@@ -381,7 +371,7 @@ class MastodonAdapter(Adapter):
                 raise PlatformError(ErrorKind.SERVER, "mastodon: unreadable statuses list")
             reached_older = False
             for status in statuses:
-                created = _parse_time(status.get("created_at")) if isinstance(status, dict) \
+                created = http.parse_time(status.get("created_at")) if isinstance(status, dict) \
                     else None
                 if created is None:
                     continue

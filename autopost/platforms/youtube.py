@@ -210,16 +210,6 @@ def next_midnight_pacific(now: datetime) -> datetime:
         timedelta(minutes=1)
 
 
-def _parse_time(value: Any) -> datetime | None:
-    if not isinstance(value, str) or not value:
-        return None
-    try:
-        stamp = datetime.fromisoformat(value.replace("Z", "+00:00"))
-    except ValueError:
-        return None
-    return stamp.replace(tzinfo=UTC) if stamp.tzinfo is None else stamp.astimezone(UTC)
-
-
 def _fingerprint(path: str) -> dict[str, Any]:
     st = os.stat(path)
     return {"size": st.st_size, "mtime_ns": st.st_mtime_ns}
@@ -646,13 +636,13 @@ class YouTubeAdapter(OAuthAdapter):
             return None
         listing = self._read("/youtube/v3/playlistItems",
                              {"part": "snippet", "playlistId": playlist, "maxResults": "50"})
-        started = _parse_time(ref.get("started_at"))
+        started = http.parse_time(ref.get("started_at"))
         title = metadata(job.text, job.options)["snippet"]["title"]
         for item in listing.get("items") or []:
             snippet = item.get("snippet") if isinstance(item, dict) else None
             if not isinstance(snippet, dict) or snippet.get("title") != title:
                 continue
-            published = _parse_time(snippet.get("publishedAt"))
+            published = http.parse_time(snippet.get("publishedAt"))
             if started is not None and published is not None and \
                     published < started - timedelta(minutes=5):
                 continue
@@ -673,7 +663,7 @@ class YouTubeAdapter(OAuthAdapter):
         title = (channel.get("snippet") or {}).get("title") or channel.get("id")
         return AccountInfo(display=f"{title} (channel {channel.get('id')})",
                            url=f"https://www.youtube.com/channel/{channel.get('id')}",
-                           token_expires_at=_parse_time(self.credentials.get("expires_at")),
+                           token_expires_at=http.parse_time(self.credentials.get("expires_at")),
                            details={"channel": channel.get("id")})
 
     def refresh(self) -> Refreshed:
