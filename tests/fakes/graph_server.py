@@ -43,9 +43,11 @@ import urllib.request
 from collections.abc import Callable
 from dataclasses import dataclass, field
 from datetime import UTC, datetime, timedelta
-from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
+from http.server import ThreadingHTTPServer
 from typing import Any
 from urllib.parse import parse_qs, urlencode, urlsplit
+
+from tests.fakes.httpfake import LocalServer, QuietHandler
 
 DAY = timedelta(hours=24)
 IG_CAP, THREADS_CAP = 50, 250
@@ -95,13 +97,11 @@ def _bad_token() -> GraphFailure:
 
 
 class _Server(ThreadingHTTPServer):
-    daemon_threads = True
-
     def handle_error(self, request: Any, client_address: Any) -> None:
         pass  # a client killed mid-request (the crash tests do that on purpose)
 
 
-class FakeGraph:
+class FakeGraph(LocalServer):
     def __init__(self, *, version: str = "v26.0", threads_version: str = "v1.0",
                  polls_to_finish: int = 1, fetch_media: bool = True,
                  clock: Callable[[], datetime] | None = None, port: int = 0):
@@ -120,7 +120,6 @@ class FakeGraph:
         self._offset = timedelta()
         self._lock = threading.RLock()
         self._ids = itertools.count(17_841_400_000_000_001)
-        self._stop = threading.Event()
         self._seen: dict[str, threading.Event] = {}
         self.tokens: dict[str, dict[str, Any]] = {}        # token -> {"kind", "id", ...}
         self.users: dict[str, dict[str, Any]] = {}         # Facebook users
@@ -135,29 +134,7 @@ class FakeGraph:
         self.app_platform: dict[str, str] = {}             # client id -> facebook/threads
         self.codes: dict[str, dict[str, Any]] = {}         # authorization codes
         self.refreshes: list[str] = []
-        self._httpd = _Server(("127.0.0.1", port), _Handler)
-        self._httpd.fake = self  # type: ignore[attr-defined]
-
-    # -- lifecycle ------------------------------------------------------------------------
-    @property
-    def base_url(self) -> str:
-        return f"http://127.0.0.1:{self._httpd.server_address[1]}"
-
-    def start(self) -> FakeGraph:
-        threading.Thread(target=self._httpd.serve_forever, kwargs={"poll_interval": 0.05},
-                         daemon=True).start()
-        return self
-
-    def stop(self) -> None:
-        self._stop.set()
-        self._httpd.shutdown()
-        self._httpd.server_close()
-
-    def __enter__(self) -> FakeGraph:
-        return self.start()
-
-    def __exit__(self, *exc: object) -> None:
-        self.stop()
+        super().__init__(_Handler, port, server_class=_Server)
 
     # -- test controls --------------------------------------------------------------------
     def now(self) -> datetime:
@@ -768,32 +745,11 @@ def _children(value: Any) -> list[str]:
     return [v.strip() for v in str(value).split(",") if v.strip()]
 
 
-class _Handler(BaseHTTPRequestHandler):
-    protocol_version = "HTTP/1.1"
+class _Handler(QuietHandler):
     server_version = "FakeGraph/1.0"
-    wbufsize = 1 << 16
-    disable_nagle_algorithm = True
+    json_type = "application/json; charset=UTF-8"
 
-    def log_message(self, format: str, *args: Any) -> None:  # noqa: A002 - quiet
-        pass
-
-    def do_GET(self) -> None:
-        self._handle("GET")
-
-    def do_POST(self) -> None:
-        self._handle("POST")
-
-    def _send(self, status: int, body: Any, headers: dict[str, str] | None = None) -> None:
-        data = json.dumps(body).encode()
-        self.send_response(status)
-        self.send_header("Content-Type", "application/json; charset=UTF-8")
-        self.send_header("Content-Length", str(len(data)))
-        for name, value in (headers or {}).items():
-            self.send_header(name, value)
-        self.end_headers()
-        self.wfile.write(data)
-
-    def _handle(self, method: str) -> None:
+    def handle_method(self, method: str) -> None:
         fake: FakeGraph = self.server.fake  # type: ignore[attr-defined]
         raw = self.rfile.read(int(self.headers.get("Content-Length") or 0))
         url = urlsplit(self.path)
@@ -825,7 +781,7 @@ class _Handler(BaseHTTPRequestHandler):
         if fault is not None and fault.kind == "error":
             failure = GraphFailure(fault.status, fault.code, fault.message, fault.subcode,
                                    fault.error_type)
-            self._send(fault.status, failure.body(), {**fake.usage_headers(), **fault.headers})
+            self.send_json(fault.status, failure.body(), {**fake.usage_headers(), **fault.headers})
             return
         try:
             status, body, headers = fake.route(method, url.path, params, files)
@@ -842,9 +798,6 @@ class _Handler(BaseHTTPRequestHandler):
             self.close_connection = True
             return
         if status == 302:
-            self.send_response(302)
-            self.send_header("Location", body)
-            self.send_header("Content-Length", "0")
-            self.end_headers()
+            self.send_body(302, b"", headers={"Location": body})
             return
-        self._send(status, body, headers)
+        self.send_json(status, body, headers)

@@ -1,5 +1,12 @@
-"""The plumbing the LinkedIn and YouTube fakes share: a threaded HTTP server on 127.0.0.1,
-a request log, and injected faults.
+"""The plumbing the fake platform servers share.
+
+LocalServer and QuietHandler, for every fake (Mastodon, Graph, LinkedIn, YouTube): a
+threaded HTTP server on 127.0.0.1 (port 0 by default) with its start/stop, and a request
+handler that logs nothing, answers HTTP/1.1 with headers and body in one segment and
+sends JSON replies.
+
+FakeServer, for the LinkedIn and YouTube fakes: on top of that a request log and
+injected faults.
 
 Faults apply to the next `count` requests matching `path` (a prefix) and `method`, after
 letting `skip` of them through:
@@ -13,9 +20,10 @@ from __future__ import annotations
 
 import json
 import threading
+from collections.abc import Mapping
 from dataclasses import dataclass, field
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
-from typing import Any
+from typing import Any, Self
 from urllib.parse import parse_qs, urlsplit
 
 
@@ -59,17 +67,14 @@ class Reply:
     headers: dict[str, str] = field(default_factory=dict)
 
 
-class FakeServer:
-    """Subclasses implement route(request) -> Reply."""
+class LocalServer:
+    """A threaded HTTP server on 127.0.0.1 whose handlers reach this object as
+    `self.server.fake`. stop() also ends every wait()."""
 
-    server_version = "Fake/1.0"
-
-    def __init__(self, port: int = 0):
-        self.lock = threading.RLock()
-        self.faults: list[Fault] = []
-        self.requests: list[Request] = []
+    def __init__(self, handler: type[BaseHTTPRequestHandler], port: int = 0, *,
+                 server_class: type[ThreadingHTTPServer] = ThreadingHTTPServer):
         self._stop = threading.Event()
-        self._httpd = ThreadingHTTPServer(("127.0.0.1", port), _Handler)
+        self._httpd = server_class(("127.0.0.1", port), handler)
         self._httpd.daemon_threads = True
         self._httpd.fake = self  # type: ignore[attr-defined]
 
@@ -77,7 +82,7 @@ class FakeServer:
     def base_url(self) -> str:
         return f"http://127.0.0.1:{self._httpd.server_address[1]}"
 
-    def start(self):
+    def start(self) -> Self:
         threading.Thread(target=self._httpd.serve_forever, kwargs={"poll_interval": 0.05},
                          daemon=True).start()
         return self
@@ -87,11 +92,68 @@ class FakeServer:
         self._httpd.shutdown()
         self._httpd.server_close()
 
-    def __enter__(self):
+    def __enter__(self) -> Self:
         return self.start()
 
     def __exit__(self, *exc: object) -> None:
         self.stop()
+
+    def wait(self, seconds: float) -> None:
+        """Sleep `seconds` (an injected latency), or less if the server stops."""
+        if seconds > 0:
+            self._stop.wait(seconds)
+
+
+class QuietHandler(BaseHTTPRequestHandler):
+    """GET and POST go to handle_method(method); a subclass adds do_PUT/do_DELETE where
+    its platform has them (the others answer 501)."""
+
+    protocol_version = "HTTP/1.1"
+    # Headers and body in one segment, sent at once: no 40 ms delayed-ACK stall per reply.
+    wbufsize = 1 << 16
+    disable_nagle_algorithm = True
+    json_type = "application/json; charset=utf-8"
+
+    def log_message(self, format: str, *args: Any) -> None:  # noqa: A002 - quiet
+        pass
+
+    def do_GET(self) -> None:
+        self.handle_method("GET")
+
+    def do_POST(self) -> None:
+        self.handle_method("POST")
+
+    def handle_method(self, method: str) -> None:  # pragma: no cover - abstract
+        raise NotImplementedError
+
+    def send_body(self, status: int, data: bytes, content_type: str | None = None,
+                  headers: Mapping[str, str] | None = None) -> None:
+        """One whole reply; a Content-Type in `headers` wins over `content_type`."""
+        headers = headers or {}
+        self.send_response(status)
+        if content_type and "Content-Type" not in headers:
+            self.send_header("Content-Type", content_type)
+        self.send_header("Content-Length", str(len(data)))
+        for name, value in headers.items():
+            self.send_header(name, value)
+        self.end_headers()
+        self.wfile.write(data)
+
+    def send_json(self, status: int, body: Any,
+                  headers: Mapping[str, str] | None = None) -> None:
+        self.send_body(status, json.dumps(body).encode(), self.json_type, headers)
+
+
+class FakeServer(LocalServer):
+    """Subclasses implement route(request) -> Reply."""
+
+    server_version = "Fake/1.0"
+
+    def __init__(self, port: int = 0):
+        self.lock = threading.RLock()
+        self.faults: list[Fault] = []
+        self.requests: list[Request] = []
+        super().__init__(_Handler, port)
 
     def inject(self, kind: str = "status", **options: Any) -> Fault:
         fault = Fault(kind=kind, **options)
@@ -111,10 +173,6 @@ class FakeServer:
                     return fault
         return None
 
-    def wait(self, seconds: float) -> None:
-        if seconds > 0:
-            self._stop.wait(seconds)
-
     def seen(self, method: str | None = None, path: str | None = None) -> list[Request]:
         with self.lock:
             return [r for r in self.requests if (method is None or r.method == method)
@@ -128,45 +186,23 @@ class FakeServer:
         return handler.rfile.read(int(handler.headers.get("Content-Length") or 0))
 
 
-class _Handler(BaseHTTPRequestHandler):
-    protocol_version = "HTTP/1.1"
-    wbufsize = 1 << 16
-    disable_nagle_algorithm = True
-
-    def log_message(self, format: str, *args: Any) -> None:  # noqa: A002 - quiet
-        pass
-
-    def do_GET(self) -> None:
-        self._handle("GET")
-
-    def do_POST(self) -> None:
-        self._handle("POST")
-
+class _Handler(QuietHandler):
     def do_PUT(self) -> None:
-        self._handle("PUT")
+        self.handle_method("PUT")
 
     def do_DELETE(self) -> None:
-        self._handle("DELETE")
+        self.handle_method("DELETE")
 
     def _send(self, reply: Reply) -> None:
         if isinstance(reply.body, bytes):
-            data = reply.body
-            ctype = "application/octet-stream"
+            self.send_body(reply.status, reply.body, "application/octet-stream", reply.headers)
         elif reply.body is None:
-            data, ctype = b"", None
+            self.send_body(reply.status, b"", None, reply.headers)
         else:
-            data = json.dumps(reply.body).encode()
-            ctype = "application/json; charset=utf-8"
-        self.send_response(reply.status)
-        if ctype and "Content-Type" not in reply.headers:
-            self.send_header("Content-Type", ctype)
-        self.send_header("Content-Length", str(len(data)))
-        for name, value in reply.headers.items():
-            self.send_header(name, value)
-        self.end_headers()
-        self.wfile.write(data)
+            self.send_body(reply.status, json.dumps(reply.body).encode(), self.json_type,
+                           reply.headers)
 
-    def _handle(self, method: str) -> None:
+    def handle_method(self, method: str) -> None:
         fake: FakeServer = self.server.fake  # type: ignore[attr-defined]
         url = urlsplit(self.path)
         fault = fake.take_fault(method, url.path)

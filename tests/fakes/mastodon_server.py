@@ -33,9 +33,10 @@ from collections.abc import Callable, Mapping
 from dataclasses import asdict, dataclass, field
 from datetime import UTC, datetime, timedelta
 from http import HTTPStatus
-from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from typing import Any
 from urllib.parse import parse_qs, urlsplit
+
+from tests.fakes.httpfake import LocalServer, QuietHandler
 
 IDEMPOTENCY_TTL = timedelta(hours=1)
 RATE_WINDOW = timedelta(minutes=5)
@@ -105,7 +106,7 @@ class Fault:
                 and (self.method is None or self.method.upper() == method))
 
 
-class FakeMastodon:
+class FakeMastodon(LocalServer):
     def __init__(self, tokens: Mapping[str, str] | None = None, *, max_characters: int = 500,
                  url_chars: int = 23, media_polls: int = 0, rate_limit: int = 300,
                  enforce_rate_limit: bool = False, latency: float = 0.0,
@@ -118,7 +119,6 @@ class FakeMastodon:
         self._offset = timedelta()
         self._lock = threading.Lock()
         self._ids = itertools.count(110_000_000_000_000_001)
-        self._stop = threading.Event()
         self.accounts: dict[str, dict[str, Any]] = {}      # token -> account entity
         self.statuses: dict[str, dict[str, Any]] = {}      # id -> status entity
         self.media: dict[str, dict[str, Any]] = {}         # id -> attachment (+ _polls_left)
@@ -127,36 +127,13 @@ class FakeMastodon:
         self._ledger: list[Created] = []
         self._keys: dict[tuple[str, str], tuple[str, datetime]] = {}
         self._usage: dict[str, tuple[datetime, int]] = {}
-        self._httpd = ThreadingHTTPServer(("127.0.0.1", port), _Handler)
-        self._httpd.daemon_threads = True
-        self._httpd.fake = self  # type: ignore[attr-defined]
+        super().__init__(_Handler, port)
         for token, username in (tokens or {"token-alice": "alice"}).items():
             self.add_account(token, username)
-
-    # -- lifecycle ----------------------------------------------------------------------
-    @property
-    def base_url(self) -> str:
-        return f"http://127.0.0.1:{self._httpd.server_address[1]}"
 
     @property
     def host(self) -> str:
         return f"127.0.0.1:{self._httpd.server_address[1]}"
-
-    def start(self) -> FakeMastodon:
-        threading.Thread(target=self._httpd.serve_forever, kwargs={"poll_interval": 0.05},
-                         daemon=True).start()
-        return self
-
-    def stop(self) -> None:
-        self._stop.set()
-        self._httpd.shutdown()
-        self._httpd.server_close()
-
-    def __enter__(self) -> FakeMastodon:
-        return self.start()
-
-    def __exit__(self, *exc: object) -> None:
-        self.stop()
 
     # -- test controls --------------------------------------------------------------------
     def now(self) -> datetime:
@@ -206,10 +183,6 @@ class FakeMastodon:
                     self.faults = [f for f in self.faults if f.count > 0]
                     return fault
         return None
-
-    def wait(self, seconds: float) -> None:
-        if seconds > 0:
-            self._stop.wait(seconds)
 
     def rate_headers(self, token: str | None, count: bool = True) -> tuple[dict[str, str], bool]:
         now = self.now()
@@ -349,36 +322,13 @@ class FakeMastodon:
         return 404, {"error": "unknown control endpoint"}
 
 
-class _Handler(BaseHTTPRequestHandler):
-    protocol_version = "HTTP/1.1"
+class _Handler(QuietHandler):
     server_version = "FakeMastodon/1.0"
-    # Headers and body in one segment, sent at once: no 40 ms delayed-ACK stall per reply.
-    wbufsize = 1 << 16
-    disable_nagle_algorithm = True
-
-    def log_message(self, format: str, *args: Any) -> None:  # noqa: A002 - quiet
-        pass
-
-    def do_GET(self) -> None:
-        self._handle("GET")
-
-    def do_POST(self) -> None:
-        self._handle("POST")
 
     def do_DELETE(self) -> None:
-        self._handle("DELETE")
+        self.handle_method("DELETE")
 
-    def _send(self, status: int, body: Any, headers: dict[str, str] | None = None) -> None:
-        data = json.dumps(body).encode()
-        self.send_response(status)
-        self.send_header("Content-Type", "application/json; charset=utf-8")
-        self.send_header("Content-Length", str(len(data)))
-        for name, value in (headers or {}).items():
-            self.send_header(name, value)
-        self.end_headers()
-        self.wfile.write(data)
-
-    def _handle(self, method: str) -> None:
+    def handle_method(self, method: str) -> None:
         fake: FakeMastodon = self.server.fake  # type: ignore[attr-defined]
         raw = self.rfile.read(int(self.headers.get("Content-Length") or 0))
         url = urlsplit(self.path)
@@ -387,9 +337,9 @@ class _Handler(BaseHTTPRequestHandler):
             try:
                 body = json.loads(raw or b"{}")
                 body.update({k: v[-1] for k, v in query.items()})
-                self._send(*fake.control(method, path, body))
+                self.send_json(*fake.control(method, path, body))
             except (ValueError, TypeError, KeyError) as exc:
-                self._send(400, {"error": f"bad control request: {exc}"})
+                self.send_json(400, {"error": f"bad control request: {exc}"})
             return
         auth = self.headers.get("Authorization", "")
         token = auth[7:].strip() if auth.lower().startswith("bearer ") else None
@@ -414,13 +364,13 @@ class _Handler(BaseHTTPRequestHandler):
                     headers["Retry-After"] = str(int(fault.retry_after))
             default = ("The access token is invalid" if fault.status == 401
                        else HTTPStatus(fault.status).phrase)
-            self._send(fault.status, {"error": fault.message or default}, headers)
+            self.send_json(fault.status, {"error": fault.message or default}, headers)
             return
         status, body, headers = self._route(fake, method, path, query, token, key, raw)
         if fault is not None and fault.kind == "drop":
             self.close_connection = True
             return
-        self._send(status, body, headers)
+        self.send_json(status, body, headers)
 
     def _route(self, fake: FakeMastodon, method: str, path: str, query: dict[str, list[str]],
                token: str | None, key: str | None, raw: bytes
