@@ -4,14 +4,9 @@ httpx.MockTransport, or a tiny HTTP server on 127.0.0.1."""
 
 from __future__ import annotations
 
-import email.parser
-import email.policy
 import json
 import logging
-import socket
-import threading
 from datetime import UTC, datetime, timedelta
-from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 
 import httpx
 import pytest
@@ -21,6 +16,8 @@ from autopost.models import Account, ErrorKind, Job, Media
 from autopost.platforms import registry
 from autopost.platforms.base import AccountInfo, PlatformError, Verdict
 from autopost.platforms.discord import DiscordAdapter
+from tests.adapterkit import PNG, TRANSPORT_ERRORS, closed_port, multipart, raiser
+from tests.fakes.httpfake import LocalServer, QuietHandler
 from tests.leakcheck import texts_of
 
 HOOK_ID = "1311111111111111111"
@@ -29,9 +26,6 @@ HOOK_URL = f"https://discord.com/api/webhooks/{HOOK_ID}/{HOOK_TOKEN}"
 GUILD = "900000000000000001"
 CHANNEL = "900000000000000002"
 NOW = datetime(2025, 3, 1, 12, 0, tzinfo=UTC)
-PNG = (b"\x89PNG\r\n\x1a\n\x00\x00\x00\rIHDR\x00\x00\x00\x01\x00\x00\x00\x01\x08\x06\x00\x00"
-       b"\x00\x1f\x15\xc4\x89\x00\x00\x00\rIDATx\x9cc\xf8\x0f\x00\x00\x01\x01\x00\x05\x18"
-       b"\xd8N\x00\x00\x00\x00IEND\xaeB`\x82")
 
 
 def make(handler=None, *, credentials=None, base_url=None, client=None) -> DiscordAdapter:
@@ -78,19 +72,6 @@ class Recorder:
 
 def discord_error(status, code, message_text, **extra):
     return httpx.Response(status, json={"message": message_text, "code": code, **extra})
-
-
-def multipart(request: httpx.Request) -> dict[str, tuple[str | None, str, bytes]]:
-    raw = request.read()
-    head = f"Content-Type: {request.headers['content-type']}\r\n\r\n".encode()
-    parsed = email.parser.BytesParser(policy=email.policy.HTTP).parsebytes(head + raw)
-    assert parsed.is_multipart()
-    parts = {}
-    for part in parsed.iter_parts():
-        name = part.get_param("name", header="content-disposition")
-        parts[name] = (part.get_filename(), part.get_content_type(),
-                       part.get_payload(decode=True))
-    return parts
 
 
 # -- posting -----------------------------------------------------------------------------
@@ -347,21 +328,7 @@ def test_5xx_on_check_is_server():
     assert info.value.kind == ErrorKind.SERVER
 
 
-def raiser(exc_type):
-    def handler(request):
-        # httpx exceptions often name the URL, and the URL holds the token.
-        raise exc_type(f"boom while calling {request.url}", request=request)
-    return handler
-
-
-@pytest.mark.parametrize(("exc_type", "kind"), [
-    (httpx.ConnectError, ErrorKind.NETWORK),
-    (httpx.ConnectTimeout, ErrorKind.NETWORK),
-    (httpx.ReadTimeout, ErrorKind.AMBIGUOUS),
-    (httpx.WriteTimeout, ErrorKind.AMBIGUOUS),
-    (httpx.RemoteProtocolError, ErrorKind.AMBIGUOUS),
-    (httpx.ReadError, ErrorKind.AMBIGUOUS),
-])
+@pytest.mark.parametrize(("exc_type", "kind"), TRANSPORT_ERRORS)
 def test_transport_errors_on_execute(exc_type, kind):
     with pytest.raises(PlatformError) as info:
         make(raiser(exc_type)).publish(job(), lambda ref: None)
@@ -378,56 +345,38 @@ def test_timeout_on_check_is_network():
 
 # -- a real socket on 127.0.0.1 -------------------------------------------------------------
 
-class FakeDiscord:
+class FakeDiscord(LocalServer):
+    """GET answers the webhook object, POST a message; mode "hangup": a POST is read,
+    then the connection closes without an answer."""
+
     def __init__(self):
         self.requests: list[tuple[str, str, bytes]] = []
         self.mode = "ok"
-        fake = self
+        super().__init__(_DiscordHandler)
 
-        class Handler(BaseHTTPRequestHandler):
-            def log_message(self, *args):
-                pass
 
-            def _answer(self, status, doc):
-                data = json.dumps(doc).encode()
-                self.send_response(status)
-                self.send_header("Content-Type", "application/json")
-                self.send_header("Content-Length", str(len(data)))
-                self.end_headers()
-                self.wfile.write(data)
-
-            def do_GET(self):
-                fake.requests.append(("GET", self.path, b""))
-                self._answer(200, webhook_object())
-
-            def do_POST(self):
-                body = self.rfile.read(int(self.headers.get("Content-Length", 0)))
-                fake.requests.append(("POST", self.path, body))
-                if fake.mode == "hangup":
-                    self.close_connection = True
-                    return
-                self._answer(200, message("1399"))
-
-        self.server = ThreadingHTTPServer(("127.0.0.1", 0), Handler)
-        self.server.daemon_threads = True
-        self.url = f"http://127.0.0.1:{self.server.server_address[1]}"
-        threading.Thread(target=self.server.serve_forever, daemon=True).start()
-
-    def close(self):
-        self.server.shutdown()
-        self.server.server_close()
+class _DiscordHandler(QuietHandler):
+    def handle_method(self, method):
+        fake = self.server.fake
+        body = self.rfile.read(int(self.headers.get("Content-Length", 0)))
+        fake.requests.append((method, self.path, body))
+        if method == "GET":
+            self.send_json(200, webhook_object())
+        elif fake.mode == "hangup":
+            self.close_connection = True
+        else:
+            self.send_json(200, message("1399"))
 
 
 @pytest.fixture
 def fake_discord():
-    fake = FakeDiscord()
-    yield fake
-    fake.close()
+    with FakeDiscord() as fake:
+        yield fake
 
 
 def test_local_server_round_trip_through_base_url(fake_discord):
     with httpx.Client(timeout=5) as client:
-        adapter = make(base_url=fake_discord.url, client=client,
+        adapter = make(base_url=fake_discord.base_url, client=client,
                        credentials={"thread_id": "31"})
         published = adapter.publish(job(), lambda ref: None)
     assert published.post_id == "1399"
@@ -446,7 +395,7 @@ def test_local_server_hangup_after_send_is_ambiguous(fake_discord, tmp_path):
     image.write_bytes(PNG)
     with httpx.Client(timeout=5) as client:
         with pytest.raises(PlatformError) as info:
-            make(base_url=fake_discord.url, client=client).publish(
+            make(base_url=fake_discord.base_url, client=client).publish(
                 job(media=[Media(str(image), alt="dot")]), lambda ref: None)
     assert info.value.kind == ErrorKind.AMBIGUOUS
     assert len(fake_discord.requests) == 1
@@ -455,9 +404,7 @@ def test_local_server_hangup_after_send_is_ambiguous(fake_discord, tmp_path):
 
 
 def test_connection_refused_is_network():
-    with socket.socket() as sock:
-        sock.bind(("127.0.0.1", 0))
-        port = sock.getsockname()[1]
+    port = closed_port()
     with httpx.Client(timeout=2) as client:
         with pytest.raises(PlatformError) as info:
             make(base_url=f"http://127.0.0.1:{port}", client=client).publish(

@@ -4,14 +4,9 @@ or a tiny HTTP server on 127.0.0.1."""
 
 from __future__ import annotations
 
-import email.parser
-import email.policy
 import json
 import logging
-import socket
-import threading
 from datetime import UTC, datetime, timedelta
-from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 
 import httpx
 import pytest
@@ -21,15 +16,14 @@ from autopost.models import Account, ErrorKind, Job, Media
 from autopost.platforms import registry
 from autopost.platforms.base import AccountInfo, PlatformError, Verdict
 from autopost.platforms.telegram import TelegramAdapter, post_url, visible_length
+from tests.adapterkit import PNG, TRANSPORT_ERRORS, closed_port, multipart, raiser
+from tests.fakes.httpfake import LocalServer, QuietHandler
 from tests.leakcheck import texts_of
 
 TOKEN = "7012345678:AAHf3kSecretPartOfTheBotToken_x-yZ"
 SECRET_PART = TOKEN.split(":", 1)[1]
 CHAT = "-1001234567890"
 NOW = datetime(2025, 3, 1, 12, 0, tzinfo=UTC)
-PNG = (b"\x89PNG\r\n\x1a\n\x00\x00\x00\rIHDR\x00\x00\x00\x01\x00\x00\x00\x01\x08\x06\x00\x00"
-       b"\x00\x1f\x15\xc4\x89\x00\x00\x00\rIDATx\x9cc\xf8\x0f\x00\x00\x01\x01\x00\x05\x18"
-       b"\xd8N\x00\x00\x00\x00IEND\xaeB`\x82")
 
 
 def account(base_url: str | None = None) -> Account:
@@ -62,20 +56,6 @@ def fail(code: int, description: str, **parameters) -> httpx.Response:
     if parameters:
         body["parameters"] = parameters
     return httpx.Response(code, json=body)
-
-
-def multipart(request: httpx.Request) -> dict[str, tuple[str | None, str, bytes]]:
-    """name -> (filename, content type, payload) for a multipart/form-data request."""
-    raw = request.read()
-    head = f"Content-Type: {request.headers['content-type']}\r\n\r\n".encode()
-    message = email.parser.BytesParser(policy=email.policy.HTTP).parsebytes(head + raw)
-    assert message.is_multipart()
-    parts = {}
-    for part in message.iter_parts():
-        name = part.get_param("name", header="content-disposition")
-        parts[name] = (part.get_filename(), part.get_content_type(),
-                       part.get_payload(decode=True))
-    return parts
 
 
 # -- posting -----------------------------------------------------------------------------
@@ -304,21 +284,7 @@ def test_5xx_on_check_is_server_not_ambiguous():
     assert info.value.kind == ErrorKind.SERVER
 
 
-def raiser(exc_type, text="boom"):
-    def handler(request):
-        # httpx exceptions often name the URL, and the URL holds the token.
-        raise exc_type(f"{text} while calling {request.url}", request=request)
-    return handler
-
-
-@pytest.mark.parametrize(("exc_type", "kind"), [
-    (httpx.ConnectError, ErrorKind.NETWORK),
-    (httpx.ConnectTimeout, ErrorKind.NETWORK),
-    (httpx.ReadTimeout, ErrorKind.AMBIGUOUS),
-    (httpx.WriteTimeout, ErrorKind.AMBIGUOUS),
-    (httpx.RemoteProtocolError, ErrorKind.AMBIGUOUS),
-    (httpx.ReadError, ErrorKind.AMBIGUOUS),
-])
+@pytest.mark.parametrize(("exc_type", "kind"), TRANSPORT_ERRORS)
 def test_transport_errors_on_send(exc_type, kind):
     with pytest.raises(PlatformError) as info:
         adapter(raiser(exc_type)).publish(job(), lambda ref: None)
@@ -335,58 +301,39 @@ def test_timeout_on_check_is_network():
 
 # -- a real socket on 127.0.0.1 -------------------------------------------------------------
 
-class FakeBotApi:
-    """A tiny Bot API on 127.0.0.1: answers, hangs up after reading, or stalls."""
+class FakeBotApi(LocalServer):
+    """A tiny Bot API on 127.0.0.1: answers, hangs up after reading, or stalls (until
+    the server stops, 5 s at most)."""
 
     def __init__(self):
         self.requests: list[tuple[str, bytes]] = []
         self.mode = "ok"
-        self.release = threading.Event()
-        fake = self
+        super().__init__(_BotApiHandler)
 
-        class Handler(BaseHTTPRequestHandler):
-            def log_message(self, *args):
-                pass
 
-            def do_POST(self):
-                body = self.rfile.read(int(self.headers.get("Content-Length", 0)))
-                fake.requests.append((self.path, body))
-                if fake.mode == "hangup":
-                    self.close_connection = True
-                    return
-                if fake.mode == "stall":
-                    fake.release.wait(5)
-                    self.close_connection = True
-                    return
-                data = json.dumps(ok_message(77, username="loopchan")).encode()
-                self.send_response(200)
-                self.send_header("Content-Type", "application/json")
-                self.send_header("Content-Length", str(len(data)))
-                self.end_headers()
-                self.wfile.write(data)
-
-        self.server = ThreadingHTTPServer(("127.0.0.1", 0), Handler)
-        self.server.daemon_threads = True
-        self.url = f"http://127.0.0.1:{self.server.server_address[1]}"
-        self.thread = threading.Thread(target=self.server.serve_forever, daemon=True)
-        self.thread.start()
-
-    def close(self):
-        self.release.set()
-        self.server.shutdown()
-        self.server.server_close()
+class _BotApiHandler(QuietHandler):
+    def handle_method(self, method):
+        fake = self.server.fake
+        body = self.rfile.read(int(self.headers.get("Content-Length", 0)))
+        fake.requests.append((self.path, body))
+        if fake.mode == "hangup":
+            self.close_connection = True
+        elif fake.mode == "stall":
+            fake.wait(5)
+            self.close_connection = True
+        else:
+            self.send_json(200, ok_message(77, username="loopchan"))
 
 
 @pytest.fixture
 def bot_api():
-    fake = FakeBotApi()
-    yield fake
-    fake.close()
+    with FakeBotApi() as fake:
+        yield fake
 
 
 def test_local_server_round_trip_uses_base_url(bot_api):
     with httpx.Client(timeout=5) as client:
-        published = adapter(None, base_url=bot_api.url, client=client).publish(
+        published = adapter(None, base_url=bot_api.base_url, client=client).publish(
             job(), lambda ref: None)
     assert published.post_id == f"{CHAT}:77"
     assert published.url == "https://t.me/loopchan/77"
@@ -401,7 +348,7 @@ def test_local_server_hangup_after_send_is_ambiguous(bot_api, tmp_path):
     image.write_bytes(PNG)
     with httpx.Client(timeout=5) as client:
         with pytest.raises(PlatformError) as info:
-            adapter(None, base_url=bot_api.url, client=client).publish(
+            adapter(None, base_url=bot_api.base_url, client=client).publish(
                 job("x", media=[Media(str(image))]), lambda ref: None)
     assert info.value.kind == ErrorKind.AMBIGUOUS
     assert len(bot_api.requests) == 1  # it did arrive: the outcome is really unknown
@@ -412,16 +359,13 @@ def test_local_server_timeout_after_send_is_ambiguous(bot_api):
     bot_api.mode = "stall"
     with httpx.Client(timeout=httpx.Timeout(0.5, connect=2)) as client:
         with pytest.raises(PlatformError) as info:
-            adapter(None, base_url=bot_api.url, client=client).publish(job(), lambda r: None)
+            adapter(None, base_url=bot_api.base_url, client=client).publish(job(), lambda r: None)
     assert info.value.kind == ErrorKind.AMBIGUOUS
     assert TOKEN not in info.value.message
 
 
 def test_connection_refused_is_network():
-    with socket.socket() as sock:
-        sock.bind(("127.0.0.1", 0))
-        port = sock.getsockname()[1]
-    # Nothing listens on the port now.
+    port = closed_port()
     with httpx.Client(timeout=2) as client:
         with pytest.raises(PlatformError) as info:
             adapter(None, base_url=f"http://127.0.0.1:{port}", client=client).publish(
