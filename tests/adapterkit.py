@@ -1,16 +1,21 @@
-"""What the adapter tests on httpx.MockTransport share: a 1x1 PNG, a multipart reader,
-handlers that raise httpx's transport errors with the kind each must become, and a
-port on 127.0.0.1 that nothing listens on."""
+"""What the adapter tests share: a save_ref and a sleep that remember their calls, a
+check of the kind of PlatformError raised, a 1x1 PNG, a multipart reader, handlers that
+raise httpx's transport errors with the kind each must become, and a port on 127.0.0.1
+that nothing listens on."""
 
 from __future__ import annotations
 
 import email.parser
 import email.policy
 import socket
+from collections.abc import Callable
+from typing import Any
 
 import httpx
+import pytest
 
 from autopost.models import ErrorKind
+from autopost.platforms.base import PlatformError
 
 PNG = (b"\x89PNG\r\n\x1a\n\x00\x00\x00\rIHDR\x00\x00\x00\x01\x00\x00\x00\x01\x08\x06\x00\x00"
        b"\x00\x1f\x15\xc4\x89\x00\x00\x00\rIDATx\x9cc\xf8\x0f\x00\x00\x01\x01\x00\x05\x18"
@@ -26,6 +31,41 @@ TRANSPORT_ERRORS = [
     (httpx.RemoteProtocolError, ErrorKind.AMBIGUOUS),
     (httpx.ReadError, ErrorKind.AMBIGUOUS),
 ]
+
+
+class Refs:
+    """A save_ref that remembers what was saved (and can check state at save time)."""
+
+    def __init__(self, on_save: Callable[[dict[str, Any]], None] | None = None):
+        self.saved: list[dict[str, Any]] = []
+        self.on_save = on_save
+
+    def __call__(self, ref: dict[str, Any]) -> None:
+        if self.on_save:
+            self.on_save(ref)
+        self.saved.append(dict(ref))
+
+    @property
+    def last(self) -> dict[str, Any]:
+        return self.saved[-1] if self.saved else {}
+
+
+class Sleeper:
+    """A sleep that only records how long it was asked to sleep."""
+
+    def __init__(self) -> None:
+        self.calls: list[float] = []
+
+    def __call__(self, seconds: float) -> None:
+        self.calls.append(seconds)
+
+
+def raises(kind: ErrorKind, fn: Callable[[], Any]) -> PlatformError:
+    """The PlatformError fn() raises, which must be of `kind`."""
+    with pytest.raises(PlatformError) as info:
+        fn()
+    assert info.value.kind is kind, info.value.message
+    return info.value
 
 
 def multipart(request: httpx.Request) -> dict[str, tuple[str | None, str, bytes]]:

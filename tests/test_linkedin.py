@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import json
-from collections.abc import Callable
 from datetime import UTC, datetime, timedelta
 from typing import Any
 
@@ -15,7 +14,7 @@ from hypothesis import strategies as st
 from autopost.config import PlatformPolicy, load_settings
 from autopost.errors import ConfigError, UsageError
 from autopost.models import Account, ErrorKind, Job, JobStatus, Media
-from autopost.platforms.base import PlatformError, Verdict
+from autopost.platforms.base import Verdict
 from autopost.platforms.linkedin import (
     DEFAULT_VERSION,
     LinkedInAdapter,
@@ -26,27 +25,13 @@ from autopost.platforms.linkedin import (
 from autopost.policy import decide_reconcile
 from autopost.timeparse import format_utc
 from tests import images
+from tests.adapterkit import Refs, raises
 from tests.fakes.linkedin_server import FakeLinkedIn, render_little
 
 TOKEN = "li-token-ada"
 SUB = "Xy12ab"
 ME = f"urn:li:person:{SUB}"
 NOW = datetime(2026, 12, 1, 12, 0, tzinfo=UTC)
-
-
-class Refs:
-    def __init__(self, on_save: Callable[[dict[str, Any]], None] | None = None):
-        self.saved: list[dict[str, Any]] = []
-        self.on_save = on_save
-
-    def __call__(self, ref: dict[str, Any]) -> None:
-        if self.on_save:
-            self.on_save(ref)
-        self.saved.append(dict(ref))
-
-    @property
-    def last(self) -> dict[str, Any]:
-        return self.saved[-1] if self.saved else {}
 
 
 def make_job(text: str = "Hello LinkedIn", **kw: Any) -> Job:
@@ -72,13 +57,6 @@ def adapter_for(fake: FakeLinkedIn, *, token: str = TOKEN, version: str | None =
     credentials = {"access_token": token, "author": ME, **creds}
     return LinkedInAdapter(account, credentials, httpx.Client(timeout=10),
                            policy=PlatformPolicy(api_version=version))
-
-
-def raises(kind: ErrorKind, fn: Callable[[], Any]) -> PlatformError:
-    with pytest.raises(PlatformError) as info:
-        fn()
-    assert info.value.kind is kind, info.value.message
-    return info.value
 
 
 def picture(tmp_path, name: str = "a.png", width: int = 3) -> str:

@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import json
-import socket
 from collections.abc import Callable
 from datetime import UTC, datetime, timedelta
 from typing import Any
@@ -23,6 +22,7 @@ from autopost.platforms.mastodon import (
     plain_text,
 )
 from autopost.timeparse import format_utc
+from tests.adapterkit import Refs, Sleeper, closed_port, raises
 from tests.fakes.mastodon_server import FakeMastodon, control, fake_mastodon  # noqa: F401
 
 TOKEN = "token-alice"
@@ -37,31 +37,6 @@ def make_job(text: str = "Hello fediverse", **kw: Any) -> Job:
         next_attempt_at=NOW, idempotency_key="key-j1")
     defaults.update(kw)
     return Job(**defaults)
-
-
-class Sleeper:
-    def __init__(self) -> None:
-        self.calls: list[float] = []
-
-    def __call__(self, seconds: float) -> None:
-        self.calls.append(seconds)
-
-
-class Refs:
-    """A save_ref that remembers what was saved (and can check state at save time)."""
-
-    def __init__(self, on_save: Callable[[dict[str, Any]], None] | None = None):
-        self.saved: list[dict[str, Any]] = []
-        self.on_save = on_save
-
-    def __call__(self, ref: dict[str, Any]) -> None:
-        if self.on_save:
-            self.on_save(ref)
-        self.saved.append(dict(ref))
-
-    @property
-    def last(self) -> dict[str, Any]:
-        return self.saved[-1] if self.saved else {}
 
 
 def adapter_for(base_url: str | None, *, token: str = TOKEN, client: httpx.Client | None = None,
@@ -87,13 +62,6 @@ def adapter(fake: FakeMastodon) -> MastodonAdapter:
 
 def posts(fake: FakeMastodon) -> list[dict[str, Any]]:
     return [r for r in fake.requests if (r["method"], r["path"]) == ("POST", "/api/v1/statuses")]
-
-
-def raises(kind: ErrorKind, fn: Callable[[], Any]) -> PlatformError:
-    with pytest.raises(PlatformError) as info:
-        fn()
-    assert info.value.kind is kind, info.value.message
-    return info.value
 
 
 def mock_adapter(handler: Callable[[httpx.Request], httpx.Response], *,
@@ -391,10 +359,7 @@ def test_5xx_on_reads_is_a_server_error(fake, adapter, status):
 
 
 def test_connection_refused_is_network():
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        port = s.getsockname()[1]
-    a = adapter_for(f"http://127.0.0.1:{port}")
+    a = adapter_for(f"http://127.0.0.1:{closed_port()}")
     raises(ErrorKind.NETWORK, lambda: a.publish(make_job(), Refs()))
 
 

@@ -10,7 +10,6 @@ import hashlib
 import io
 import json
 import os
-from collections.abc import Callable
 from datetime import UTC, datetime, timedelta
 from typing import Any
 
@@ -29,6 +28,7 @@ from autopost.platforms.youtube import (
     video_type,
 )
 from tests import images
+from tests.adapterkit import Refs, Sleeper, raises
 
 try:  # the discovery document ships with google-api-python-client (the test extra)
     import googleapiclient  # noqa: F401
@@ -56,29 +56,6 @@ def sha(path: str) -> str:
     return hashlib.sha256(open(path, "rb").read()).hexdigest()
 
 
-class Refs:
-    def __init__(self, on_save: Callable[[dict[str, Any]], None] | None = None):
-        self.saved: list[dict[str, Any]] = []
-        self.on_save = on_save
-
-    def __call__(self, ref: dict[str, Any]) -> None:
-        if self.on_save:
-            self.on_save(ref)
-        self.saved.append(dict(ref))
-
-    @property
-    def last(self) -> dict[str, Any]:
-        return self.saved[-1] if self.saved else {}
-
-
-class Sleeper:
-    def __init__(self):
-        self.calls: list[float] = []
-
-    def __call__(self, seconds: float) -> None:
-        self.calls.append(seconds)
-
-
 def make_job(video: str, text: str = "My first video\nWhat it is about.", **kw: Any) -> Job:
     defaults: dict[str, Any] = dict(id="j1", account="ada", platform="youtube", text=text,
                                     scheduled_at=NOW, next_attempt_at=NOW,
@@ -102,13 +79,6 @@ def adapter_for(fake: FakeYouTube, *, token: str = TOKEN, chunk: int = GRANULE,
                              httpx.Client(timeout=10), sleep=Sleeper(), progress=progress)
     adapter.chunk_size = chunk
     return adapter
-
-
-def raises(kind: ErrorKind, fn: Callable[[], Any]) -> PlatformError:
-    with pytest.raises(PlatformError) as info:
-        fn()
-    assert info.value.kind is kind, info.value.message
-    return info.value
 
 
 def chunk_puts(fake: FakeYouTube) -> list[str]:
