@@ -389,6 +389,16 @@ def test_local_server_round_trip_through_base_url(fake_discord):
     assert get_path == f"/api/webhooks/{HOOK_ID}/{HOOK_TOKEN}"
 
 
+def test_unreadable_media_is_invalid_and_nothing_is_sent(tmp_path):
+    rec = Recorder()
+    missing = tmp_path / "gone.png"
+    with pytest.raises(PlatformError) as info:
+        make(rec).publish(job(media=[Media(str(missing))]), lambda ref: None)
+    assert info.value.kind == ErrorKind.INVALID
+    assert info.value.message.startswith(f"cannot read {missing}: ")
+    assert rec.posts() == []
+
+
 def test_local_server_hangup_after_send_is_ambiguous(fake_discord, tmp_path):
     fake_discord.mode = "hangup"
     image = tmp_path / "p.png"

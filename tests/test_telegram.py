@@ -342,6 +342,16 @@ def test_local_server_round_trip_uses_base_url(bot_api):
     assert json.loads(body)["text"] == "hello channel"
 
 
+def test_unreadable_media_is_invalid_and_nothing_is_sent(tmp_path):
+    seen = []
+    missing = tmp_path / "gone.png"
+    with pytest.raises(PlatformError) as info:
+        adapter(seen.append).publish(job("x", media=[Media(str(missing))]), lambda ref: None)
+    assert info.value.kind == ErrorKind.INVALID
+    assert info.value.message.startswith(f"cannot read {missing}: ")
+    assert seen == []
+
+
 def test_local_server_hangup_after_send_is_ambiguous(bot_api, tmp_path):
     bot_api.mode = "hangup"
     image = tmp_path / "p.png"

@@ -12,6 +12,7 @@ from collections.abc import Callable
 from dataclasses import dataclass, field
 from datetime import UTC, datetime, timedelta
 from enum import StrEnum
+from pathlib import Path
 from typing import TYPE_CHECKING, Any, ClassVar
 
 from autopost.errors import UsageError
@@ -113,6 +114,16 @@ def _time_left(seconds: float) -> str:
         if seconds >= size:
             return f"in {round(seconds / size)} {unit}(s)"
     return "in under a minute"
+
+
+def read_media(item: Media, what: str = "cannot read") -> tuple[Path, bytes]:
+    """A local media file's path and bytes, for an upload. A file that cannot be read
+    raises PlatformError(INVALID): "<what> <path>: <reason>"."""
+    path = Path(item.path).expanduser()
+    try:
+        return path, path.read_bytes()
+    except OSError as exc:
+        raise PlatformError(ErrorKind.INVALID, f"{what} {item.path}: {exc.strerror}") from None
 
 
 _PLACEHOLDERS = {

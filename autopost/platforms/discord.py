@@ -49,6 +49,7 @@ from autopost.platforms.base import (
     SaveRef,
     Verdict,
     platform_options,
+    read_media,
 )
 from autopost.platforms.options import Option
 
@@ -301,12 +302,7 @@ class DiscordAdapter(Adapter):
 
         if job.media:
             item = job.media[0]
-            path = Path(item.path).expanduser()
-            try:
-                content = path.read_bytes()
-            except OSError as exc:
-                raise PlatformError(ErrorKind.INVALID,
-                                    f"cannot read {item.path}: {exc.strerror}") from None
+            path, content = read_media(item)
             attachment: dict[str, Any] = {"id": 0, "filename": path.name}
             if item.alt:
                 attachment["description"] = item.alt

@@ -49,6 +49,7 @@ from autopost.platforms.base import (
     SaveRef,
     Verdict,
     platform_options,
+    read_media,
 )
 from autopost.platforms.options import Option
 
@@ -244,12 +245,7 @@ class TelegramAdapter(Adapter):
         chat_id = self.credentials["chat_id"]
         if job.media:
             item = job.media[0]
-            path = Path(item.path).expanduser()
-            try:
-                content = path.read_bytes()
-            except OSError as exc:
-                raise PlatformError(ErrorKind.INVALID,
-                                    f"cannot read {item.path}: {exc.strerror}") from None
+            path, content = read_media(item)
             data: dict[str, str] = {"chat_id": str(chat_id)}
             if job.text:
                 data["caption"] = job.text

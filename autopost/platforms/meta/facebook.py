@@ -37,6 +37,7 @@ from autopost.platforms.base import (
     SaveRef,
     Verdict,
     platform_options,
+    read_media,
 )
 from autopost.platforms.meta.common import GraphAdapter, image_mime, media_kind, same_text
 from autopost.platforms.meta.graph import epoch
@@ -133,12 +134,7 @@ class FacebookAdapter(GraphAdapter):
         if is_url(item.path):
             data["url"] = item.path
             return self.graph().post(f"{page}/photos", data, is_create=published)
-        path = Path(item.path).expanduser()
-        try:
-            content = path.read_bytes()
-        except OSError as exc:
-            raise PlatformError(ErrorKind.INVALID,
-                                f"facebook: cannot read {item.path}: {exc.strerror}") from None
+        path, content = read_media(item, "facebook: cannot read")
         mime = image_mime(item) or "application/octet-stream"
         files = {"source": (path.name, content, mime)}
         return self.graph().post(f"{page}/photos", data, files=files, is_create=published)
