@@ -106,6 +106,17 @@ def _run_due(db: Path, env: dict[str, str]) -> subprocess.Popen:
                             env=full, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
 
 
+def _run_until_posted(db: Path, env: dict[str, str], store: SqliteStore, tries: int = 4):
+    """Clean runs of run-due, at most `tries`, until the one job is posted; that job."""
+    for _ in range(tries):
+        out, err = _run_due(db, env).communicate(timeout=120)
+        assert "Traceback" not in err, err
+        if store.list_jobs(JobFilter())[0].status is JobStatus.POSTED:
+            break
+    [job] = store.list_jobs(JobFilter())
+    return job
+
+
 def test_sigkill_mid_upload_the_next_run_resumes_from_the_servers_offset(proc, fake, setup,
                                                                          tmp_path):
     size = 24 * MIB                        # three 8 MiB chunks
@@ -131,13 +142,7 @@ def test_sigkill_mid_upload_the_next_run_resumes_from_the_servers_offset(proc, f
         wait_for("the killed run's lease to expire",
                  lambda: store.list_jobs(JobFilter())[0].lease_expires_at < datetime.now(UTC),
                  timeout=LEASE * 5)
-        for _ in range(4):
-            done = _run_due(proc.db, setup)
-            out, err = done.communicate(timeout=120)
-            assert "Traceback" not in err, err
-            if store.list_jobs(JobFilter())[0].status is JobStatus.POSTED:
-                break
-        [job] = store.list_jobs(JobFilter())
+        job = _run_until_posted(proc.db, setup, store)
     finally:
         store.close()
     [uploaded] = fake.ledger()
@@ -328,12 +333,7 @@ def test_killed_more_times_than_its_attempts_the_upload_still_finishes_once(proc
                      timeout=LEASE * 5)
             assert fake.ledger() == [], f"finished before kill {n + 1}"
         fake.read_delay = 0.0
-        for _ in range(4):
-            out, err = _run_due(proc.db, setup).communicate(timeout=120)
-            assert "Traceback" not in err, err
-            if store.list_jobs(JobFilter())[0].status is JobStatus.POSTED:
-                break
-        [job] = store.list_jobs(JobFilter())
+        job = _run_until_posted(proc.db, setup, store)
     finally:
         store.close()
     [made] = fake.ledger()
