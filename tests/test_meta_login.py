@@ -8,6 +8,7 @@ import json
 import os
 import subprocess
 import sys
+from datetime import UTC, datetime, timedelta
 
 import httpx
 
@@ -111,19 +112,25 @@ def test_threads_login_stores_a_60_day_token_and_its_user(proc, fake, tmp_path):
     assert [p["message"] for p in fake.published(user)] == ["hello"]
 
 
-def test_a_threads_token_is_refreshed_in_its_last_week(proc, fake, tmp_path):
-    from datetime import UTC, datetime, timedelta
-
-    env = _env(tmp_path)
-    token = "threads-direct-token-7"
-    user = fake.add_threads_user(token, "poster", expires_in=3 * 86400)
-    fake.tokens[token]["issued"] -= timedelta(days=57)
-    expires = (datetime.now(UTC) + timedelta(days=3)).isoformat()
+def _threads_account_near_expiry(proc, fake, env: dict[str, str], token: str,
+                                 username: str, days_left: int) -> str:
+    """Account "th" added with a Threads user's 60-day token that has `days_left` days
+    left (as the fake and as the credentials say); the user's id."""
+    user = fake.add_threads_user(token, username, expires_in=days_left * 86400)
+    fake.tokens[token]["issued"] -= timedelta(days=60 - days_left)
+    expires = (datetime.now(UTC) + timedelta(days=days_left)).isoformat()
     out = proc("accounts", "add", "th", "--platform", "threads", "--base-url", fake.base_url,
                "--credentials", "-", input=json.dumps({
                    "threads_user_id": user, "access_token": token, "expires_at": expires}),
                env=env)
     assert out.code == 0, out.stderr
+    return user
+
+
+def test_a_threads_token_is_refreshed_in_its_last_week(proc, fake, tmp_path):
+    env = _env(tmp_path)
+    token = "threads-direct-token-7"
+    user = _threads_account_near_expiry(proc, fake, env, token, "poster", days_left=3)
     assert proc("add", "fresh token", "--account", "th", "--at", "now", env=env).code == 0
     run = proc("run-due", env=env)
     assert run.code == 0, run.stderr
@@ -154,18 +161,9 @@ def test_credentials_given_directly_are_checked_at_add(proc, tmp_path):
 
 
 def test_accounts_check_renews_a_threads_token_in_its_last_week(proc, fake, tmp_path):
-    from datetime import UTC, datetime, timedelta
-
     env = _env(tmp_path)
     token = "threads-direct-token-8"
-    user = fake.add_threads_user(token, "idle", expires_in=2 * 86400)
-    fake.tokens[token]["issued"] -= timedelta(days=58)
-    expires = (datetime.now(UTC) + timedelta(days=2)).isoformat()
-    out = proc("accounts", "add", "th", "--platform", "threads", "--base-url", fake.base_url,
-               "--credentials", "-", input=json.dumps({
-                   "threads_user_id": user, "access_token": token, "expires_at": expires}),
-               env=env)
-    assert out.code == 0, out.stderr
+    _threads_account_near_expiry(proc, fake, env, token, "idle", days_left=2)
     check = proc("accounts", "check", "th", env=env)
     assert check.code == 0 and "@idle" in check.stdout, check.stderr
     assert fake.refreshes == [token]
