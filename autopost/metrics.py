@@ -24,12 +24,12 @@ write or execute bits). Metric names (all gauges):
 from __future__ import annotations
 
 import os
-import tempfile
 from collections.abc import Iterable
 from datetime import datetime
 from pathlib import Path
 from typing import Any
 
+from autopost.atomicfile import replace_text
 from autopost.errors import EnvironmentTrouble, UsageError
 
 HELP = {
@@ -116,17 +116,7 @@ def write(path: Path, text: str) -> None:
     if not folder.is_dir():
         raise UsageError(f"--prometheus: no such folder: {folder}")
     try:
-        fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".tmp", dir=folder)
-        try:
-            with os.fdopen(fd, "w", encoding="utf-8") as fh:
-                _keep_access(fh.fileno(), path)
-                fh.write(text)
-                fh.flush()
-                os.fsync(fh.fileno())
-            os.replace(tmp, path)
-        finally:
-            if os.path.exists(tmp):
-                os.unlink(tmp)
+        replace_text(path, text, prepare=lambda fd: _keep_access(fd, path))
     except OSError as exc:
         raise EnvironmentTrouble(f"--prometheus {path}: {exc.strerror or exc}") from None
 

@@ -186,8 +186,10 @@ class Ledger:
 
     def close(self) -> None:
         """Write the ids back and let the lock go."""
+        from autopost.atomicfile import replace_text
+
         try:
-            _write_private(self.path, json.dumps({"sent": self.kept()}))
+            replace_text(self.path, json.dumps({"sent": self.kept()}))
         except OSError as exc:  # the events went out; forgetting them only risks a repeat
             sys.stderr.write(f"autopost: notify: could not save {self.path}: "
                              f"{exc.strerror or exc}\n")
@@ -218,21 +220,6 @@ def _read_ids(path: Path) -> list[str]:
     except (OSError, ValueError, KeyError, TypeError):
         return []
     return [i for i in ids if isinstance(i, str)] if isinstance(ids, list) else []
-
-
-def _write_private(path: Path, text: str) -> None:
-    import tempfile
-
-    fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".tmp", dir=path.parent)
-    try:
-        with os.fdopen(fd, "w", encoding="utf-8") as fh:  # mkstemp makes it 0600
-            fh.write(text)
-            fh.flush()
-            os.fsync(fh.fileno())
-        os.replace(tmp, path)
-    finally:
-        if os.path.exists(tmp):
-            os.unlink(tmp)
 
 
 def send(target: Target, events: Sequence[Event], db_path: Path, *,
