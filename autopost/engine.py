@@ -259,12 +259,13 @@ class Engine:
             if lease is not None:
                 self.store.dispatch([], run_id, now=now, lease=lease)
             return []
-        batch = [first]
+        batch: list[Any] = []
+        _take(batch, first)
         want = 2 * self._released  # each reports its result, then its next step
         deadline = None
         while True:
             try:
-                batch.append(inbox.get_nowait())
+                _take(batch, inbox.get_nowait())
                 continue
             except queue.Empty:
                 pass
@@ -275,7 +276,7 @@ class Engine:
             if t >= deadline:
                 break
             try:
-                batch.append(inbox.get(timeout=deadline - t))
+                _take(batch, inbox.get(timeout=deadline - t))
             except queue.Empty:
                 break
         now = self.clock()
@@ -323,8 +324,11 @@ class Engine:
                 finished.append(m.account)
         if done or finished:
             for m in done:
-                for held in self._holding.values():
-                    held.discard(m.job.id)
+                # A job is held by its account's chain or by its own reconcile chain.
+                for name in (m.job.account, f"reconcile:{m.job.id}"):
+                    held = self._holding.get(name)
+                    if held is not None:
+                        held.discard(m.job.id)
             for name in finished:
                 self._holding.pop(name, None)
             self._tell(summary)
@@ -356,3 +360,10 @@ class Engine:
         # Accounts are read on the main thread: only it uses the run's connection.
         pool.submit(lambda: self.publisher.chain(inbox, run_id, name, account, jobs, reconcile))
 
+
+def _take(batch: list[Any], message: Any) -> None:
+    """A worker's message, or several it sent as one tuple (a result and its next step)."""
+    if type(message) is tuple:
+        batch.extend(message)
+    else:
+        batch.append(message)

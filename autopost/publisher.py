@@ -79,6 +79,28 @@ class Reply:
         return self._value
 
 
+class Outbox:
+    """One chain's way to the main thread. A result is held back until the worker's next
+    message (its next dispatch mark, or the end of the chain, which follow at once) and
+    goes with it as one tuple: one wake-up of the main thread per job, not two."""
+
+    __slots__ = ("_held", "_inbox")
+
+    def __init__(self, inbox: queue.SimpleQueue) -> None:
+        self._inbox = inbox
+        self._held: list[Any] = []
+
+    def hold(self, message: Any) -> None:
+        self._held.append(message)
+
+    def put(self, message: Any) -> None:
+        if self._held:
+            self._inbox.put((*self._held, message))
+            self._held.clear()
+        else:
+            self._inbox.put(message)
+
+
 @dataclass
 class Dispatch:
     job_id: str
@@ -156,8 +178,9 @@ class Publisher:
                jobs: list[Job], reconcile: bool) -> None:
         end = ChainEnd(name, [])
         progress = [0, False]  # the job in hand, and whether its dispatch mark is committed
+        out = Outbox(inbox)
         try:
-            end = self._chain_body(inbox, run_id, name, account, jobs, reconcile, progress)
+            end = self._chain_body(out, run_id, name, account, jobs, reconcile, progress)
         except Exception as exc:  # a bug must not leave the main thread waiting forever
             report_bug(exc)
             # Jobs not yet dispatched go back to pending now (not after their lease); the
@@ -168,9 +191,9 @@ class Publisher:
                            bug=f"internal error ({type(exc).__name__}) while publishing; "
                                f"{len(unstarted)} job(s) put back to pending")
         finally:
-            inbox.put(end)
+            out.put(end)  # with any result still held
 
-    def _chain_body(self, inbox: queue.SimpleQueue, run_id: str, name: str, account: Account,
+    def _chain_body(self, inbox: Outbox, run_id: str, name: str, account: Account,
                     jobs: list[Job], reconcile: bool, progress: list) -> ChainEnd:
         store = None
         try:
@@ -202,7 +225,7 @@ class Publisher:
                     done, seen, store = self._reconcile(adapter, job, run_id, inbox, seen,
                                                         store)
                     if done is not None:
-                        inbox.put(done)
+                        inbox.hold(done)
                     continue
                 number = self._dispatch(inbox, job)
                 if number is None:
@@ -214,7 +237,7 @@ class Publisher:
                     done = self._posted(job, run_id, outcome, refreshed)
                 else:
                     done = self._failed(adapter, job, number, run_id, outcome)
-                inbox.put(done)
+                inbox.hold(done)  # sent with the next dispatch mark or the chain's end
                 if done.result.block_account_until is not None or done.result.account_state:
                     return ChainEnd(name, jobs[i + 1:])
             return ChainEnd(name, [])
@@ -244,13 +267,13 @@ class Publisher:
             return self._client
 
     @staticmethod
-    def _dispatch(inbox: queue.SimpleQueue, job: Job) -> int | None:
+    def _dispatch(inbox: Outbox, job: Job) -> int | None:
         """Have the main thread commit the dispatch mark; None when the lease is lost."""
         reply = Reply()
         inbox.put(Dispatch(job.id, reply))
         return reply.result()
 
-    def _publish(self, adapter: Adapter, job: Job, run_id: str, inbox: queue.SimpleQueue,
+    def _publish(self, adapter: Adapter, job: Job, run_id: str, inbox: Outbox,
                  seen: dict, store: Store | None
                  ) -> tuple[Published | PlatformError, bool, dict, Store | None]:
         """One platform call for the job (refreshing an expired token once).
@@ -300,7 +323,7 @@ class Publisher:
                              can_reconcile=adapter.can_reconcile)
         return self._done(job, run_id, now, d, exc, closes_attempt=True)
 
-    def _reconcile(self, adapter: Adapter, job: Job, run_id: str, inbox: queue.SimpleQueue,
+    def _reconcile(self, adapter: Adapter, job: Job, run_id: str, inbox: Outbox,
                    seen: dict, store: Store | None
                    ) -> tuple[Done | None, dict, Store | None]:
         policy = self.settings.policy(job.platform)
@@ -345,7 +368,7 @@ class Publisher:
                    JobStatus.UNKNOWN: "unknown"}.get(d.status, "reconciled")
         return Done(job, result, problem, counter), seen, store
 
-    def _resend(self, adapter: Adapter, job: Job, run_id: str, inbox: queue.SimpleQueue,
+    def _resend(self, adapter: Adapter, job: Job, run_id: str, inbox: Outbox,
                 seen: dict, store: Store | None, why: Decision
                 ) -> tuple[Done | None, dict, Store | None]:
         """Settle an unknown job by sending it again where the platform deduplicates the
