@@ -666,22 +666,23 @@ class PostgresStore(ScheduleMethods, Store):
                     usage[name].append(at)
                 taken[name] += 1
                 chosen.append(row["id"])
+            claimed: dict[str, Job] = {}
             if chosen:
-                c.execute(
+                # The claimed rows come back from the UPDATE itself: no second read.
+                claimed = {j.id: j for j in (job_from(r, _f) for r in c.execute(
                     "UPDATE jobs SET status = 'running', lease_owner = %s, "
                     "lease_expires_at = %s, dispatched = 0, updated_at = %s "
-                    "WHERE id = ANY(%s) AND status = 'pending'",
-                    (run_id, at + timedelta(seconds=lease), at, chosen))
+                    "WHERE id = ANY(%s) AND status = 'pending' RETURNING *",
+                    (run_id, at + timedelta(seconds=lease), at, chosen)))}
             for jid, slot in deferred:
                 n = c.execute(
                     "UPDATE jobs SET next_attempt_at = %s, updated_at = %s WHERE id = %s "
                     "RETURNING attempts", (slot, at, jid)).fetchone()["attempts"]
                 _audit(c, jid, n, run_id, at, "deferred",
                        f"account quota reached; deferred to {_stamp(slot)}")
-            jobs = {j.id: j for j in self._jobs_by_ids(chosen + [j for j, _ in deferred], c)}
-            return (with_replies(c, [jobs[j] for j in chosen
-                                     if jobs[j].status == JobStatus.RUNNING]),
-                    [(jobs[j], slot) for j, slot in deferred], accounts)
+            later = {j.id: j for j in self._jobs_by_ids([j for j, _ in deferred], c)}
+            return (with_replies(c, [claimed[j] for j in chosen if j in claimed]),
+                    [(later[j], slot) for j, slot in deferred], accounts)
 
         claimed, deferred, accounts = self._tx(body)
         return Claim(jobs=claimed, deferred=deferred,
