@@ -2,10 +2,12 @@
 a line for a person (`show JOB`, and "waiting" in `show --json`).
 
 A pending job goes out at the latest of: its own time (scheduled, or a retry's), the end
-of a platform block on its account, and the time its account's full quota window frees a
-place. The reason given is the one that ends last; a tie goes to the block or the quota
-(a job a run deferred to the free slot has that slot as its time). An account that needs
-re-auth holds its jobs with no end until someone acts.
+of the operator's pause of its account, the end of a platform block on it, and the time
+its account's full quota window frees a place. The reason given is the one that ends
+last; a tie goes to the pause, the block or the quota (a job a run deferred to the free
+slot has that slot as its time). An account that needs re-auth, a pause with no end
+(until `accounts resume`) and a thread part whose part before is not posted hold the job
+with no end until that changes.
 """
 
 from __future__ import annotations
@@ -56,13 +58,11 @@ def explain(job: Job, account: Account | None, now: datetime, *,
         return Waiting("needs_reauth", f"account {account.name} needs re-auth{why} (runs "
                        f"skip it; 'autopost accounts add {account.name} --update' with new "
                        "credentials)")
-    if account is not None and account.is_paused(now) and account.paused_until is not None \
-            and account.paused_until >= (job.next_attempt_at or job.scheduled_at):
-        if account.paused_until == PAUSED_FOREVER:
-            return Waiting("paused", f"account {account.name} is paused until 'autopost "
-                           f"accounts resume {account.name}'")
-        return Waiting("paused", f"account {account.name} is paused until "
-                       f"{local(account.paused_until)}", account.paused_until)
+    paused = account.paused_until if account is not None and account.is_paused(now) \
+        else None
+    if paused is not None and paused >= PAUSED_FOREVER:
+        return Waiting("paused", f"account {account.name} is paused until 'autopost "
+                       f"accounts resume {account.name}'")
     if parent is not None and parent.status != JobStatus.POSTED:
         return Waiting("thread", f"part {job.thread_part} of a thread: it goes out once part "
                        f"{parent.thread_part} (job {parent.id}, {parent.status}) is posted")
@@ -72,11 +72,14 @@ def explain(job: Job, account: Account | None, now: datetime, *,
     full = [w for w in (hour, day) if w is not None and w.full_until is not None
             and w.full_until > now]
     quota = max(full, key=lambda w: w.full_until) if full else None
-    ends = max([t for t in (due, blocked, quota.full_until if quota else None)
+    ends = max([t for t in (due, paused, blocked, quota.full_until if quota else None)
                 if t is not None])
     if ends <= now:
         return Waiting("due", f"due since {local(due)}: the next run publishes it", due)
     wait = f"(in {ago((ends - now).total_seconds())})"
+    if paused is not None and paused >= ends:
+        return Waiting("paused", f"account {account.name} is paused until {local(paused)} "
+                       f"{wait}", paused)
     if blocked is not None and blocked >= ends:
         return Waiting("blocked", f"account {account.name} is rate-limited by the platform "
                        f"until {local(blocked)} {wait}", blocked)

@@ -235,3 +235,30 @@ def test_quota_bars_show_the_reset_time_on_a_terminal(tmp_path):
         assert reset.strftime("%H:%M") in line, (columns, out)
         if columns >= 80:
             assert "(hour full)" in line
+
+
+def test_a_paused_account_holds_its_jobs_until_the_latest_end():
+    from autopost.models import PAUSED_FOREVER
+
+    now = T
+    w = explain(job(), acct(paused_until=PAUSED_FOREVER), now)
+    assert (w.reason, w.until) == ("paused", None)
+    assert "paused until 'autopost accounts resume a'" in w.message
+    until = now + timedelta(hours=2)
+    w = explain(job(), acct(paused_until=until), now)
+    assert (w.reason, w.until) == ("paused", until)
+    # A pause ending before the job's own time is no reason; one that is over, neither.
+    later = now + timedelta(hours=5)
+    w = explain(job(scheduled_at=later, next_attempt_at=later), acct(paused_until=until), now)
+    assert (w.reason, w.until) == ("scheduled", later)
+    assert explain(job(), acct(paused_until=now - timedelta(minutes=1)), now).reason == "due"
+    # The pause ends first, the quota window later: the quota is what holds the job then.
+    hour = window_state([now - timedelta(minutes=5)], now, HOUR, 1)  # full until 09:55
+    w = explain(job(), acct(paused_until=now + timedelta(minutes=20)), now, hour=hour)
+    assert (w.reason, w.until) == ("over_quota", hour.full_until)
+    # ... and a block that outlasts the pause.
+    w = explain(job(), acct(paused_until=until, blocked_until=until + HOUR), now)
+    assert (w.reason, w.until) == ("blocked", until + HOUR)
+    # Re-auth comes first: a resume alone would not send the job.
+    w = explain(job(), acct(paused_until=until, state=AccountState.NEEDS_REAUTH), now)
+    assert w.reason == "needs_reauth"
