@@ -15,8 +15,10 @@ After an unknown outcome, a reconcile (not an attempt) settles the job:
     not posted      pending (resent as a new attempt), or failed when the attempts are spent:
                     the platform showed the post does not exist
     resend          the platform deduplicates a resend (Mastodon's Idempotency-Key inside
-                    its hour, Bluesky's record key): resent at once, attempts spent or not;
-                    the job stays unknown until that resend answers
+                    its hour, YouTube's upload session): resent at once, attempts spent or
+                    not; the job stays unknown until that resend answers. After
+                    MAX_FAILED_RESENDS failed resends in a row it is no longer resent: it
+                    waits for the operator (the post may be live, so never failed)
     cannot tell     unknown, waiting for 'autopost resolve'
 
 A job that may have reached the platform is never failed for want of attempts: only a
@@ -36,6 +38,11 @@ from autopost.platforms.base import PlatformError, Reconciled, Verdict
 
 # How soon a run looks at a job whose outcome became unknown.
 RECONCILE_DELAY = timedelta(seconds=5)
+
+# Failed settling resends in a row after which an unknown job waits for the operator.
+MAX_FAILED_RESENDS = 5
+# How a failed settling resend's decision begins (counted by failed_resends).
+RESEND_FAILED = "resend failed"
 
 
 @dataclass(frozen=True)
@@ -130,13 +137,15 @@ def decide_reconcile_error(err: PlatformError, *, job: Job, policy: PlatformPoli
 
 
 def decide_resend_error(err: PlatformError, *, job: Job, policy: PlatformPolicy,
-                        now: datetime, rng: random.Random) -> Decision:
+                        now: datetime, rng: random.Random, failed_before: int = 0) -> Decision:
     """The deduplicated resend that was to settle an unknown job failed.
 
     An earlier attempt may still be live, so the job stays unknown whatever the error,
     except when the platform itself refuses the post: a platform that deduplicates would
     have answered with the existing post instead. A refusal found before any request
     (a media file gone, say) proves nothing about the earlier attempt: the operator decides.
+    `failed_before`: the failed resends in a row before this one; at MAX_FAILED_RESENDS
+    the job is no longer resent and waits for the operator.
     """
     kind = err.kind
     if kind == ErrorKind.INVALID and err.http_status is not None:
@@ -144,8 +153,14 @@ def decide_resend_error(err: PlatformError, *, job: Job, policy: PlatformPolicy,
     if kind == ErrorKind.INVALID:
         return Decision(JobStatus.UNKNOWN, None,
                         "cannot resend to settle the outcome; waits for 'autopost resolve'")
+    failed = failed_before + 1
+    if failed >= MAX_FAILED_RESENDS:
+        return Decision(JobStatus.UNKNOWN, None, (
+            f"{RESEND_FAILED} ({kind}) {failed} times in a row; no longer resent "
+            f"automatically, the post may be live: see 'autopost show {job.id}', then "
+            f"'autopost resolve' it or 'autopost retry --force {job.id}'"))
     at = retry_time(policy, max(1, job.attempts), now, rng, err.retry_at)
-    why = f"resend failed ({kind}); still unknown, asking again at " \
+    why = f"{RESEND_FAILED} ({kind}); still unknown, asking again at " \
           f"{at.isoformat(timespec='seconds')}"
     if kind in (ErrorKind.AUTH_EXPIRED, ErrorKind.AUTH_REVOKED):
         return Decision(JobStatus.UNKNOWN, at, why, account_state=AccountState.NEEDS_REAUTH)
@@ -153,6 +168,19 @@ def decide_resend_error(err: PlatformError, *, job: Job, policy: PlatformPolicy,
     if kind in (ErrorKind.RATE_LIMITED, ErrorKind.QUOTA_EXCEEDED):
         block = err.retry_at or at
     return Decision(JobStatus.UNKNOWN, at, why, block_until=block)
+
+
+def failed_resends(attempts: Iterable[Attempt]) -> int:
+    """How many settling resends failed in a row at the end of a job's log (the one in
+    flight and failed reconciles between them aside; anything else ends the count)."""
+    n = 0
+    for a in reversed(list(attempts)):
+        if a.finished_at is None or a.outcome == "reconcile_error":
+            continue
+        if not (a.decision or "").startswith(RESEND_FAILED):
+            break
+        n += 1
+    return n
 
 
 # -- may a job have been posted? (the operator's `retry` asks) -------------------------

@@ -25,11 +25,13 @@ from autopost.models import Account, AccountState, ErrorKind, Job, JobStatus
 from autopost.platforms.base import Adapter, PlatformError, Published, Reconciled
 from autopost.platforms.registry import adapter_class
 from autopost.policy import (
+    RESEND_FAILED,
     Decision,
     decide_error,
     decide_reconcile,
     decide_reconcile_error,
     decide_resend_error,
+    failed_resends,
 )
 from autopost.redact import account_secrets, scrub
 from autopost.store.base import Result, Store
@@ -385,9 +387,15 @@ class Publisher:
                             decision=f"posted: {why.why}")
             return Done(job, result, None, "posted"), seen, store
         outcome = scrubbed(adapter, outcome)
+        store = store or self.store_factory()
+        failed_before = failed_resends(store.attempts_for(job.id))
         with self._rng_lock:
             d = decide_resend_error(outcome, job=job, policy=self.settings.policy(job.platform),
-                                    now=now, rng=self.rng)
+                                    now=now, rng=self.rng, failed_before=failed_before)
+        if d.next_attempt_at is None and d.why.startswith(RESEND_FAILED):
+            # No longer resent: the job's last error says why and what to do.
+            outcome = PlatformError(outcome.kind, f"{outcome.message}; {d.why}",
+                                    http_status=outcome.http_status, code=outcome.code)
         done = self._done(job, run_id, now, d, outcome, closes_attempt=True)
         counter = {JobStatus.FAILED: "failed", JobStatus.UNKNOWN: "unknown"}[d.status]
         if d.status == JobStatus.UNKNOWN and d.next_attempt_at is not None:

@@ -13,11 +13,13 @@ from autopost.config import PlatformPolicy
 from autopost.models import ErrorKind, Job, JobStatus
 from autopost.platforms.base import PlatformError, Verdict
 from autopost.policy import (
+    MAX_FAILED_RESENDS,
     backoff_delay,
     decide_error,
     decide_reconcile,
     decide_reconcile_error,
     decide_resend_error,
+    failed_resends,
     retry_time,
     unsettled_attempt,
 )
@@ -232,6 +234,47 @@ def test_settling_resend_decision_table(kind, http, status, again, state, blocke
     assert (d.next_attempt_at is not None) == again
     assert d.account_state == state and (d.block_until is not None) == blocked
     assert not d.refund_attempt
+
+
+@pytest.mark.parametrize("kind", [ErrorKind.NETWORK, ErrorKind.SERVER, ErrorKind.AMBIGUOUS,
+                                  ErrorKind.RATE_LIMITED])
+def test_settling_resends_stop_after_the_bound_and_wait_for_the_operator(kind):
+    def decide(before):
+        return decide_resend_error(PlatformError(kind, "m"), job=_job(attempts=1),
+                                   policy=PlatformPolicy(), now=T0, rng=random.Random(1),
+                                   failed_before=before)
+
+    assert decide(MAX_FAILED_RESENDS - 2).next_attempt_at is not None
+    last = decide(MAX_FAILED_RESENDS - 1)
+    assert last.status == JobStatus.UNKNOWN and last.next_attempt_at is None
+    assert "retry --force" in last.why and last.block_until is None
+    # A refusal by the platform still fails it, whatever the count.
+    refused = decide_resend_error(PlatformError(ErrorKind.INVALID, "m", http_status=422),
+                                  job=_job(), policy=PlatformPolicy(), now=T0,
+                                  rng=random.Random(1), failed_before=MAX_FAILED_RESENDS)
+    assert refused.status == JobStatus.FAILED
+
+
+def test_failed_resends_counts_the_last_run_of_failed_resends():
+    from autopost.models import Attempt
+
+    def row(outcome, decision=None, finished=True):
+        return Attempt("j", 1, "r", T0, T0 if finished else None, outcome, None, None, None,
+                       None, decision)
+
+    failed = decide_resend_error(PlatformError(ErrorKind.NETWORK, "m"), job=_job(),
+                                 policy=PlatformPolicy(), now=T0,
+                                 rng=random.Random(1)).why
+    lost = row("lost")
+    assert failed_resends([]) == 0
+    assert failed_resends([lost]) == 0
+    assert failed_resends([lost, row("error", failed), row("error", failed)]) == 2
+    # The resend in flight and failed reconciles between resends do not break the count.
+    assert failed_resends([lost, row("error", failed), row("reconcile_error", "x"),
+                           row("error", failed), row(None, "resent", finished=False)]) == 2
+    # The operator's order (or anything else) starts it again.
+    assert failed_resends([lost, row("error", failed), row("retried", "x"),
+                           row("error", failed)]) == 1
 
 
 @pytest.mark.parametrize("kind", [ErrorKind.AMBIGUOUS, ErrorKind.DUPLICATE])

@@ -4,14 +4,19 @@ live, and a post that may be live keeps counting against its account's quota."""
 
 from __future__ import annotations
 
+import json
 from datetime import timedelta
 
 import pytest
 
+from autopost import notify
 from autopost.errors import UsageError
 from autopost.models import AccountState, ErrorKind, JobStatus
 from autopost.platforms.base import PlatformError, Published
+from autopost.policy import MAX_FAILED_RESENDS
+from tests.conftest import CliRunnerHelper
 from tests.enginekit import Kit
+from tests.test_notify import events, hook
 
 DEDUPE = "scripted-dedupe"  # cannot be asked, deduplicates a resend (Mastodon-like)
 ASKABLE = "scripted"        # reconcile shows whether the post exists (Bluesky-like)
@@ -175,6 +180,62 @@ def test_a_resend_refused_before_any_request_waits_for_the_operator(kit):
     j = kit.job(job.id)
     assert j.status == JobStatus.UNKNOWN and j.next_attempt_at is None
     assert "autopost resolve" in " ".join(p.line() for p in summary.problems)
+
+
+def test_a_resend_that_keeps_failing_stops_and_waits_for_the_operator(tmp_path, isolated_env):
+    """The bound: after MAX_FAILED_RESENDS failed settling resends in a row the job is no
+    longer resent; it waits for the operator (never failed: it may be live), `status`
+    names it and the notify event for it goes out once."""
+    command, out = hook(tmp_path)
+    config = tmp_path / "config.toml"
+    config.write_text("[run]\nlease_seconds = 300\ncatch_up_window = 0\n"
+                      f"[notify]\ncommand = {json.dumps(command)}\n")
+    k = Kit(tmp_path)
+    try:
+        k.account("d", platform=DEDUPE)
+        job = _unknown_with_spent_attempts(k, "never answers")
+        k.world.script["never answers"] = [err(ErrorKind.NETWORK) for _ in range(50)]
+
+        def run():
+            summary = k.run()
+            notify.send(k.settings.notify, notify.run_events(summary.problems,
+                                                             summary.run_id), k.path)
+            return summary
+
+        resends = 0
+        while k.job(job.id).next_attempt_at is not None:
+            j = k.job(job.id)
+            assert j.status == JobStatus.UNKNOWN
+            k.clock.now = max(k.clock.now, j.next_attempt_at)
+            summary = run()
+            resends += 1
+            assert resends <= MAX_FAILED_RESENDS
+        assert resends == MAX_FAILED_RESENDS
+        assert len(k.world.calls) == 1 + MAX_FAILED_RESENDS  # the attempt, then the resends
+        assert summary.needs_attention and summary.unknown == 1
+        final = k.job(job.id)
+        assert final.status == JobStatus.UNKNOWN and final.attempts == 1
+        assert f"{MAX_FAILED_RESENDS} times in a row" in final.last_error
+        assert f"autopost retry --force {job.id}" in final.last_error
+        # Later runs, however much later, leave it alone: nothing more is sent.
+        for _ in range(3):
+            k.clock.advance(86400)
+            run()
+        assert len(k.world.calls) == 1 + MAX_FAILED_RESENDS
+        assert k.job(job.id).status == JobStatus.UNKNOWN
+        status = CliRunnerHelper(k.path)("--config", str(config), "status", "--notify")
+        assert status.code == 1 and job.id in status.stdout
+        mine = [e for e in events(out) if e["job"] == job.id]
+        assert [e["event"] for e in mine] == ["unknown"]
+        assert "times in a row" in mine[0]["message"]
+        # The operator's order starts the count again.
+        k.world.by_key.clear()
+        k.world.script["never answers"] = []
+        assert k.store.retry_job(job.id, now=k.clock(), force=True)
+        k.run()
+        assert k.job(job.id).status == JobStatus.POSTED
+    finally:
+        k.store.close()
 
 
 # -- quota: a post that may be live counts until a reconcile says it is not ---------------------

@@ -269,8 +269,9 @@ def _health(store, settings, now: datetime) -> dict:
     unknown = store.list_jobs(JobFilter(status=JobStatus.UNKNOWN))
     waiting = [j for j in unknown if j.next_attempt_at is None]
     if waiting:
+        named = ", ".join(j.id for j in waiting[:10]) + (" ..." if len(waiting) > 10 else "")
         problems.append(problem(None, None, "unknown", f"{len(waiting)} job(s) with an "
-                                "unknown outcome wait for 'autopost resolve'"))
+                                f"unknown outcome wait for 'autopost resolve': {named}"))
     if counts[JobStatus.FAILED]:
         problems.append(problem(None, None, "failed", f"{counts[JobStatus.FAILED]} job(s) "
                                 "failed ('autopost list --status failed'; retry or cancel "
