@@ -1043,6 +1043,28 @@ def _wait_until_open(proc: subprocess.Popen, db: Path, timeout: float = 60) -> N
     raise AssertionError("the process never opened the database")
 
 
+def _wait_until_running(proc: subprocess.Popen, db: Path, timeout: float = 60) -> None:
+    """Wait until the process's run is recorded (its row in runs, not finished yet)."""
+    import sqlite3
+    import time
+
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        assert proc.poll() is None, proc.communicate()
+        conn = sqlite3.connect(f"file:{db}?mode=ro", uri=True)
+        try:
+            row = conn.execute("SELECT 1 FROM runs WHERE pid = ? AND finished_at IS NULL",
+                               (proc.pid,)).fetchone()
+        except sqlite3.OperationalError:
+            row = None
+        finally:
+            conn.close()
+        if row:
+            return
+        time.sleep(0.01)
+    raise AssertionError("the run never started")
+
+
 @pytest.mark.parametrize("path", ["idle-tick", "engine"])
 def test_ctrl_c_during_the_linger_wait_exits_130_with_one_line(seeded, path):
     import signal
@@ -1056,6 +1078,8 @@ def test_ctrl_c_during_the_linger_wait_exits_130_with_one_line(seeded, path):
                             env=env, cwd=seeded["tmp"])
     try:
         _wait_until_open(proc, db)
+        if path == "engine":
+            _wait_until_running(proc, db)  # past start-up: in the run's linger wait
         proc.send_signal(signal.SIGINT)
         out, err = proc.communicate(timeout=60)
     finally:
