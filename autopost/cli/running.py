@@ -67,12 +67,12 @@ def run_due(
             print(message)
         return
     store = get_store(create=not dry_run)
-    if not dry_run:
+    stop = threading.Event()
+    interrupted = _on_signals(stop)  # from here on, Ctrl-C winds the run down
+    if not dry_run and not stop.is_set():
         from autopost.series import extend_due
 
         extend_due(store, settings, now=now())  # recurring posts coming within the horizon
-    stop = threading.Event()
-    interrupted = _on_signals(stop)
     live = None if dry_run else _live_line(as_json, linger)
     engine = Engine(store, settings, store_factory=lambda: reopen(store), stop=stop,
                     progress=live)
