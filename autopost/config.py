@@ -1,7 +1,8 @@
 """Settings: built-in defaults < config.toml < AUTOPOST_* environment < command-line flags.
 
 This module is on the idle `run-due` path, so it imports only the standard library
-(and platformdirs, lazily, for the default locations).
+(and platformdirs, lazily, for the default locations); its settings are records
+(autopost.record), not dataclasses, for the same reason.
 
 config.toml:
 
@@ -48,12 +49,12 @@ Every value is bounded (see MAX_* below); nan, inf and integers past 64 bits are
 from __future__ import annotations
 
 import os
-from dataclasses import dataclass, field, replace
 from pathlib import Path
 from typing import Any
 
 from autopost.errors import ConfigError, UsageError
-from autopost.models import ErrorKind
+from autopost.kinds import ErrorKind
+from autopost.record import Factory, Record, replace
 
 PLATFORMS = (
     "outbox",
@@ -73,8 +74,7 @@ ALIASES = {"twitter": "x"}
 RL, NET, QX = ErrorKind.RATE_LIMITED, ErrorKind.NETWORK, ErrorKind.QUOTA_EXCEEDED
 
 
-@dataclass(frozen=True)
-class PlatformPolicy:
+class PlatformPolicy(Record):
     max_attempts: int = 5
     base_delay: float = 60.0
     max_delay: float = 3600.0
@@ -89,8 +89,7 @@ class PlatformPolicy:
     api_version: str | None = None
 
 
-@dataclass(frozen=True)
-class RunSettings:
+class RunSettings(Record):
     enabled: bool = True
     lease_seconds: float = 300.0
     max_concurrent_jobs: int = 8
@@ -142,14 +141,12 @@ MAX_INTERVAL = 30 * 86400.0      # a month
 MAX_BUSY_TIMEOUT = 86400.0
 
 
-@dataclass(frozen=True)
-class MetaSettings:
+class MetaSettings(Record):
     graph_version: str = "v26.0"
     threads_publish_wait: float = 30.0
 
 
-@dataclass(frozen=True)
-class MediaHostSettings:
+class MediaHostSettings(Record):
     """A folder a web server publishes, and the URL it publishes it at."""
 
     public_dir: Path | None = None
@@ -160,33 +157,30 @@ class MediaHostSettings:
         return self.public_dir is not None and self.public_base_url is not None
 
 
-@dataclass(frozen=True)
-class ScheduleSettings:
+class ScheduleSettings(Record):
     duplicate_window: float = 86400.0   # 0 = no duplicate guard
     horizon: float = 14 * 86400.0
 
 
-@dataclass(frozen=True)
-class Slots:
+class Slots(Record):
     """An account's weekly queue slots: (weekday 0 = Monday, hour, minute) in `tz`."""
 
     times: tuple[tuple[int, int, int], ...]
     tz: str | None = None
 
 
-@dataclass(frozen=True)
-class Settings:
-    run: RunSettings = field(default_factory=RunSettings)
-    schedule: ScheduleSettings = field(default_factory=ScheduleSettings)
-    slots: dict[str, Slots] = field(default_factory=dict)
-    default: PlatformPolicy = field(default_factory=PlatformPolicy)
-    platforms: dict[str, PlatformPolicy] = field(default_factory=dict)
+class Settings(Record):
+    run: RunSettings = Factory(RunSettings)
+    schedule: ScheduleSettings = Factory(ScheduleSettings)
+    slots: dict[str, Slots] = Factory(dict)
+    default: PlatformPolicy = Factory(PlatformPolicy)
+    platforms: dict[str, PlatformPolicy] = Factory(dict)
     config_path: Path | None = None
     notify: Any = None  # autopost.notify.Target from [notify], or None
     # `database = ...` from config.toml: a SQLite file path or a postgresql:// DSN.
     database: str | None = None
-    meta: MetaSettings = field(default_factory=MetaSettings)
-    media: MediaHostSettings = field(default_factory=MediaHostSettings)
+    meta: MetaSettings = Factory(MetaSettings)
+    media: MediaHostSettings = Factory(MediaHostSettings)
 
     def policy(self, platform: str) -> PlatformPolicy:
         return self.platforms.get(canonical_platform(platform), self.default)

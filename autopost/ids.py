@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-import secrets
+import os
 
 _ID_ALPHABET = "23456789abcdefghjkmnpqrstuvwxyz"
 _ID_LENGTH = 8
@@ -13,4 +13,4 @@ _ID_TABLE = bytes(ord(_ID_ALPHABET[b % len(_ID_ALPHABET)]) for b in range(256))
 
 
 def new_id(length: int = _ID_LENGTH) -> str:
-    return secrets.token_bytes(length).translate(_ID_TABLE).decode("ascii")
+    return os.urandom(length).translate(_ID_TABLE).decode("ascii")

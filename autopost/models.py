@@ -1,4 +1,5 @@
-"""The domain objects every layer shares: jobs, attempts, accounts, and their enums.
+"""The domain objects every layer shares: jobs, attempts, accounts (their enums are in
+autopost.kinds, and importable from here).
 
 Times are always timezone-aware UTC datetimes here; the store converts them to and
 from its sortable text form.
@@ -8,41 +9,12 @@ from __future__ import annotations
 
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
-from enum import StrEnum
 from typing import Any
 
-
-class JobStatus(StrEnum):
-    PENDING = "pending"
-    RUNNING = "running"
-    POSTED = "posted"
-    FAILED = "failed"
-    CANCELLED = "cancelled"
-    MISSED = "missed"
-    UNKNOWN = "unknown"
-
-
-class ErrorKind(StrEnum):
-    """What went wrong, as DESIGN.md's error table names it."""
-
-    AUTH_EXPIRED = "auth_expired"
-    AUTH_REVOKED = "auth_revoked"
-    RATE_LIMITED = "rate_limited"
-    QUOTA_EXCEEDED = "quota_exceeded"
-    NETWORK = "network"
-    AMBIGUOUS = "ambiguous"
-    SERVER = "server"
-    INVALID = "invalid"
-    DUPLICATE = "duplicate"
-
+from autopost.kinds import AccountState, ErrorKind, JobStatus  # noqa: F401  (re-exported)
 
 # `accounts pause NAME` without --until: paused until `accounts resume NAME`.
 PAUSED_FOREVER = datetime(9999, 12, 31, tzinfo=UTC)
-
-
-class AccountState(StrEnum):
-    OK = "ok"
-    NEEDS_REAUTH = "needs_reauth"
 
 
 @dataclass(frozen=True)

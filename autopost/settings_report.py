@@ -9,7 +9,7 @@ from __future__ import annotations
 
 import os
 import sys
-from dataclasses import fields
+from autopost.record import fields
 from typing import Any
 
 from autopost import config

@@ -102,11 +102,9 @@ def _idle(opts: dict[str, str], linger: float, argv: list[str]) -> int | None:
             if left <= 0:
                 break
             time.sleep(min(POLL, left))
-        import socket
-
         # os.urandom, not secrets: secrets pulls in hashlib and OpenSSL (~4 MB, ~5 ms).
-        record_idle_tick(conn, os.urandom(6).hex(), to_db(datetime.now(UTC)),
-                         _host(socket), os.getpid())
+        record_idle_tick(conn, os.urandom(6).hex(), to_db(datetime.now(UTC)), _host(),
+                         os.getpid())
         return 0
     finally:
         conn.close()
@@ -131,16 +129,15 @@ def _idle_postgres(dsn: str, linger: float, argv: list[str]) -> int | None:
             if left <= 0:
                 break
             time.sleep(min(POLL, left))
-        import socket
-
-        record_idle_tick(conn, os.urandom(6).hex(), _host(socket), os.getpid())
+        record_idle_tick(conn, os.urandom(6).hex(), _host(), os.getpid())
         return 0
     finally:
         conn.close()
 
 
-def _host(socket) -> str:
-    return os.environ.get("AUTOPOST_HOST") or socket.gethostname()
+def _host() -> str:
+    # The node name is what socket.gethostname() returns, without importing socket.
+    return os.environ.get("AUTOPOST_HOST") or os.uname().nodename
 
 
 def _hand_over(argv: list[str], linger_left: float) -> None:

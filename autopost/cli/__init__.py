@@ -11,9 +11,11 @@ db        db copy (SQLite <-> PostgreSQL)
 No SQL and no HTTP here: commands parse, call services and the store, and render.
 Errors a user can cause are AutopostErrors, turned into one stderr line and an exit code
 in app.py. The command modules import app.py, never this package's namespace.
+
+Importing this package registers no command: the root group imports a command's module
+when that command runs (app.COMMANDS), so `autopost list` never loads run-due's code.
 """
 
-from autopost.cli import accounts, db, jobs, ops, running, schedule  # noqa: F401  (register)
 from autopost.cli.app import accounts_app, app, run
 
 __all__ = ["accounts_app", "app", "run"]

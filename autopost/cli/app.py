@@ -120,13 +120,131 @@ def _checked_main(group: TyperGroup, args: list[str] | None, **kwargs: Any) -> A
     return TyperGroup.main(group, args=args, **kwargs)
 
 
+# Every command and group of the root, in `--help` order: the module that registers it
+# and the first paragraph of its help (what `--help` lists). A command's module is
+# imported, and its Click command built, only when that command runs, so each command
+# pays for itself alone. tests/test_cli_startup.py checks this table against the modules.
+COMMANDS: dict[str, tuple[str, str]] = {
+    "add": ("jobs", "Schedule a post to one or more accounts. Prints the job id(s)."),
+    "import": ("jobs", "Import many posts from a CSV or JSON Lines file, all or nothing."),
+    "list": ("jobs", "List jobs in scheduled order."),
+    "show": ("jobs", "Show a job, why it is waiting if it is, and every attempt made for "
+                     "it."),
+    "cancel": ("jobs", "Cancel jobs that have not been published."),
+    "retry": ("jobs", "Send failed, missed or cancelled jobs again, as soon as the next "
+                      "run."),
+    "platforms": ("ops", "The effective retry and quota settings per platform (defaults < "
+                         "config < env)."),
+    "quota": ("ops", "Posts used against each account's hourly and daily limits (in-flight "
+                     "included)."),
+    "calendar": ("ops", "Upcoming pending posts: a week grid on a terminal (days across, "
+                        "hours down, posts\nper account in each cell), one line per post "
+                        "through a pipe."),
+    "prune": ("ops", "Delete old finished jobs, their attempts, and old run records."),
+    "cron": ("ops", "Print crontab and systemd timer lines that run `run-due` for this "
+                    "install."),
+    "backup": ("ops", "Write a consistent copy of the database while runs go on (SQLite "
+                      "online backup)."),
+    "export": ("ops", "Write jobs in the import format, so 'autopost import' reads them "
+                      "back."),
+    "config": ("ops", "Where the database and config file are, and every setting with "
+                      "where its value\ncame from (default, file, environment)."),
+    "run-due": ("running", "Publish the jobs that are due, then exit (run it from cron "
+                           "every 30-60 s)."),
+    "status": ("running", "Health: last run, overdue, unknown and failed jobs, accounts "
+                          "needing re-auth.\nExits 1 when anything needs attention."),
+    "resolve": ("running", "Settle a job whose outcome is unknown, after checking the "
+                           "platform yourself."),
+    "demo": ("running", "Schedule three posts to a local outbox, publish them, and show "
+                        "the result."),
+    "accounts": ("accounts", "Add, list and remove the accounts autopost posts to."),
+    "notify": ("running", "The [notify] hook and webhook that hear about problems."),
+    "db": ("db", "Move the database between SQLite and PostgreSQL."),
+}
+COMMAND_MODULES = tuple(dict.fromkeys(module for module, _ in COMMANDS.values()))
+
+
+def _import(module: str) -> None:
+    # __import__, not importlib.import_module: `python -X importtime` sees only the former.
+    __import__(f"autopost.cli.{module}")
+
+
+def import_commands() -> None:
+    """Register every command (what a full listing of the app needs)."""
+    for module in COMMAND_MODULES:
+        _import(module)
+
+
+def _build(name: str) -> Any:
+    """The Click command (or group) registered on the root under `name`, or None."""
+    from typer.main import get_command_from_info, get_command_name, get_group_from_info
+
+    for info in app.registered_commands:
+        if (info.name or get_command_name(info.callback.__name__)) == name:
+            return get_command_from_info(info, pretty_exceptions_short=app.pretty_exceptions_short,
+                                         rich_markup_mode=app.rich_markup_mode)
+    for group in app.registered_groups:
+        if group.name == name:
+            return get_group_from_info(group, pretty_exceptions_short=app.pretty_exceptions_short,
+                                       rich_markup_mode=app.rich_markup_mode,
+                                       suggest_commands=app.suggest_commands)
+    return None
+
+
 class AutopostGroup(TyperGroup):
     """The root group: every way in (console script, `python -m`, tests) handles errors
-    the same way, whether or not click runs in standalone mode."""
+    the same way, whether or not click runs in standalone mode. Commands load lazily
+    (COMMANDS): only the one that runs is imported and built."""
 
     def __init__(self, *args, **kwargs):
         super().__init__(*args, **kwargs)
         _add_output_options(self)
+        # Commands whose module was imported before this group was built are complete.
+        self._ready = {name for name, (module, _) in COMMANDS.items()
+                       if name in self.commands and f"autopost.cli.{module}" in sys.modules}
+        self._all_loaded = False
+
+    def list_commands(self, ctx: Any) -> list[str]:
+        return [*COMMANDS, *(name for name in self.commands if name not in COMMANDS)]
+
+    def get_command(self, ctx: Any, cmd_name: str) -> Any:
+        if cmd_name in COMMANDS and cmd_name not in self._ready:
+            _import(COMMANDS[cmd_name][0])
+            self._adopt(cmd_name)
+        elif cmd_name not in self.commands and not self._all_loaded:
+            # Not in COMMANDS: load everything, so that a command missing from the table
+            # still runs and a typo gets its "did you mean" from every name.
+            import_commands()
+            self._all_loaded = True
+            for name in [*COMMANDS, cmd_name]:
+                if name not in self._ready:
+                    self._adopt(name)
+        return self.commands.get(cmd_name)
+
+    def _adopt(self, name: str) -> None:
+        command = _build(name)
+        if command is not None:
+            _add_output_options(command)
+            self.commands[name] = command
+        self._ready.add(name)
+
+    def format_commands(self, ctx: Any, formatter: Any) -> None:
+        """The root's command list from COMMANDS, importing nothing."""
+        from typer._click.utils import make_default_short_help
+
+        names = self.list_commands(ctx)
+        limit = formatter.width - 6 - max(len(name) for name in names)
+        rows = []
+        for name in names:
+            if name in self._ready or name not in COMMANDS:
+                command = self.get_command(ctx, name)
+                if command is None or command.hidden:
+                    continue
+                rows.append((name, command.get_short_help_str(limit)))
+            else:
+                rows.append((name, make_default_short_help(COMMANDS[name][1], limit).strip()))
+        with formatter.section("Commands"):
+            formatter.write_dl(rows)
 
     def main(self, args=None, prog_name=None, complete_var=None, standalone_mode=True,
              **extra):

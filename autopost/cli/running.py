@@ -317,10 +317,12 @@ def _account_warnings(accounts, settings, now: datetime) -> list[tuple[str, str]
     """What each account's platform says will break soon (a token or API version), as
     (account, message) pairs."""
     from autopost.errors import UsageError
-    from autopost.platforms.registry import adapter_class
+    from autopost.platforms.registry import adapter_class, warns_in_status
 
     out: list[tuple[str, str]] = []
     for account in accounts:
+        if not warns_in_status(account.platform):
+            continue  # its adapter has nothing to say: its module stays unloaded
         try:
             cls = adapter_class(account.platform)
         except UsageError:

@@ -2,13 +2,19 @@
 
 from __future__ import annotations
 
-import importlib
+import sys
+from typing import TYPE_CHECKING
 
 from autopost.config import check_platform
 from autopost.errors import UsageError
-from autopost.platforms.base import Adapter
+
+if TYPE_CHECKING:
+    from autopost.platforms.base import Adapter
 
 _extra: dict[str, type[Adapter]] = {}
+# The platforms whose adapter says something in `autopost status` (status_warnings):
+# status imports these modules only (tests/test_cli_startup.py checks the set).
+WARNS_IN_STATUS = frozenset({"linkedin", "youtube"})
 # Platforms whose module lives in a family package sharing a client.
 _MODULES = {name: f"autopost.platforms.meta.{name}"
             for name in ("facebook", "instagram", "threads")}
@@ -28,15 +34,26 @@ def unregister(name: str) -> None:
     _extra.pop(name, None)
 
 
+def warns_in_status(name: str) -> bool:
+    """Whether an account on this platform may have a status warning (without importing
+    the platform's module)."""
+    if name in _extra:
+        return True
+    try:
+        return check_platform(name) in WARNS_IN_STATUS
+    except UsageError:
+        return False
+
+
 def adapter_class(name: str) -> type[Adapter]:
     if name in _extra:
         return _extra[name]
     canon = check_platform(name)
     name = module_name(canon)
     try:
-        module = importlib.import_module(name)
+        __import__(name)  # not importlib.import_module: `-X importtime` shows this one
     except ModuleNotFoundError as exc:
         if exc.name == name:
             raise UsageError(f"platform {canon!r} is not supported by this autopost yet") from None
         raise
-    return module.ADAPTER
+    return sys.modules[name].ADAPTER
