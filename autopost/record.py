@@ -5,7 +5,7 @@ dataclass costs an `import dataclasses` (inspect, ast, dis, tokenize) and severa
 compiled methods per class at import; these records cost a class statement. They behave
 like frozen dataclasses where autopost uses them: construction by keyword or position
 with defaults (`Factory` for a fresh mutable default), ==, hash, repr, `replace()` and
-`fields()`, and assignment refused.
+`fields()` (dataclasses' own work on them too), and assignment refused.
 """
 
 from __future__ import annotations
@@ -35,11 +35,37 @@ class Field:
         return f"Field({self.name!r})"
 
 
+class _DataclassFields:
+    """So that dataclasses.fields(), replace() and asdict() work on records too: they
+    read __dataclass_fields__, built here on first use (importing dataclasses only then,
+    never on the tick)."""
+
+    def __get__(self, instance: Any, owner: type) -> dict[str, Any]:
+        made = owner.__dict__.get("_dataclass_fields")
+        if made is None:
+            import dataclasses
+
+            made = {}
+            for f in owner.__fields__:  # type: ignore[attr-defined]
+                if isinstance(f.default, Factory):
+                    dc = dataclasses.field(default_factory=f.default.make)
+                elif f.default is REQUIRED:
+                    dc = dataclasses.field()
+                else:
+                    dc = dataclasses.field(default=f.default)
+                dc.name, dc.type = f.name, Any
+                dc._field_type = dataclasses._FIELD  # type: ignore[attr-defined]
+                made[f.name] = dc
+            type.__setattr__(owner, "_dataclass_fields", made)
+        return made
+
+
 class Record:
     """Subclasses declare annotated fields, with a default, a Factory or neither
     (required)."""
 
     __fields__: tuple[Field, ...] = ()
+    __dataclass_fields__ = _DataclassFields()
 
     def __init_subclass__(cls, **kwargs: Any) -> None:
         super().__init_subclass__(**kwargs)

@@ -170,8 +170,14 @@ def _import(module: str) -> None:
 
 
 def import_commands() -> None:
-    """Register every command (what a full listing of the app needs)."""
-    for module in COMMAND_MODULES:
+    """Register every command (what a full listing of the app needs): the modules of
+    COMMANDS and any other module of this package (a command not in the table yet)."""
+    import pkgutil
+
+    import autopost.cli
+
+    names = {m.name for m in pkgutil.iter_modules(autopost.cli.__path__)} - {"app", "params"}
+    for module in (*COMMAND_MODULES, *sorted(names - set(COMMAND_MODULES))):
         _import(module)
 
 
