@@ -83,15 +83,23 @@ def test_status_loads_only_the_platforms_that_warn(tmp_path, db):
 
 
 def test_the_platforms_that_warn_in_status_are_the_ones_listed():
-    from autopost.config import PLATFORMS
+    """status skips the module of an account's platform when it is not listed and the
+    account has no token expiry: such an account must have nothing to warn about."""
+    from autopost.config import PLATFORMS, load_settings
+    from autopost.models import Account
     from autopost.platforms.base import Adapter
     from autopost.platforms.registry import WARNS_IN_STATUS, adapter_class
 
+    settings = load_settings(env={})
+    now = datetime.now(UTC)
     warns = set()
     for name in PLATFORMS:
         cls = adapter_class(name)
         if cls.status_warnings.__func__ is not Adapter.status_warnings.__func__:
             warns.add(name)
+            continue
+        plain = Account(name="x", platform=name, credentials={})
+        assert cls.status_warnings(plain, settings.policy(name), now) == [], name
     assert warns == set(WARNS_IN_STATUS)
 
 

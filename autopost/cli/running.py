@@ -321,7 +321,7 @@ def _account_warnings(accounts, settings, now: datetime) -> list[tuple[str, str]
 
     out: list[tuple[str, str]] = []
     for account in accounts:
-        if not warns_in_status(account.platform):
+        if account.token_expires_at is None and not warns_in_status(account.platform):
             continue  # its adapter has nothing to say: its module stays unloaded
         try:
             cls = adapter_class(account.platform)

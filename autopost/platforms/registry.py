@@ -12,8 +12,9 @@ if TYPE_CHECKING:
     from autopost.platforms.base import Adapter
 
 _extra: dict[str, type[Adapter]] = {}
-# The platforms whose adapter says something in `autopost status` (status_warnings):
-# status imports these modules only (tests/test_cli_startup.py checks the set).
+# The platforms whose adapter has its own status_warnings. The others warn only about a
+# token expiry (Adapter.status_warnings), so `status` imports their modules only for an
+# account with a token_expires_at (tests/test_cli_startup.py checks both).
 WARNS_IN_STATUS = frozenset({"linkedin", "youtube"})
 # Platforms whose module lives in a family package sharing a client.
 _MODULES = {name: f"autopost.platforms.meta.{name}"
