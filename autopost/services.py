@@ -6,7 +6,6 @@ from __future__ import annotations
 
 import os
 import re
-import secrets
 from collections.abc import Sequence
 from dataclasses import dataclass, field, replace
 from datetime import UTC, datetime, timedelta
@@ -349,7 +348,7 @@ def build_jobs(store: Store, settings: Settings, req: AddRequest, *, now: dateti
     if req.max_attempts is not None and req.max_attempts < 1:
         raise UsageError("--max-attempts: must be at least 1")
     accounts = [store.get_account(name) for name in req.accounts]
-    group = secrets.token_hex(6) if len(accounts) > 1 else None
+    group = os.urandom(6).hex() if len(accounts) > 1 else None
     options = job_options(req.options, accounts)
     jobs = []
     for account in accounts:

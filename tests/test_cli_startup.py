@@ -71,6 +71,8 @@ def test_a_command_imports_its_own_module_only(tmp_path, db, args, module):
     assert module in imported
     assert not _loaded(imported, COMMAND_MODULES - {module}), imported
     assert not _loaded(imported, NEVER_INTERACTIVE), _loaded(imported, NEVER_INTERACTIVE)
+    # Random ids and keys come from os.urandom: no OpenSSL for them.
+    assert not _loaded(imported - _baseline(), ("secrets", "hashlib")), imported
 
 
 def test_status_loads_only_the_platforms_that_warn(tmp_path, db):
@@ -103,10 +105,15 @@ def test_the_platforms_that_warn_in_status_are_the_ones_listed():
     assert warns == set(WARNS_IN_STATUS)
 
 
+def _baseline() -> set[str]:
+    """What `python -c pass` imports on this machine (site, .pth files)."""
+    return _imported(subprocess.run([sys.executable, "-X", "importtime", "-c", "pass"],
+                                    capture_output=True, text=True).stderr)
+
+
 def test_idle_tick_builds_no_dataclass_nor_domain_model(tmp_path, db):
     path, _ = db
-    baseline = _imported(subprocess.run([sys.executable, "-X", "importtime", "-c", "pass"],
-                                        capture_output=True, text=True).stderr)
+    baseline = _baseline()
     done, imported = _imports(tmp_path, "--db", str(path), "run-due")
     assert done.returncode == 0 and "autopost.tick" in imported
     extra = imported - baseline

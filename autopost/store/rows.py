@@ -9,7 +9,7 @@ both.
 from __future__ import annotations
 
 import json
-import secrets
+import os
 from collections.abc import Callable
 from datetime import UTC, datetime
 from typing import Any
@@ -65,7 +65,7 @@ def new_job_row(job: NewJob, job_id: str, stamp: Any, t: ToDb = to_db) -> dict[s
         "max_attempts": job.max_attempts,
         "next_attempt_at": scheduled,
         "key": job.key,
-        "idempotency_key": secrets.token_hex(16),
+        "idempotency_key": os.urandom(16).hex(),
         "group_id": job.group_id,
         "ref": "{}",
         "created_at": stamp,
