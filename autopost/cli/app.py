@@ -131,8 +131,12 @@ COMMANDS: dict[str, tuple[str, str]] = {
     "show": ("jobs", "Show a job, why it is waiting if it is, and every attempt made for "
                      "it."),
     "cancel": ("jobs", "Cancel jobs that have not been published."),
-    "retry": ("jobs", "Send failed, missed or cancelled jobs again, as soon as the next "
-                      "run."),
+    "retry": ("jobs", "Send failed, missed or cancelled jobs again, at the next run or --at "
+                      "WHEN."),
+    "edit": ("jobs", "Change a job that has not reached the platform yet (pending, missed, or "
+                     "failed\nbefore any attempt). Checked like add; a new --at makes a missed "
+                     "job pending again.\nA series id (s-...) changes the series and its "
+                     "occurrences not yet posted."),
     "platforms": ("ops", "The effective retry and quota settings per platform (defaults < "
                          "config < env)."),
     "quota": ("ops", "Posts used against each account's hourly and daily limits (in-flight "
@@ -157,6 +161,10 @@ COMMANDS: dict[str, tuple[str, str]] = {
                            "platform yourself."),
     "demo": ("running", "Schedule three posts to a local outbox, publish them, and show "
                         "the result."),
+    "slots": ("schedule", "Show an account's next free queue slots (for `add --at "
+                          "next-slot`)."),
+    "plan": ("schedule", "The coming occurrences of every active recurring series (changes "
+                         "nothing)."),
     "accounts": ("accounts", "Add, list and remove the accounts autopost posts to."),
     "notify": ("running", "The [notify] hook and webhook that hear about problems."),
     "db": ("db", "Move the database between SQLite and PostgreSQL."),
