@@ -61,6 +61,8 @@ TABLES = {
         ("id", "TEXT", 1, 1), ("started_at", "TEXT", 1, 0), ("finished_at", "TEXT", 0, 0),
         ("host", "TEXT", 1, 0), ("pid", "INTEGER", 1, 0), ("counts", "TEXT", 1, 0),
     ],
+    # jobs per status, kept by triggers on jobs (migration 3)
+    "job_counts": [("status", "TEXT", 1, 1), ("n", "INTEGER", 1, 0)],
 }
 # index -> (table, columns, unique, partial)
 INDEXES = {
@@ -232,4 +234,30 @@ def test_a_version_1_database_upgrades_with_its_jobs(tmp_path, monkeypatch):
                                                                       False)
     names = {r[0] for r in store.conn.execute("SELECT name FROM sqlite_master")}
     assert "jobs_status_scheduled" in names
+    store.close()
+
+
+def test_a_version_3_database_upgrades_with_its_counts(tmp_path, monkeypatch):
+    from datetime import UTC, datetime
+
+    from autopost.models import Account, JobStatus, NewJob
+
+    path = tmp_path / "old.db"
+    with monkeypatch.context() as m:
+        m.setattr(schema, "MIGRATIONS", schema.MIGRATIONS[:3])
+        m.setattr(schema, "SCHEMA_VERSION", 3)
+        old = SqliteStore(path)
+        assert old.conn.execute("PRAGMA user_version").fetchone()[0] == 3
+        now = datetime.now(UTC)
+        old.add_account(Account(name="o", platform="outbox", credentials={"path": "x"}), now=now)
+        made = old.add_jobs([NewJob(account="o", platform="outbox", text=f"t{i}",
+                                    scheduled_at=now) for i in range(5)], now=now)
+        old.cancel_job(made[0][0].id, now=now)
+        old.close()
+    store = SqliteStore(path)
+    assert store.conn.execute("PRAGMA user_version").fetchone()[0] == schema.SCHEMA_VERSION
+    counts = store.count_by_status()
+    assert (counts[JobStatus.PENDING], counts[JobStatus.CANCELLED]) == (4, 1)
+    store.retry_job(made[0][0].id, now=now)
+    assert store.count_by_status()[JobStatus.PENDING] == 5
     store.close()

@@ -254,6 +254,40 @@ def test_count_by_status(store):
     assert set(counts) == set(JobStatus)
 
 
+def test_count_by_status_follows_every_change(store):
+    """The counts (kept by triggers on SQLite) match the jobs after each kind of change."""
+    from collections import Counter
+
+    def check():
+        real = Counter(j.status for j in store.list_jobs(JobFilter()))
+        assert store.count_by_status() == {s: real.get(s, 0) for s in JobStatus}
+
+    for i in range(6):
+        account(store, f"a{i}")
+    jobs = add(store, *(new(f"a{i}", text=f"t{i}", at=NOW - timedelta(minutes=5))
+                        for i in range(6)))
+    check()
+    claimed = claim(store, "r1").jobs
+    assert len(claimed) >= 3
+    check()
+    finish(store, claimed[0].id, "r1", NOW, JobStatus.POSTED)
+    finish(store, claimed[1].id, "r1", NOW, JobStatus.FAILED)
+    check()
+    store.rescue_expired("r2", now=NOW + timedelta(seconds=LEASE + 1))
+    check()
+    for job in jobs:
+        store.cancel_job(job.id, now=NOW)
+    check()
+    store.retry_job(claimed[1].id, now=NOW)
+    check()
+    with pytest.raises(Exception):  # noqa: B017 - a refused batch changes no count
+        store.add_jobs([new("a0", text="rolled back"),
+                        new("a0", text="naive", at=datetime(2026, 6, 1, 12, 0))], now=NOW)
+    check()
+    store.prune(before=NOW + timedelta(days=400))
+    check()
+
+
 # -- cancel, retry, resolve ------------------------------------------------------------------
 
 def test_cancel_pending_job(store):
