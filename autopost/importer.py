@@ -6,15 +6,17 @@ Several media files go in one cell separated by '|', with their alt texts in the
 order ('a.png|b.png' and 'first|second'); in JSON Lines, media and alt may be lists.
 Relative media paths are read relative to the import file's folder.
 
-Every row is checked before anything is written: one bad row and nothing is imported.
-The error names the row (1 = the first row of data) and the column.
+Rows are read and checked one at a time and handed to the store's import_jobs as they
+come, all in one transaction: one bad row anywhere and the store rolls everything back,
+so nothing is imported. Memory stays flat in the number of rows. The error names the row
+(1 = the first row of data) and the column.
 """
 
 from __future__ import annotations
 
 import csv
 import io
-from collections.abc import Callable, Iterator
+from collections.abc import Callable, Iterable, Iterator
 from dataclasses import dataclass
 from datetime import UTC, datetime, timezone, tzinfo
 from pathlib import Path
@@ -30,7 +32,6 @@ from autopost.services import (
     PAST_GRACE,
     check_content,
     check_media,
-    existing_keys,
     platform_adapter,
 )
 from autopost.store.base import Store
@@ -77,17 +78,40 @@ def read_text(path: Path) -> str:
     return read_text_file(path, IMPORT_MAX, "import")
 
 
-def raw_rows(text: str, fmt: str) -> Iterator[tuple[int, int, dict[str, Any]]]:
-    """(row number, line number, fields) for every data row."""
+def open_lines(path: Path) -> tuple[str, Iterator[str]]:
+    """The file's format and its lines (read as they are used: inputs.text_lines)."""
+    from autopost.inputs import IMPORT_MAX, check_text, text_lines
+
+    check_text(str(path), "import")
+    lines = text_lines(path, IMPORT_MAX, "import")
+    head: list[str] = []
+    for line in lines:  # enough of the start to tell the format
+        head.append(line)
+        if sum(map(len, head)) >= 200:
+            break
+    fmt = detect_format(path, "".join(head)[:200])
+    return fmt, _chain(head, lines)
+
+
+def _chain(head: list[str], rest: Iterator[str]) -> Iterator[str]:
+    yield from head
+    yield from rest
+
+
+def raw_rows(text: str | Iterable[str], fmt: str) -> Iterator[tuple[int, int, dict[str, Any]]]:
+    """(row number, line number, fields) for every data row, from the text or its lines."""
+    import io
+
+    lines = io.StringIO(text, newline="") if isinstance(text, str) else iter(text)
     if fmt == "jsonl":
-        yield from _jsonl_rows(text)
+        yield from _jsonl_rows(lines)
     else:
-        yield from _csv_rows(text)
+        yield from _csv_rows(lines)
 
 
-def _jsonl_rows(text: str) -> Iterator[tuple[int, int, dict[str, Any]]]:
+def _jsonl_rows(lines: Iterator[str]) -> Iterator[tuple[int, int, dict[str, Any]]]:
     row = 0
-    for lineno, line in enumerate(text.splitlines(), start=1):
+    for lineno, line in enumerate(lines, start=1):
         if not line.strip():
             continue
         row += 1
@@ -104,9 +128,12 @@ def _jsonl_rows(text: str) -> Iterator[tuple[int, int, dict[str, Any]]]:
         yield row, lineno, data
 
 
-def _csv_rows(text: str) -> Iterator[tuple[int, int, dict[str, Any]]]:
+def _csv_rows(lines: Iterator[str]) -> Iterator[tuple[int, int, dict[str, Any]]]:
+    first = next(lines, None)
+    if first is None:
+        return
     # strict: a stray quote is an error, not a field that swallows the rows after it
-    reader = csv.reader(io.StringIO(text, newline=""), delimiter=_delimiter(text), strict=True)
+    reader = csv.reader(_chain([first], lines), delimiter=_delimiter(first), strict=True)
     try:
         header = next(reader)
     except StopIteration:
@@ -144,7 +171,7 @@ def _csv_rows(text: str) -> Iterator[tuple[int, int, dict[str, Any]]]:
 
 def _delimiter(text: str) -> str:
     """Comma, unless the header line is clearly split by tabs or semicolons."""
-    first = text.split("\n", 1)[0]
+    first = text.split("\n", 1)[0].rstrip("\r")
     for delim in (",", "\t", ";"):
         names = [n.strip().strip('"').lower() for n in first.split(delim)]
         if "account" in names and all(n in COLUMNS for n in names):
@@ -341,7 +368,7 @@ class RowChecker:
         """Past rows must all be re-imports of jobs that already exist."""
         if not self.past:
             return
-        known = existing_keys(self.store, {job.account for _, _, job in self.past})
+        known = self.store.find_keys((job.account, job.key) for _, _, job in self.past)
         for row, line, job in self.past:
             if (job.account, job.key) not in known:
                 raise RowError(row, "at", "is in the past", line)
@@ -391,47 +418,117 @@ def _split(value: str | list[str] | None, *, keep_empty: bool = False) -> list[s
     return [p for p in parts if p]
 
 
+class CheckedRows:
+    """The file's jobs, each checked as it is read: iterate it (once) to get them in file
+    order. Past the last row it raises a UsageError naming the first bad row (with how
+    many more there were), or saying there were none; the store's import_jobs then rolls
+    back whatever it had added, so one bad row anywhere means nothing is imported.
+
+    A row in the past is fine only when its (account, key) was imported before: those
+    are looked up in batches, before their batch is handed on."""
+
+    BATCH = 500
+
+    def __init__(self, path: Path, store: Store, settings: Settings, *, now: datetime,
+                 default_tz: str | None = None, progress: Progress | None = None,
+                 text: str | None = None, opened: tuple[str, Iterator[str]] | None = None):
+        self.path, self.store, self.progress = path, store, progress
+        if opened is not None:  # open_lines(path), called before the store was opened
+            self.format, lines = opened
+        elif text is None:
+            self.format, lines = open_lines(path)
+        else:
+            self.format, lines = detect_format(path, text[:200]), text
+        self._rows = raw_rows(lines, self.format)
+        self.checker = RowChecker(store, settings, now=now, base=path.parent.absolute(),
+                                  default_tz=default_tz, typed=self.format == "jsonl")
+        self.count = 0
+        self.held_at: list[int] = []  # file positions of the thread parts (handed on last)
+        self.numbers: list[int] | None = None  # row numbers, when parse_file wants them
+
+    def __iter__(self) -> Iterator[NewJob]:
+        checker, progress = self.checker, self.progress
+        first_error: UsageError | None = None
+        bad = 0
+        batch: list[NewJob] = []
+        # Thread parts wait for the end: a thread's order and id need all its rows.
+        held: list[tuple[int, int, NewJob]] = []
+        index = 0
+        try:
+            for row, line, data in self._rows:
+                try:
+                    job = checker.check(row, line, data)
+                except UsageError as exc:
+                    # Keep counting so the message can say how many rows need fixing.
+                    bad += 1
+                    first_error = first_error or exc
+                    continue
+                if first_error is not None:
+                    continue
+                if progress is not None and row % 1000 == 0:
+                    progress(row)
+                if job.thread_id is not None:
+                    held.append((index, row, job))
+                    index += 1
+                    continue
+                index += 1
+                batch.append(job)
+                if self.numbers is not None:
+                    self.numbers.append(row)
+                if len(batch) >= self.BATCH:
+                    self._check_past()
+                    yield from batch
+                    self.count += len(batch)
+                    batch.clear()
+        except UsageError as exc:
+            # A broken file (header, quoting, a line that is not JSON): stop at once.
+            bad += 1
+            first_error = first_error or exc
+        if first_error is not None:
+            more = f" ({bad - 1} more bad row{'s' if bad > 2 else ''})" if bad > 1 else ""
+            raise UsageError(f"{self.path.name} {first_error}{more}; nothing was imported")
+        self._check_past()
+        yield from batch
+        self.count += len(batch)
+        if held:
+            try:
+                linked = link_threads([job for _, _, job in held], [r for _, r, _ in held])
+            except UsageError as exc:
+                raise UsageError(f"{self.path.name} {exc}; nothing was imported") from None
+            self.held_at = [i for i, _, _ in held]
+            if self.numbers is not None:
+                self.numbers += [r for _, r, _ in held]
+            yield from linked
+            self.count += len(linked)
+        if not self.count:
+            raise UsageError(f"{self.path.name}: no rows to import")
+
+    def in_file_order(self, items: list[Any]) -> list[Any]:
+        """What was handed on (or made from it, one per job, in that order) put back in
+        file order: the thread parts came last."""
+        if not self.held_at:
+            return items
+        tail = len(items) - len(self.held_at)
+        main, parts = iter(items[:tail]), iter(items[tail:])
+        held = set(self.held_at)
+        return [next(parts) if i in held else next(main) for i in range(len(items))]
+
+    def _check_past(self) -> None:
+        try:
+            self.checker.check_past()
+        except UsageError as exc:
+            raise UsageError(f"{self.path.name} {exc}; nothing was imported") from None
+        self.checker.past.clear()
+
+
 def parse_file(path: Path, store: Store, settings: Settings, *, now: datetime,
                default_tz: str | None = None, progress: Progress | None = None,
                text: str | None = None) -> Parsed:
-    """Read and check every row. Raises UsageError naming the first bad row and column."""
-    if text is None:
-        text = read_text(path)
-    fmt = detect_format(path, text[:200])
-    checker = RowChecker(store, settings, now=now, base=path.parent.absolute(),
-                         default_tz=default_tz, typed=fmt == "jsonl")
-    jobs: list[NewJob] = []
-    rows: list[int] = []
-    first_error: UsageError | None = None
-    bad = 0
-    try:
-        for row, line, data in raw_rows(text, fmt):
-            try:
-                job = checker.check(row, line, data)
-            except UsageError as exc:
-                # Keep counting so the message can say how many rows need fixing.
-                bad += 1
-                first_error = first_error or exc
-                continue
-            jobs.append(job)
-            rows.append(row)
-            if progress is not None and row % 1000 == 0:
-                progress(row)
-    except UsageError as exc:
-        # A broken file (header, quoting, a line that is not JSON): stop at once.
-        bad += 1
-        first_error = first_error or exc
-    if first_error is not None:
-        more = f" ({bad - 1} more bad row{'s' if bad > 2 else ''})" if bad > 1 else ""
-        raise UsageError(f"{path.name} {first_error}{more}; nothing was imported")
-    if not jobs:
-        raise UsageError(f"{path.name}: no rows to import")
-    try:
-        jobs = link_threads(jobs, rows)
-    except UsageError as exc:
-        raise UsageError(f"{path.name} {exc}; nothing was imported") from None
-    try:
-        checker.check_past()
-    except UsageError as exc:
-        raise UsageError(f"{path.name} {exc}; nothing was imported") from None
-    return Parsed(jobs=jobs, rows=rows, format=fmt)
+    """Read and check every row into a list, in file order (the import command streams
+    them instead: CheckedRows). Raises UsageError naming the first bad row and column."""
+    checked = CheckedRows(path, store, settings, now=now, default_tz=default_tz,
+                          progress=progress, text=text)
+    checked.numbers = []
+    jobs = checked.in_file_order(list(checked))
+    return Parsed(jobs=jobs, rows=checked.in_file_order(checked.numbers),
+                  format=checked.format)

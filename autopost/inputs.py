@@ -12,12 +12,13 @@ Standard library only: the idle run-due path loads the config through here.
 
 from __future__ import annotations
 
+import io
 import json
 import math
 import os
 import stat
 import sys
-from collections.abc import Iterable, Mapping
+from collections.abc import Iterable, Iterator, Mapping
 from pathlib import Path
 from typing import Any
 
@@ -115,6 +116,59 @@ def read_capped(path: Path | str, limit: int, what: str) -> bytes:
     if len(data) > limit:
         raise _too_big(what, path, limit)
     return data
+
+
+def text_lines(path: Path | str, limit: int, what: str) -> Iterator[str]:
+    """The lines of a text file, newlines kept (split at \\n, \\r and \\r\\n, as csv
+    wants), read as it goes: read_text_file's checks (a folder, a missing file, more than
+    `limit` bytes, strict UTF-8 with the byte named) without holding the file in memory.
+    Opening errors are raised here; later ones while iterating."""
+    path = Path(path)
+    try:
+        st = os.stat(path)
+        if stat.S_ISDIR(st.st_mode):
+            raise UsageError(f"{what} {path}: is a folder, not a file")
+        if stat.S_ISREG(st.st_mode) and st.st_size > limit:
+            raise _too_big(what, path, limit)
+        fh = open(path, "rb")  # noqa: SIM115  (closed by _lines)
+    except FileNotFoundError:
+        raise UsageError(f"{what} {path}: no such file") from None
+    except PermissionError:
+        raise UsageError(f"{what} {path}: permission denied") from None
+    except OSError as exc:
+        raise UsageError(f"{what} {path}: cannot read ({exc.strerror or exc})") from None
+    return _lines(fh, path, limit, what)
+
+
+class _Capped(io.RawIOBase):
+    """A binary file that refuses to yield more than `limit` bytes."""
+
+    def __init__(self, fh: Any, limit: int, what: str, path: Path):
+        self.fh, self.left, self.what, self.path, self.limit = fh, limit, what, path, limit
+
+    def readable(self) -> bool:
+        return True
+
+    def readinto(self, buffer: Any) -> int:
+        n = self.fh.readinto(buffer)
+        self.left -= n or 0
+        if self.left < 0:
+            raise _too_big(self.what, self.path, self.limit)
+        return n
+
+
+def _lines(fh: Any, path: Path, limit: int, what: str) -> Iterator[str]:
+    with fh:
+        text = io.TextIOWrapper(io.BufferedReader(_Capped(fh, limit, what, path), 1 << 16),
+                                encoding="utf-8-sig", errors="strict", newline="")
+        try:
+            yield from text
+        except UnicodeDecodeError:
+            # Name the byte as read_text_file does (reading it all, on this error only).
+            decode(read_capped(path, limit, what), f"{what} {path}")
+            raise UsageError(f"{what} {path}: not UTF-8 text") from None
+        except OSError as exc:
+            raise UsageError(f"{what} {path}: cannot read ({exc.strerror or exc})") from None
 
 
 def _too_big(what: str, path: Path, limit: int) -> UsageError:

@@ -235,17 +235,22 @@ def inproc_query_times(db: Path, trials: int) -> tuple[Series, Series]:
     return ls, hw
 
 
-def import_file(work: Path, n: int) -> Path:
-    path = work / f"import{n}.csv"
+def import_file(work: Path, n: int, fmt: str = "csv") -> Path:
+    path = work / f"import{n}.{fmt}"
     rnd = random.Random(3)
     start = datetime.now(UTC) + timedelta(days=3)
     with path.open("w", encoding="utf-8") as fh:
-        fh.write("account,at,text\n")
+        if fmt == "csv":
+            fh.write("account,at,text\n")
         for i in range(n):
             at = (start + timedelta(seconds=rnd.randrange(365 * 86400))).strftime(
                 "%Y-%m-%dT%H:%M:%SZ")
-            fh.write(f"acct{i % 50:03d},{at},\"Post {i}: a scheduled note, with a link "
-                     f"https://example.org/p/{i} and a #tag\"\n")
+            text = f"Post {i}: a scheduled note, with a link https://example.org/p/{i} and a #tag"
+            if fmt == "csv":
+                fh.write(f"acct{i % 50:03d},{at},\"{text}\"\n")
+            else:
+                fh.write(json.dumps({"account": f"acct{i % 50:03d}", "at": at, "text": text})
+                         + "\n")
     return path
 
 
@@ -764,8 +769,59 @@ def mode_memory(args, work: Path) -> dict:
     return {"rss10k": big, "growth": growth}
 
 
+def mode_import(args, work: Path) -> dict:
+    header("import: peak RSS and rows/s of importing 100,000 rows (CSV and JSON Lines)")
+    print(cli_state())
+    env = env_for(work)
+    n = 100_000
+    empty = work / "import-empty.db"
+    _dbgen.create(empty, [(f"acct{a:03d}", "mastodon", "http://127.0.0.1:9",
+                           {"access_token": "x"}) for a in range(50)])
+    walls: dict[str, Series] = {}
+    rss: dict[str, Series] = {}
+    label = ""
+    files = {fmt: import_file(work, n, fmt) for fmt in ("csv", "jsonl")}
+    for fmt, path in files.items():
+        walls[fmt] = Series(f"import {n:,} rows ({fmt}), wall")
+        rss[fmt] = Series(f"import {n:,} rows ({fmt}), peak RSS", unit="MB")
+
+    def step(fmt):
+        def go():
+            db = _dbgen.copy(empty, work / "import.db")
+            cmd, what = import_cmd(db, files[fmt])
+            p = run_proc(cmd, env=env)
+            conn = sqlite3.connect(db)
+            count = conn.execute("SELECT count(*) FROM jobs").fetchone()[0]
+            conn.close()
+            assert count == n, count
+            walls[fmt].add(p.wall)
+            rss[fmt].add(p.rss_kb / 1024)
+            labels.append(what)
+        return go
+
+    labels: list[str] = []
+    interleave(args.trials, step("csv"), step("jsonl"))
+    label = labels[-1] if labels else ""
+    print(table("import to Mastodon accounts (the whole command)",
+                series_rows([walls["csv"], rss["csv"], walls["jsonl"], rss["jsonl"]]),
+                SERIES_HEADER))
+    print(f"import command: {label}; sizes: "
+          + ", ".join(f"{fmt} {p.stat().st_size / 1e6:.1f} MB" for fmt, p in files.items()))
+    res = []
+    for fmt in files:
+        rate = n / walls[fmt].median
+        res.append([f"peak RSS, {n:,} rows ({fmt})", f"{rss[fmt].median:.1f} MB", "< 80 MB",
+                    verdict(rss[fmt].median, 80, higher_is_better=False)])
+        res.append([f"rate, {n:,} rows ({fmt})", f"{rate:,.0f} rows/s", ">= 20,000 rows/s",
+                    verdict(rate, 20_000, higher_is_better=True)])
+    print(table("import: goals", res, ["figure", "value", "goal", ""]))
+    print(f"load average at end: {load()}")
+    return {fmt: (rss[fmt].median, n / walls[fmt].median) for fmt in files}
+
+
 MODES = {"idle": mode_idle, "scale": mode_scale, "throughput": mode_throughput,
-         "latency": mode_latency, "linger": mode_linger, "memory": mode_memory}
+         "latency": mode_latency, "linger": mode_linger, "memory": mode_memory,
+         "import": mode_import}
 
 
 def main() -> None:
@@ -790,7 +846,7 @@ def main() -> None:
                          "(default: the config default, 8); latency: the run's (default 16)")
     args = ap.parse_args()
     defaults = {"idle": 20, "scale": 10, "throughput": 5, "latency": 3, "linger": 1,
-                "memory": 3}
+                "memory": 3, "import": 3}
     modes = list(MODES) if args.mode == "all" else [args.mode]
     trials = args.trials
     for mode in modes:

@@ -277,3 +277,37 @@ def test_large_import(cli, tmp_path, db):
         assert len(store.list_jobs(JobFilter(account="bob", limit=10))) == 10
     finally:
         store.close()
+
+
+@pytest.mark.parametrize("fmt", ["csv", "jsonl"])
+def test_a_bad_last_row_of_a_large_file_imports_nothing(cli, tmp_path, db, fmt):
+    """Rows go to the store as they are checked: the 5,000th being bad must still undo
+    the 4,999 before it (several of the store's batches)."""
+    good = [("alice" if i % 2 else "bob", f"2030-07-{1 + i % 28:02d}T10:{i % 60:02d}:00Z",
+             f"post {i}", f"k{i}") for i in range(4999)]
+    bad = ("alice", "2030-02-30T10:00", "the last one", "k-last")
+    rows = [*good, bad]
+    if fmt == "csv":
+        text = "account,at,text,key\n" + "".join(f"{a},{t},{x},{k}\n" for a, t, x, k in rows)
+    else:
+        text = "".join(json.dumps({"account": a, "at": t, "text": x, "key": k}) + "\n"
+                       for a, t, x, k in rows)
+    path = write(tmp_path, f"big.{fmt}", text)
+    before = file_hash(db)
+    out = cli("import", str(path))
+    assert out.code == 2
+    assert out.err_lines == [f"autopost: big.{fmt} row 5000 (line {5001 if fmt == 'csv' else 5000}"
+                             "), column at: '2030-02-30T10:00' is not a valid date; nothing was "
+                             "imported"]
+    assert cli("list", "--json").json() == []
+    store = SqliteStore(db)
+    try:
+        assert store.find_keys([("alice", "k1"), ("bob", "k0")]) == {}
+    finally:
+        store.close()
+    assert file_hash(db) == before
+    # The same file without its bad row goes in whole.
+    path.write_text(text.rsplit("the last one", 1)[0].rsplit("\n", 1)[0] + "\n")
+    ok = cli("import", str(path), "--json")
+    assert ok.code == 0, ok.stderr
+    assert ok.json()["new"] == 4999

@@ -186,6 +186,47 @@ def test_same_key_again_returns_the_existing_job(store):
     assert len(store.list_jobs(JobFilter())) == 5
 
 
+def test_import_jobs_streams_in_order_and_keeps_keys(store):
+    account(store, "a")
+    (first,) = add(store, new("a", key="old"))
+    made: list[int] = []
+
+    def stream():
+        for i in range(1200):  # more than one of the store's batches
+            made.append(i)
+            yield new("a", at=NOW + timedelta(minutes=i), text=f"post {i}",
+                      key="old" if i == 700 else ("dup" if i in (3, 1100) else None))
+
+    results = store.import_jobs(stream(), now=NOW)
+    assert len(results) == 1200 and len(made) == 1200
+    assert results[700] == (first.id, False)
+    assert results[1100] == (results[3][0], False)  # the second use of a key in a stream
+    assert sum(created for _, created in results) == 1198
+    assert len({job_id for job_id, _ in results}) == 1199
+    jobs = {j.id: j for j in store.list_jobs(JobFilter())}
+    assert len(jobs) == 1199
+    assert [jobs[job_id].text for job_id, _ in results[:3]] == ["post 0", "post 1", "post 2"]
+    assert jobs[results[1199][0]].scheduled_at == NOW + timedelta(minutes=1199)
+    assert store.find_keys([("a", "old"), ("a", "dup"), ("a", "none"), ("b", "old")]) == {
+        ("a", "old"): first.id, ("a", "dup"): results[3][0]}
+
+
+def test_import_jobs_is_all_or_nothing_when_the_stream_fails_late(store):
+    account(store)
+
+    def stream():
+        for i in range(1100):
+            yield new(text=f"post {i}", key=f"k{i}")
+        raise UsageError("row 1101: bad")
+
+    with pytest.raises(UsageError, match="row 1101"):
+        store.import_jobs(stream(), now=NOW)
+    assert store.list_jobs(JobFilter()) == []
+    assert store.find_keys([("a", "k0")]) == {}
+    # The store is usable afterwards.
+    assert len(store.import_jobs(iter([new(key="k0")]), now=NOW)) == 1
+
+
 def test_large_batches_round_trip(store):
     account(store)
     jobs = [new(at=NOW + timedelta(minutes=i), key=f"k{i}", text=f"post {i}")

@@ -204,23 +204,25 @@ def import_(
     """
     from autopost import importer, render, services
 
-    text = importer.read_text(file)
+    opened = importer.open_lines(file)
     if tz is not None:
         get_zone(tz)
     store, settings, at_now = get_store(), get_settings(), now()
-    with _progress(text.count("\n")) as advance:
-        parsed = importer.parse_file(file, store, settings, now=at_now, default_tz=tz,
-                                     progress=advance, text=text)
-        advance(None)
-        results = store.add_jobs(parsed.jobs, now=at_now,
-                                 duplicate_window=services.duplicate_window(settings,
-                                                                            allow_duplicate))
+    # Rows are checked as they are read and go to the store as they pass, in one
+    # transaction that a bad row anywhere rolls back (importer.CheckedRows).
+    rows = importer.CheckedRows(file, store, settings, now=at_now, default_tz=tz,
+                                opened=opened)
+    with _progress(file) as advance:
+        rows.progress = advance
+        results = rows.in_file_order(store.import_jobs(
+            rows, now=at_now,
+            duplicate_window=services.duplicate_window(settings, allow_duplicate)))
     created = sum(1 for _, made in results if made)
     existing = len(results) - created
     if as_json:
-        render.print_json({"file": str(file), "format": parsed.format, "rows": len(results),
+        render.print_json({"file": str(file), "format": rows.format, "rows": len(results),
                            "new": created, "existing": existing,
-                           "ids": [job.id for job, _ in results]})
+                           "ids": [job_id for job_id, _ in results]})
         return
     line = f"imported {created} new job{'s' if created != 1 else ''} from {file.name}"
     if existing:
@@ -229,10 +231,11 @@ def import_(
 
 
 class _progress:
-    """A rich progress bar on stderr, only when stderr is a terminal."""
+    """A rich progress bar on stderr, only when stderr is a terminal (the total is the
+    file's line count, counted first without keeping the file)."""
 
-    def __init__(self, total: int):
-        self.total = max(total, 1)
+    def __init__(self, file: Path):
+        self.file = file
         self.bar = None
 
     def __enter__(self) -> Callable[[int | None], None]:
@@ -241,13 +244,20 @@ class _progress:
         from rich.console import Console
         from rich.progress import Progress
 
+        total = 1
+        try:
+            with open(self.file, "rb") as fh:
+                for block in iter(lambda: fh.read(1 << 20), b""):
+                    total += block.count(b"\n")
+        except OSError:
+            pass  # the import itself says what is wrong with the file
         self.bar = Progress(console=Console(stderr=True, highlight=False), transient=True)
         self.bar.start()
-        task = self.bar.add_task("checking rows", total=self.total)
+        task = self.bar.add_task("importing rows", total=total)
 
         def advance(n: int | None) -> None:
             if n is None:
-                self.bar.update(task, description="saving", completed=self.total)
+                self.bar.update(task, completed=total)
             else:
                 self.bar.update(task, completed=n)
 

@@ -7,7 +7,7 @@ rows. The contract suite in tests/test_store_contract.py runs against any implem
 from __future__ import annotations
 
 from abc import ABC, abstractmethod
-from collections.abc import Callable, Sequence
+from collections.abc import Callable, Iterable, Sequence
 from dataclasses import dataclass, field
 from datetime import datetime
 from typing import Any
@@ -197,6 +197,19 @@ class Store(ABC):
         sets next_attempt_at, and makes a missed or failed job pending again. An audit
         row names the fields changed. The duplicate guard is as in add_jobs (the job
         itself excluded)."""
+
+    @abstractmethod
+    def import_jobs(self, jobs: Iterable[NewJob], *, now: datetime,
+                    duplicate_window: float | None = None) -> list[tuple[str, bool]]:
+        """add_jobs for a stream: insert every job the iterable yields, in one transaction,
+        holding only a batch in memory (the duplicate guard as add_jobs has it). All or nothing: an exception from the iterable
+        (a bad row found late) rolls back every job added before it and propagates.
+        Returns (job id, created) in order; a job whose (account, key) exists is not
+        added (its existing id, created False)."""
+
+    @abstractmethod
+    def find_keys(self, pairs: Iterable[tuple[str, str]]) -> dict[tuple[str, str], str]:
+        """The job id of each (account, key) that exists."""
 
     @abstractmethod
     def get_job(self, job_id: str) -> Job:

@@ -23,7 +23,7 @@ from __future__ import annotations
 
 import dataclasses
 import json
-from collections.abc import Callable, Sequence
+from collections.abc import Callable, Iterable, Iterator, Sequence
 from datetime import datetime, timedelta
 from typing import Any, TypeVar
 
@@ -361,6 +361,94 @@ class PostgresStore(ScheduleMethods, Store):
         missing = [i for i, created in out if not created]
         made.update({j.id: j for j in self._jobs_by_ids(missing)})
         return [(made[i], created) for i, created in out]
+
+    def import_jobs(self, jobs: Iterable[NewJob], *, now: datetime,
+                    duplicate_window: float | None = None) -> list[tuple[str, bool]]:
+        """One transaction, not retried as _tx retries (the stream cannot be read twice):
+        a deadlock with another import of the same accounts fails this one, with
+        nothing of it applied."""
+        from psycopg import errors
+
+        window = duplicate_window
+        out: list[tuple[str, bool]] = []
+        seen: dict[tuple[str, str], str] = {}
+        self._tx_now = None
+        with translate_errors(self.where), self.conn.transaction():
+            c = self.conn
+            stamp = self._now(c, now)
+            for batch in _batches(jobs, 500):
+                pairs = sorted({(j.account, j.key) for j in batch if j.key is not None})
+                # As add_jobs: the accounts whose keys or texts are checked are locked, so
+                # that two hosts agree on one job per key and do not both pass the guard.
+                lock_accounts(c, {a for a, _ in pairs}
+                              | ({j.account for j in batch} if window is not None else set()))
+                existing = self._find_keys(c, pairs) if pairs else {}
+                live = live_by_text(c, batch) if window is not None else {}
+                mine: dict[tuple[str, str | None], list[tuple[datetime, str]]] = {}
+                plan: list[tuple[str | int, bool]] = []
+                rows: list[dict[str, Any]] = []
+                fresh: dict[tuple[str, str], int] = {}
+                for job in batch:
+                    pair = (job.account, job.key) if job.key is not None else None
+                    if pair is not None and (pair in existing or pair in seen
+                                             or pair in fresh):
+                        plan.append((existing.get(pair) or seen.get(pair) or fresh[pair],
+                                     False))
+                        continue
+                    row = new_job_row(job, new_id(), stamp, _t)
+                    if window is not None:
+                        text = (job.account, row["text_key"])
+                        check_duplicate(c, job.account, row["text_key"], job.scheduled_at,
+                                        window, batch=mine.get(text), known=live.get(text, []))
+                        mine.setdefault(text, []).append((job.scheduled_at, row["id"]))
+                    if pair is not None:
+                        fresh[pair] = len(rows)
+                    plan.append((len(rows), True))
+                    rows.append(row)
+                for attempt in range(5):
+                    if attempt:
+                        for row in rows:
+                            row["id"] = new_id()
+                    try:
+                        with c.transaction():  # a savepoint: an id clash retries the batch
+                            self._copy_jobs(c, rows)
+                        break
+                    except errors.UniqueViolation as exc:
+                        if "jobs_pkey" not in str(exc):
+                            raise
+                else:  # pragma: no cover
+                    raise RuntimeError("could not find free job ids")
+                out += [(rows[ref]["id"] if isinstance(ref, int) else ref, created)
+                        for ref, created in plan]
+                seen.update((pair, rows[i]["id"]) for pair, i in fresh.items())
+        return out
+
+    @staticmethod
+    def _copy_jobs(c, rows: list[dict[str, Any]]) -> None:
+        if not rows:
+            return
+        cols = list(rows[0])
+        with c.cursor() as cur:
+            with cur.copy(f"COPY jobs ({', '.join(cols)}) FROM STDIN") as copy:
+                for row in rows:
+                    copy.write_row([row[k] for k in cols])
+
+    def find_keys(self, pairs: Iterable[tuple[str, str]]) -> dict[tuple[str, str], str]:
+        pairs = sorted(set(pairs))
+        if not pairs:
+            return {}
+        with translate_errors(self.where):
+            return self._find_keys(self.conn, pairs)
+
+    @staticmethod
+    def _find_keys(c, pairs: list[tuple[str, str]]) -> dict[tuple[str, str], str]:
+        found: dict[tuple[str, str], str] = {}
+        for r in c.execute("SELECT id, account, key FROM jobs WHERE (account, key) IN "
+                           "(SELECT * FROM unnest(%s::text[], %s::text[])) "
+                           "AND key IS NOT NULL AND status <> 'cancelled'",
+                           ([a for a, _ in pairs], [k for _, k in pairs])):
+            found[(r["account"], r["key"])] = r["id"]
+        return found
 
     def _jobs_by_ids(self, ids: Sequence[str], c=None) -> list[Job]:
         if not ids:
@@ -909,3 +997,14 @@ def _usage(c, account: str, now: datetime) -> list[datetime]:
         "SELECT count(*) AS n FROM jobs WHERE account = %s AND status IN ('running', 'unknown')",
         (account,)).fetchone()["n"]
     return sorted(stamps) + [_f(now)] * inflight
+
+
+def _batches(items: Iterable[Any], size: int) -> Iterator[list[Any]]:
+    batch: list[Any] = []
+    for item in items:
+        batch.append(item)
+        if len(batch) >= size:
+            yield batch
+            batch = []
+    if batch:
+        yield batch
