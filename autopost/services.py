@@ -407,7 +407,7 @@ def thread_jobs(account: Account, cls: type[Adapter], req: AddRequest, settings:
                          "post a thread")
     if len(req.thread) < 2:
         raise UsageError("--thread: give at least two parts")
-    thread_id = secrets.token_hex(8)
+    thread_id = os.urandom(8).hex()
     out = []
     for n, text in enumerate(req.thread, start=1):
         media = req.media if n == 1 else ()
