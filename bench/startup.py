@@ -34,7 +34,9 @@ def commands(db: str, job: str) -> dict[str, list[str]]:
     return {
         "python -c pass": [py, "-c", "pass"],
         "autopost --help": [py, "-m", "autopost", "--help"],
-        "autopost add": [*ap, "add", "hello", "-a", "bench", "--at", "+1d"],
+        # the same text every time: --allow-duplicate passes the duplicate guard
+        "autopost add": [*ap, "add", "hello", "-a", "bench", "--at", "+1d",
+                         "--allow-duplicate"],
         "autopost list": [*ap, "list"],
         "autopost show": [*ap, "show", job],
         "autopost status": [*ap, "status"],
