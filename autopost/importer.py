@@ -100,8 +100,6 @@ def _chain(head: list[str], rest: Iterator[str]) -> Iterator[str]:
 
 def raw_rows(text: str | Iterable[str], fmt: str) -> Iterator[tuple[int, int, dict[str, Any]]]:
     """(row number, line number, fields) for every data row, from the text or its lines."""
-    import io
-
     lines = io.StringIO(text, newline="") if isinstance(text, str) else iter(text)
     if fmt == "jsonl":
         yield from _jsonl_rows(lines)

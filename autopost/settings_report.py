@@ -9,10 +9,10 @@ from __future__ import annotations
 
 import os
 import sys
-from autopost.record import fields
 from typing import Any
 
 from autopost import config
+from autopost.record import fields
 
 DEFAULT, FILE, ENV, FLAG = "default", "file", "environment", "flag"
 

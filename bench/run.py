@@ -779,9 +779,8 @@ def mode_import(args, work: Path) -> dict:
                            {"access_token": "x"}) for a in range(50)])
     walls: dict[str, Series] = {}
     rss: dict[str, Series] = {}
-    label = ""
     files = {fmt: import_file(work, n, fmt) for fmt in ("csv", "jsonl")}
-    for fmt, path in files.items():
+    for fmt in files:
         walls[fmt] = Series(f"import {n:,} rows ({fmt}), wall")
         rss[fmt] = Series(f"import {n:,} rows ({fmt}), peak RSS", unit="MB")
 
