@@ -19,6 +19,16 @@ import pytest
 
 from autopost.store.base import Store
 
+@pytest.fixture(autouse=True)
+def _fresh_instance_limits():
+    """Each test starts without the Mastodon instance limits an earlier test cached: the
+    cache is keyed by base URL, and a fake server may get a port an earlier one had."""
+    mastodon = sys.modules.get("autopost.platforms.mastodon")
+    if mastodon is not None:
+        mastodon._INSTANCES.clear()
+    yield
+
+
 # Store implementations the contract suite runs against.
 STORE_BACKENDS = ["sqlite", "postgres"]
 

@@ -583,3 +583,11 @@ def test_db_from_the_environment(cli, tmp_path, demo):
                                 env={"AUTOPOST_DB": str(cli.db)})
     assert result.exit_code == 0
     assert [a["name"] for a in json.loads(result.stdout)] == ["demo"]
+
+
+def test_status_of_a_database_without_jobs_says_none(cli, tmp_path):
+    done = cli("accounts", "add", "demo", "--platform", "outbox", "--credentials", "-",
+               input=outbox_credentials(tmp_path))
+    assert done.code == 0, done.stderr
+    lines = cli("status").stdout.splitlines()
+    assert "jobs: none" in lines, lines

@@ -341,7 +341,8 @@ def _print_health(report: dict) -> None:
     if last:
         print(f"last run: {last['finished_at'] or last['started_at']} "
               f"({int(report['last_run_age_seconds'])} s ago) on {last['host']}")
-    print("jobs: " + ", ".join(f"{k} {v}" for k, v in report["counts"].items() if v) or "none")
+    print("jobs: " + (", ".join(f"{k} {v}" for k, v in report["counts"].items() if v)
+                      or "none"))
     for name, until in report["blocked"].items():
         print(f"account {name} is rate-limited until {until}")
     for name, until in report["paused"].items():
