@@ -19,6 +19,7 @@ import pytest
 
 from autopost.store.base import Store
 
+
 @pytest.fixture(autouse=True)
 def _fresh_instance_limits():
     """Each test starts without the Mastodon instance limits an earlier test cached: the

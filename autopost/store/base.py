@@ -202,8 +202,9 @@ class Store(ABC):
     def import_jobs(self, jobs: Iterable[NewJob], *, now: datetime,
                     duplicate_window: float | None = None) -> list[tuple[str, bool]]:
         """add_jobs for a stream: insert every job the iterable yields, in one transaction,
-        holding only a batch in memory (the duplicate guard as add_jobs has it). All or nothing: an exception from the iterable
-        (a bad row found late) rolls back every job added before it and propagates.
+        holding only a batch in memory (the duplicate guard as add_jobs has it). All or
+        nothing: an exception from the iterable (a bad row found late) rolls back every job
+        added before it and propagates.
         Returns (job id, created) in order; a job whose (account, key) exists is not
         added (its existing id, created False)."""
 
