@@ -41,8 +41,12 @@ RECONCILE_DELAY = timedelta(seconds=5)
 
 # Failed settling resends in a row after which an unknown job waits for the operator.
 MAX_FAILED_RESENDS = 5
-# How a failed settling resend's decision begins (counted by failed_resends).
-RESEND_FAILED = "resend failed"
+
+# Attempt outcomes of the log rows that settle (or fail to settle) an unknown job: a
+# read-back that failed, and a settling resend that failed (Store.outcomes_in_a_row
+# counts them).
+RECONCILE_ERROR = "reconcile_error"
+RESEND_FAILED = "resend_failed"
 
 
 @dataclass(frozen=True)
@@ -55,6 +59,9 @@ class Decision:
     refund_attempt: bool = False
     # A reconcile's answer: send again now, the platform deduplicates it.
     resend: bool = False
+    # No longer tried automatically (a bound was reached): the job waits for the operator
+    # and its last error says why and what to do.
+    gave_up: bool = False
 
 
 def backoff_delay(policy: PlatformPolicy, attempt: int, rng: random.Random) -> float:
@@ -156,11 +163,11 @@ def decide_resend_error(err: PlatformError, *, job: Job, policy: PlatformPolicy,
     failed = failed_before + 1
     if failed >= MAX_FAILED_RESENDS:
         return Decision(JobStatus.UNKNOWN, None, (
-            f"{RESEND_FAILED} ({kind}) {failed} times in a row; no longer resent "
+            f"resend failed ({kind}) {failed} times in a row; no longer resent "
             f"automatically, the post may be live: see 'autopost show {job.id}', then "
-            f"'autopost resolve' it or 'autopost retry --force {job.id}'"))
+            f"'autopost resolve' it or 'autopost retry --force {job.id}'"), gave_up=True)
     at = retry_time(policy, max(1, job.attempts), now, rng, err.retry_at)
-    why = f"{RESEND_FAILED} ({kind}); still unknown, asking again at " \
+    why = f"resend failed ({kind}); still unknown, asking again at " \
           f"{at.isoformat(timespec='seconds')}"
     if kind in (ErrorKind.AUTH_EXPIRED, ErrorKind.AUTH_REVOKED):
         return Decision(JobStatus.UNKNOWN, at, why, account_state=AccountState.NEEDS_REAUTH)
@@ -170,25 +177,14 @@ def decide_resend_error(err: PlatformError, *, job: Job, policy: PlatformPolicy,
     return Decision(JobStatus.UNKNOWN, at, why, block_until=block)
 
 
-def failed_resends(attempts: Iterable[Attempt]) -> int:
-    """How many settling resends failed in a row at the end of a job's log (the one in
-    flight and failed reconciles between them aside; anything else ends the count)."""
-    n = 0
-    for a in reversed(list(attempts)):
-        if a.finished_at is None or a.outcome == "reconcile_error":
-            continue
-        if not (a.decision or "").startswith(RESEND_FAILED):
-            break
-        n += 1
-    return n
-
-
 # -- may a job have been posted? (the operator's `retry` asks) -------------------------
 
 # Audit outcomes after which nothing earlier is in doubt: posted, an established absence,
 # the operator's answer or order.
 _SETTLING = frozenset({"posted", "not_posted", "resolved", "retried"})
 _MAYBE_DELIVERED = frozenset({ErrorKind.AMBIGUOUS, ErrorKind.DUPLICATE})
+# Outcomes of a send whose error kind says whether it may have reached the platform.
+_SENT = frozenset({"error", RESEND_FAILED, "lost"})
 
 
 def unsettled_attempt(attempts: Iterable[Attempt]) -> Attempt | None:
@@ -201,7 +197,7 @@ def unsettled_attempt(attempts: Iterable[Attempt]) -> Attempt | None:
             doubt = None
         elif a.outcome is None and a.finished_at is None:
             doubt = a  # sent, and nobody recorded how it ended
-        elif a.outcome in ("error", "lost") and a.error_kind in _MAYBE_DELIVERED:
+        elif a.outcome in _SENT and a.error_kind in _MAYBE_DELIVERED:
             doubt = a
     return doubt
 

@@ -25,13 +25,13 @@ from autopost.models import Account, AccountState, ErrorKind, Job, JobStatus
 from autopost.platforms.base import Adapter, PlatformError, Published, Reconciled
 from autopost.platforms.registry import adapter_class
 from autopost.policy import (
+    RECONCILE_ERROR,
     RESEND_FAILED,
     Decision,
     decide_error,
     decide_reconcile,
     decide_reconcile_error,
     decide_resend_error,
-    failed_resends,
 )
 from autopost.redact import account_secrets, scrub
 from autopost.store.base import Result, Store
@@ -388,24 +388,30 @@ class Publisher:
             return Done(job, result, None, "posted"), seen, store
         outcome = scrubbed(adapter, outcome)
         store = store or self.store_factory()
-        failed_before = failed_resends(store.attempts_for(job.id))
+        # The failed resends since the platform last answered (failed read-backs between
+        # them aside; the resend in flight is not yet recorded).
+        failed_before = store.outcomes_in_a_row(job.id, RESEND_FAILED,
+                                                passing=(RECONCILE_ERROR,))
         with self._rng_lock:
             d = decide_resend_error(outcome, job=job, policy=self.settings.policy(job.platform),
                                     now=now, rng=self.rng, failed_before=failed_before)
-        if d.next_attempt_at is None and d.why.startswith(RESEND_FAILED):
+        if d.gave_up:
             # No longer resent: the job's last error says why and what to do.
             outcome = PlatformError(outcome.kind, f"{outcome.message}; {d.why}",
                                     http_status=outcome.http_status, code=outcome.code)
-        done = self._done(job, run_id, now, d, outcome, closes_attempt=True)
+        done = self._done(job, run_id, now, d, outcome, closes_attempt=True,
+                          outcome=RESEND_FAILED)
         counter = {JobStatus.FAILED: "failed", JobStatus.UNKNOWN: "unknown"}[d.status]
         if d.status == JobStatus.UNKNOWN and d.next_attempt_at is not None:
             counter = "reconciled"  # asked again later: not yet anyone's problem
         return Done(job, done.result, done.problem, counter), seen, store
 
     def _done(self, job: Job, run_id: str, now: datetime, d: Decision, exc: PlatformError, *,
-              closes_attempt: bool, reconcile: bool = False) -> Done:
+              closes_attempt: bool, reconcile: bool = False,
+              outcome: str | None = None) -> Done:
         result = Result(
-            job.id, run_id, now, d.status, "reconcile_error" if reconcile else "error",
+            job.id, run_id, now, d.status,
+            outcome or (RECONCILE_ERROR if reconcile else "error"),
             next_attempt_at=d.next_attempt_at, error_kind=exc.kind, http_status=exc.http_status,
             message=exc.message, decision=d.why, closes_attempt=closes_attempt,
             refund_attempt=d.refund_attempt, block_account_until=d.block_until,

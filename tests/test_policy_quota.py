@@ -19,7 +19,6 @@ from autopost.policy import (
     decide_reconcile,
     decide_reconcile_error,
     decide_resend_error,
-    failed_resends,
     retry_time,
     unsettled_attempt,
 )
@@ -255,28 +254,6 @@ def test_settling_resends_stop_after_the_bound_and_wait_for_the_operator(kind):
     assert refused.status == JobStatus.FAILED
 
 
-def test_failed_resends_counts_the_last_run_of_failed_resends():
-    from autopost.models import Attempt
-
-    def row(outcome, decision=None, finished=True):
-        return Attempt("j", 1, "r", T0, T0 if finished else None, outcome, None, None, None,
-                       None, decision)
-
-    failed = decide_resend_error(PlatformError(ErrorKind.NETWORK, "m"), job=_job(),
-                                 policy=PlatformPolicy(), now=T0,
-                                 rng=random.Random(1)).why
-    lost = row("lost")
-    assert failed_resends([]) == 0
-    assert failed_resends([lost]) == 0
-    assert failed_resends([lost, row("error", failed), row("error", failed)]) == 2
-    # The resend in flight and failed reconciles between resends do not break the count.
-    assert failed_resends([lost, row("error", failed), row("reconcile_error", "x"),
-                           row("error", failed), row(None, "resent", finished=False)]) == 2
-    # The operator's order (or anything else) starts it again.
-    assert failed_resends([lost, row("error", failed), row("retried", "x"),
-                           row("error", failed)]) == 1
-
-
 @pytest.mark.parametrize("kind", [ErrorKind.AMBIGUOUS, ErrorKind.DUPLICATE])
 def test_an_outcome_that_may_be_live_is_unknown_even_on_the_last_attempt(kind):
     for can_reconcile in (True, False):
@@ -301,6 +278,11 @@ def test_unsettled_attempt_reads_the_log():
     assert unsettled_attempt([lost, row("resolved")]) is None
     assert unsettled_attempt([lost, row("cannot_tell")]) is lost
     assert unsettled_attempt([lost, row("reconcile_error", ErrorKind.NETWORK)]) is lost
+    # A settling resend that timed out may be live itself; one refused before any request
+    # leaves the earlier doubt in place.
+    timed_out = row("resend_failed", ErrorKind.AMBIGUOUS)
+    assert unsettled_attempt([row("not_posted"), timed_out]) is timed_out
+    assert unsettled_attempt([lost, row("resend_failed", ErrorKind.INVALID)]) is lost
     # Older versions wrote "reconciled" for every reconcile; only a posted one settles.
     assert unsettled_attempt([lost, row("reconciled", decision="not posted, and 3 attempt(s) "
                                         "are spent")]) is lost

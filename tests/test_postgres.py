@@ -205,6 +205,36 @@ def test_upgrade_from_version_1(pg_dsn):
         store.close()
 
 
+def test_upgrade_to_version_5_gives_failed_resends_their_outcome(pg_dsn, monkeypatch):
+    import psycopg
+
+    from autopost.store import pg_schema
+
+    now = datetime(2026, 6, 1, 12, 0, tzinfo=UTC)
+    with monkeypatch.context() as m:
+        m.setattr(pg_schema, "MIGRATIONS", pg_schema.MIGRATIONS[:4])
+        m.setattr(pg_schema, "SCHEMA_VERSION", 4)
+        PostgresStore(pg_dsn).close()
+    rows = [("lost", None), ("error", "resend failed (network); still unknown"),
+            ("reconcile_error", "reconcile failed (network)"),
+            ("error", "resend failed (server); still unknown"), ("error", "retry at x")]
+    with psycopg.connect(pg_dsn, autocommit=True) as conn:
+        assert conn.execute("SELECT version FROM autopost_schema").fetchone() == (4,)
+        for outcome, decision in rows:
+            conn.execute("INSERT INTO attempts (job_id, number, started_at, finished_at, "
+                         "outcome, decision) VALUES ('j', 1, %s, %s, %s, %s)",
+                         (now, now, outcome, decision))
+    store = PostgresStore(pg_dsn, clock="caller")
+    try:
+        assert pg_schema.schema_version(store.conn) == pg_schema.SCHEMA_VERSION
+        assert [a.outcome for a in store.attempts_for("j")] == [
+            "lost", "resend_failed", "reconcile_error", "resend_failed", "error"]
+        store.conn.execute("DELETE FROM attempts WHERE outcome = 'error'")
+        assert store.outcomes_in_a_row("j", "resend_failed", passing=("reconcile_error",)) == 2
+    finally:
+        store.close()
+
+
 def test_upgrade_to_version_3_fills_the_duplicate_guard_and_frees_cancelled_keys(pg_dsn):
     import psycopg
 

@@ -261,3 +261,39 @@ def test_a_version_3_database_upgrades_with_its_counts(tmp_path, monkeypatch):
     store.retry_job(made[0][0].id, now=now)
     assert store.count_by_status()[JobStatus.PENDING] == 5
     store.close()
+
+
+def test_a_version_4_database_upgrades_its_failed_resends(tmp_path, monkeypatch):
+    """Before version 5 a failed settling resend was an 'error' whose decision began
+    "resend failed"; the upgrade gives those rows their outcome, so the bound counts them."""
+    from datetime import UTC, datetime
+
+    from autopost.models import Account, NewJob
+
+    path = tmp_path / "old.db"
+    with monkeypatch.context() as m:
+        m.setattr(schema, "MIGRATIONS", schema.MIGRATIONS[:4])
+        m.setattr(schema, "SCHEMA_VERSION", 4)
+        old = SqliteStore(path)
+        now = datetime.now(UTC)
+        old.add_account(Account(name="o", platform="outbox", credentials={"path": "x"}), now=now)
+        ((job, _),) = old.add_jobs([NewJob(account="o", platform="outbox", text="t",
+                                           scheduled_at=now)], now=now)
+        rows = [("lost", None), ("error", "resend failed (network); still unknown, asking "
+                                          "again at 2026-06-01T12:00:00+00:00"),
+                ("reconcile_error", "reconcile failed (network)"),
+                ("error", "resend failed (server); still unknown"),
+                ("error", "Resend failed, written by hand"), ("error", "retry at x")]
+        with old.conn:
+            old.conn.executemany(
+                "INSERT INTO attempts (job_id, number, started_at, finished_at, outcome, "
+                "decision) VALUES (?, 1, ?, ?, ?, ?)",
+                [(job.id, "2026-06-01T12:00:00Z", "2026-06-01T12:00:00Z", o, d) for o, d in rows])
+        old.close()
+    store = SqliteStore(path)
+    assert store.conn.execute("PRAGMA user_version").fetchone()[0] == schema.SCHEMA_VERSION
+    assert [a.outcome for a in store.attempts_for(job.id)] == [
+        "lost", "resend_failed", "reconcile_error", "resend_failed", "error", "error"]
+    store.conn.execute("DELETE FROM attempts WHERE outcome = 'error'")
+    assert store.outcomes_in_a_row(job.id, "resend_failed", passing=("reconcile_error",)) == 2
+    store.close()

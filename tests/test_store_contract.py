@@ -740,6 +740,49 @@ def test_claim_unknown_closes_a_resend_a_dead_run_never_recorded(store):
     assert all(a.finished_at is not None for a in rows)
 
 
+def test_outcomes_in_a_row_counts_the_end_of_the_log(store):
+    """The resend bound's count: failed settling resends since anything else was
+    recorded, failed read-backs between them and the resend in flight aside."""
+    account(store)
+    (job,) = add(store, new())
+    at = make_unknown(store, job.id)  # its attempt 'lost'
+
+    def count():
+        return store.outcomes_in_a_row(job.id, "resend_failed", passing=("reconcile_error",))
+
+    def row(outcome, *, resend=True):
+        nonlocal at
+        at += timedelta(seconds=1)
+        store.claim_unknown("r", now=at, lease=LEASE, limit=5)
+        if resend:
+            store.dispatch([job.id], "r", now=at)
+        assert store.record([Result(job.id, "r", at, JobStatus.UNKNOWN, outcome,
+                                    next_attempt_at=at, closes_attempt=resend)]) == [True]
+
+    assert count() == 0
+    row("resend_failed")
+    row("resend_failed")
+    assert count() == 2
+    row("reconcile_error", resend=False)
+    row("resend_failed")
+    assert count() == 3
+    store.claim_unknown("r", now=at + timedelta(seconds=1), lease=LEASE, limit=5)
+    store.dispatch([job.id], "r", now=at + timedelta(seconds=1))  # in flight: not counted
+    assert count() == 3
+    assert store.outcomes_in_a_row(job.id, "reconcile_error") == 0
+    assert store.outcomes_in_a_row("nosuchjob", "resend_failed") == 0
+    # Anything else (the operator's order here) ends the run of them.
+    (other,) = add(store, new(text="other"))
+    at2 = make_unknown(store, other.id)
+    store.claim_unknown("r", now=at2, lease=LEASE, limit=5)
+    store.dispatch([other.id], "r", now=at2)
+    store.record([Result(other.id, "r", at2, JobStatus.UNKNOWN, "resend_failed",
+                         next_attempt_at=at2)])
+    assert store.retry_job(other.id, now=at2, force=True)
+    assert store.outcomes_in_a_row(other.id, "resend_failed") == 0
+    assert count() == 3  # one job's log is not another's
+
+
 def test_quota_counts_a_dispatched_job_until_a_reconcile_says_it_is_absent(store):
     account(store)
     (job,) = add(store, new())

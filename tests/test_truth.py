@@ -217,6 +217,10 @@ def test_a_resend_that_keeps_failing_stops_and_waits_for_the_operator(tmp_path, 
         assert final.status == JobStatus.UNKNOWN and final.attempts == 1
         assert f"{MAX_FAILED_RESENDS} times in a row" in final.last_error
         assert f"autopost retry --force {job.id}" in final.last_error
+        # Each failed resend is in the log as such: the bound counts those rows.
+        outcomes = [a.outcome for a in k.store.attempts_for(job.id)]
+        assert outcomes[-MAX_FAILED_RESENDS:] == ["resend_failed"] * MAX_FAILED_RESENDS
+        assert "resend_failed" not in outcomes[:-MAX_FAILED_RESENDS]
         # Later runs, however much later, leave it alone: nothing more is sent.
         for _ in range(3):
             k.clock.advance(86400)

@@ -223,6 +223,13 @@ class Store(ABC):
     def attempts_for(self, job_id: str) -> list[Attempt]: ...
 
     @abstractmethod
+    def outcomes_in_a_row(self, job_id: str, outcome: str, *,
+                          passing: Sequence[str] = ()) -> int:
+        """How many of the job's attempt rows with this outcome end its log in a row: rows
+        in flight and rows whose outcome is in `passing` neither count nor end the run;
+        any other row ends it (e.g. failed settling resends since the last answer)."""
+
+    @abstractmethod
     def cancel_job(self, job_id: str, *, now: datetime) -> CancelOutcome:
         """pending -> cancelled; failed / missed -> cancelled too (the operator's way to
         acknowledge them). A running, posted or unknown job is not cancelled."""

@@ -152,9 +152,14 @@ def _field(row: Any, name: str, index: int) -> Any:
 # of their status rows). The version is kept in step with SQLite's for `db copy`.
 _JOB_COUNTS = "SELECT 1;"
 
+# 5: a failed settling resend has its own attempt outcome (schema.py's _resend_failed).
+_RESEND_FAILED = ("UPDATE attempts SET outcome = 'resend_failed' WHERE outcome = 'error' "
+                  "AND decision LIKE 'resend failed%';")
+
 # Each migration: SQL, or SQL and then a Python step, in one transaction.
 MIGRATIONS: list[str | tuple[str, Any]] = [_INITIAL, _LIST_ORDER,
-                                            (_SCHEDULE, _fill_text_keys), _JOB_COUNTS]
+                                            (_SCHEDULE, _fill_text_keys), _JOB_COUNTS,
+                                            _RESEND_FAILED]
 
 
 SCHEMA_VERSION = len(MIGRATIONS)

@@ -502,6 +502,15 @@ class PostgresStore(ScheduleMethods, Store):
         rows = self._rows("SELECT * FROM attempts WHERE job_id = %s ORDER BY id", (job_id,))
         return [attempt_from(r, _f) for r in rows]
 
+    def outcomes_in_a_row(self, job_id: str, outcome: str, *,
+                          passing: Sequence[str] = ()) -> int:
+        rows = self._rows(
+            "SELECT count(*) AS n FROM attempts WHERE job_id = %s AND outcome = %s AND id > "
+            "coalesce((SELECT max(id) FROM attempts WHERE job_id = %s AND finished_at IS NOT "
+            "NULL AND coalesce(outcome, '') <> ALL(%s)), 0)",
+            (job_id, outcome, job_id, [outcome, *passing]))
+        return rows[0]["n"]
+
     def cancel_job(self, job_id: str, *, now: datetime) -> CancelOutcome:
         job = self.get_job(job_id)
 

@@ -133,8 +133,15 @@ def _job_counts(db: Database) -> None:
                f"WHEN old.status IS NOT new.status BEGIN {down} {up} END")
 
 
+def _resend_failed(db: Database) -> None:
+    """5: a failed settling resend has its own attempt outcome, resend_failed (it was an
+    error whose decision began "resend failed"), so the resend bound counts outcomes."""
+    db.execute("UPDATE attempts SET outcome = 'resend_failed' WHERE outcome = 'error' "
+               "AND decision GLOB 'resend failed*'")
+
+
 MIGRATIONS: list[Callable[[Database], None]] = [_initial, _list_order, _schedule,
-                                                   _job_counts]
+                                                   _job_counts, _resend_failed]
 
 SCHEMA_VERSION = len(MIGRATIONS)
 

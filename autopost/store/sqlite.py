@@ -482,6 +482,15 @@ class SqliteStore(Store):
         rows = self._rows("SELECT * FROM attempts WHERE job_id = ? ORDER BY id", (job_id,))
         return [attempt_from(r) for r in rows]
 
+    def outcomes_in_a_row(self, job_id: str, outcome: str, *,
+                          passing: Sequence[str] = ()) -> int:
+        skip = ", ".join("?" for _ in (outcome, *passing))
+        return self.conn.execute(
+            "SELECT count(*) FROM attempts WHERE job_id = ? AND outcome = ? AND id > "
+            "coalesce((SELECT max(id) FROM attempts WHERE job_id = ? AND finished_at IS NOT "
+            f"NULL AND coalesce(outcome, '') NOT IN ({skip})), 0)",
+            (job_id, outcome, job_id, outcome, *passing)).fetchone()[0]
+
     def cancel_job(self, job_id: str, *, now: datetime) -> CancelOutcome:
         job = self.get_job(job_id)
         with self._write() as c:
