@@ -10,15 +10,15 @@ refused as a duplicate. Claims skip a locked account for that moment (SKIP LOCKE
 
 from __future__ import annotations
 
-import json
 from collections.abc import Iterable, Sequence
 from dataclasses import replace
-from datetime import datetime, timedelta
+from datetime import datetime
 from typing import Any
 
 from autopost.errors import NotFound, UsageError
 from autopost.ids import new_id
 from autopost.models import Job, JobEdit, JobStatus, NewJob, PostRef, Reply
+from autopost.store import schedule
 from autopost.store.base import (
     CANCELLABLE,
     LIVE,
@@ -26,8 +26,16 @@ from autopost.store.base import (
     duplicate_key,
     not_editable_reason,
 )
-from autopost.store.pg_common import audit, from_pg, stamp, to_pg
-from autopost.store.rows import inserted_job, job_from, loads, new_job_row, series_from, series_row
+from autopost.store.pg_common import audit, from_pg, to_pg
+from autopost.store.rows import (
+    attempt_from,
+    inserted_job,
+    job_from,
+    loads,
+    new_job_row,
+    series_from,
+    series_row,
+)
 
 _LIVE = [str(s) for s in LIVE]
 
@@ -55,22 +63,11 @@ def job_in(c, job_id: str, *, lock: bool = True) -> Job:
     return job_from(row, from_pg)
 
 
-def hours(seconds: float) -> str:
-    if seconds % 3600 == 0:
-        return f"{int(seconds // 3600)} h"
-    if seconds % 60 == 0:
-        return f"{int(seconds // 60)} min"
-    return f"{seconds:g} s"
-
-
-# (id, scheduled_at, posted_at, status) of a LIVE job with a given text key
-Known = tuple[str, datetime, datetime | None, str]
-
-
-def live_by_text(c, jobs: Sequence[NewJob]) -> dict[tuple[str, str], list[Known]]:
+def live_by_text(c, jobs: Sequence[NewJob]
+                 ) -> dict[tuple[str, str], list[schedule.Known]]:
     """The LIVE jobs sharing a text key with one of `jobs`, in one query."""
     pairs = sorted({(j.account, k) for j in jobs if (k := duplicate_key(j.text))})
-    found: dict[tuple[str, str], list[Known]] = {}
+    found: dict[tuple[str, str], list[schedule.Known]] = {}
     if not pairs:
         return found
     for r in c.execute(
@@ -85,51 +82,31 @@ def live_by_text(c, jobs: Sequence[NewJob]) -> dict[tuple[str, str], list[Known]
 def check_duplicate(c, account: str, key: str | None, at: datetime, window: float, *,
                     exclude: str | None = None,
                     batch: Sequence[tuple[datetime, str]] | None = None,
-                    known: Sequence[Known] | None = None) -> None:
-    """UsageError when a LIVE job of the account has the same text key within the window
-    (or an earlier job of this batch, `batch` being its (time, id) with that key)."""
+                    known: Sequence[schedule.Known] | None = None) -> None:
+    """The duplicate guard (schedule.refuse_duplicate) on the LIVE jobs with this text
+    key: `known` as live_by_text read them, else the first one in the window."""
     if key is None:
         return  # media-only posts have no text to compare
-    span = timedelta(seconds=window)
-    for when, other_id in batch or ():
-        if abs(when - at) < span:
-            raise UsageError(
-                f"{account}: the same text is already in this batch (job {other_id}, "
-                f"{stamp(when)[:16]}Z), less than {hours(window)} apart; add "
-                "--allow-duplicate to post it anyway (nothing changed)")
-    lo, hi = at - span, at + span
     if known is None:
-        known = [(r["id"], from_pg(r["scheduled_at"]), from_pg(r["posted_at"]), r["status"])
-                 for r in c.execute(
-                     "SELECT id, scheduled_at, posted_at, status FROM jobs WHERE account = %s "
-                     "AND text_key = %s AND status = ANY(%s) AND id IS DISTINCT FROM %s "
-                     "AND ((scheduled_at > %s AND scheduled_at < %s) "
-                     "OR (posted_at > %s AND posted_at < %s)) LIMIT 1",
-                     (account, key, _LIVE, exclude, lo, hi, lo, hi))]
-    for jid, scheduled, posted, status in known:
-        if jid == exclude or not (lo < scheduled < hi or (posted and lo < posted < hi)):
-            continue
-        when = posted if status == "posted" and posted else scheduled
-        verb = "posted" if status == "posted" else "scheduled"
-        raise UsageError(
-            f"{account}: job {jid} with the same text is {verb} at {stamp(when)[:16]}Z, less "
-            f"than {hours(window)} from this one; add --allow-duplicate to post it "
-            "anyway (nothing changed)")
+        lo, hi = schedule.around(at, window, to_pg)
+        known = [(r["id"], r["scheduled_at"], r["posted_at"], r["status"]) for r in c.execute(
+            "SELECT id, scheduled_at, posted_at, status FROM jobs WHERE account = %s "
+            "AND text_key = %s AND status = ANY(%s) AND id IS DISTINCT FROM %s "
+            "AND ((scheduled_at > %s AND scheduled_at < %s) "
+            "OR (posted_at > %s AND posted_at < %s)) LIMIT 1",
+            (account, key, _LIVE, exclude, lo, hi, lo, hi))]
+    schedule.refuse_duplicate(account, at, window, to_pg, known=known, exclude=exclude,
+                              batch=batch)
 
 
 def free_slot(c, job: NewJob, taken: set[datetime], *, exclude: str | None = None) -> datetime:
     """The first of job.slots that no LIVE job of the account (nor `taken`, the times an
     earlier job of the batch holds) is scheduled at."""
-    first, last = job.slots[0], job.slots[-1]
     held = {from_pg(r["scheduled_at"]) for r in c.execute(
         "SELECT scheduled_at FROM jobs WHERE account = %s AND status = ANY(%s) "
         "AND scheduled_at >= %s AND scheduled_at <= %s AND id IS DISTINCT FROM %s",
-        (job.account, _LIVE, first, last, exclude))} | taken
-    for slot in job.slots:
-        if slot not in held:
-            return slot
-    raise UsageError(f"{job.account}: no free slot until {stamp(last)[:16]}Z (every slot is "
-                     "taken; add slots in the config or give --at)")
+        (job.account, _LIVE, job.slots[0], job.slots[-1], exclude))}
+    return schedule.first_free(job, held | taken, to_pg)
 
 
 def later_parts(c, job_id: str, statuses: Sequence[JobStatus]) -> list[str]:
@@ -178,74 +155,38 @@ def retry_one(c, job: Job, now: datetime, at: datetime | None, *, force: bool = 
               ) -> bool:
     """Set one (locked) job pending again (False if its status cannot be retried), as the
     SQLite store's _retry_one."""
-    if job.status not in RETRYABLE and job.status != JobStatus.UNKNOWN:
+    if not schedule.retryable(job, now):
         return False
-    if (job.status == JobStatus.UNKNOWN and job.lease_owner is not None
-            and job.lease_expires_at is not None and job.lease_expires_at > now):
-        raise UsageError(f"job {job.id} is being reconciled by run {job.lease_owner}; try "
-                         "again when that run has finished")
-    from autopost.policy import retry_doubt  # policy loads the platform layer
-    from autopost.store.rows import attempt_from
-
-    doubt = retry_doubt(job, [attempt_from(r, from_pg) for r in c.execute(
-        "SELECT * FROM attempts WHERE job_id = %s ORDER BY id", (job.id,))])
-    if doubt is not None and not force:
-        raise UsageError(doubt)
+    attempts = [attempt_from(r, from_pg) for r in c.execute(
+        "SELECT * FROM attempts WHERE job_id = %s ORDER BY id", (job.id,))]
+    holder = None
     if job.status == JobStatus.CANCELLED and job.key is not None:
-        other = c.execute(
+        holder = c.execute(
             "SELECT id FROM jobs WHERE account = %s AND key = %s AND status <> 'cancelled' "
             "AND id <> %s", (job.account, job.key, job.id)).fetchone()
-        if other is not None:
-            raise UsageError(f"job {job.id} cannot be retried: its key {job.key!r} now belongs "
-                             f"to job {other['id']} (nothing changed)")
-    when = to_pg(at or now)
+    note = schedule.retry_note(job, attempts, at, force=force,
+                               key_holder=holder and holder["id"])
     c.execute(
         "UPDATE jobs SET status = 'pending', next_attempt_at = %s, "
         "scheduled_at = coalesce(%s, scheduled_at), lease_owner = NULL, "
         "lease_expires_at = NULL, dispatched = 0, "
         "max_attempts = greatest(max_attempts, attempts + 1), last_error = NULL, "
         "last_error_kind = NULL, updated_at = %s WHERE id = %s",
-        (when, to_pg(at), now, job.id))
-    note = "set pending by operator" + (f", due {stamp(when)}" if at is not None else "") + (
-        " (forced: it may already be posted)" if doubt else "")
+        (to_pg(at or now), to_pg(at), now, job.id))
     audit(c, job.id, job.attempts, None, now, "retried", note)
     return True
-
-
-def _edit_value(job: Job, name: str) -> Any:
-    value = getattr(job, name)
-    return tuple(value) if name == "media" else value
 
 
 def apply_edit(c, job: Job, edit: JobEdit, now: datetime, window: float | None, *,
                verb: str = "edited") -> None:
     """Change one (locked) job as the SQLite store's _apply_edit."""
-    reason = not_editable_reason(job)
-    if reason is not None:
-        raise UsageError(f"job {job.id} cannot be {verb}: {reason} (nothing changed)")
-    text = job.text if edit.text is None else edit.text
-    at = job.scheduled_at if edit.scheduled_at is None else edit.scheduled_at
-    if window is not None and (edit.text is not None or edit.scheduled_at is not None):
-        check_duplicate(c, job.account, duplicate_key(text), at, window, exclude=job.id)
-    sets: dict[str, Any] = {"updated_at": now}
-    if edit.text is not None:
-        sets["text"] = edit.text
-        sets["text_key"] = duplicate_key(edit.text)
-    if edit.media is not None:
-        sets["media"] = json.dumps([m.to_dict() for m in edit.media]) if edit.media else "[]"
-    if edit.options is not None:
-        sets["options"] = json.dumps(edit.options) if edit.options else "{}"
-    if edit.max_attempts is not None:
-        sets["max_attempts"] = edit.max_attempts
-    if edit.scheduled_at is not None:
-        sets["scheduled_at"] = sets["next_attempt_at"] = to_pg(edit.scheduled_at)
-        if job.status != JobStatus.PENDING:
-            sets.update(status="pending", last_error=None, last_error_kind=None)
+    sets, note = schedule.planned_edit(job, edit, verb, now, to_pg)
+    guard = schedule.edit_guard(job, edit) if window is not None else None
+    if guard is not None:
+        check_duplicate(c, job.account, *guard, window, exclude=job.id)
     assignments = ", ".join(f"{k} = %({k})s" for k in sets)
     c.execute(f"UPDATE jobs SET {assignments} WHERE id = %(id)s", {**sets, "id": job.id})
-    changed = [name for name in edit.fields() if _edit_value(job, name) != getattr(edit, name)]
-    audit(c, job.id, job.attempts, None, now, verb,
-          f"{verb} by operator: {', '.join(changed) or 'nothing changed'}")
+    audit(c, job.id, job.attempts, None, now, verb, note)
 
 
 def update_with(c, job_id: str, job: NewJob, now: datetime, window: float | None) -> None:
@@ -257,9 +198,7 @@ def update_with(c, job_id: str, job: NewJob, now: datetime, window: float | None
     if job.slots:
         at = current.scheduled_at if current.scheduled_at in job.slots else \
             free_slot(c, job, set(), exclude=job_id)
-    edit = JobEdit(text=job.text, scheduled_at=at, media=tuple(job.media),
-                   options=dict(job.options), max_attempts=job.max_attempts)
-    apply_edit(c, current, edit, now, window, verb="updated")
+    apply_edit(c, current, schedule.as_update(job, at), now, window, verb="updated")
 
 
 def _matching(c, account: str | None, statuses: Sequence[JobStatus],
@@ -429,15 +368,7 @@ class ScheduleMethods:
 
         def body(c):
             at = self._now(c, now)
-            sets: dict[str, Any] = {"updated_at": at}
-            if edit.text is not None:
-                sets["text"] = edit.text
-            if edit.media is not None:
-                sets["media"] = json.dumps([m.to_dict() for m in edit.media])
-            if edit.options is not None:
-                sets["options"] = json.dumps(edit.options)
-            if edit.max_attempts is not None:
-                sets["max_attempts"] = edit.max_attempts
+            sets = schedule.series_sets(edit, at)
             c.execute(f"UPDATE series SET {', '.join(f'{k} = %({k})s' for k in sets)} "
                       "WHERE id = %(id)s", {**sets, "id": series.id})
             changed = []

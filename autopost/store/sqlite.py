@@ -29,6 +29,7 @@ from autopost.models import (
     Run,
 )
 from autopost.quota import DAY, HOUR, next_free_slot
+from autopost.store import schedule
 from autopost.store.base import (
     CANCELLABLE,
     LIVE,
@@ -360,9 +361,7 @@ class SqliteStore(Store):
         if job.slots:
             at = current.scheduled_at if current.scheduled_at in job.slots else \
                 _free_slot(c, job, set(), exclude=job_id)
-        edit = JobEdit(text=job.text, scheduled_at=at, media=tuple(job.media),
-                       options=dict(job.options), max_attempts=job.max_attempts)
-        self._apply_edit(c, current, edit, now, window, verb="updated")
+        self._apply_edit(c, current, schedule.as_update(job, at), now, window, verb="updated")
 
     def _with_replies(self, jobs: Sequence[Job]) -> dict[str, Job]:
         """Thread parts after the first, with `reply` set from the parts they reply to."""
@@ -394,34 +393,13 @@ class SqliteStore(Store):
 
     def _apply_edit(self, c, job: Job, edit: JobEdit, now: datetime, window: float | None,
                     *, verb: str = "edited") -> None:
-        reason = not_editable_reason(job)
-        if reason is not None:
-            raise UsageError(f"job {job.id} cannot be {verb}: {reason} (nothing changed)")
-        text = job.text if edit.text is None else edit.text
-        at = job.scheduled_at if edit.scheduled_at is None else edit.scheduled_at
-        if window is not None and (edit.text is not None or edit.scheduled_at is not None):
-            _check_duplicate(c, job.account, duplicate_key(text), at, window, exclude=job.id)
-        sets = {"updated_at": to_db(now)}
-        if edit.text is not None:
-            sets["text"] = edit.text
-            sets["text_key"] = duplicate_key(edit.text)
-        if edit.media is not None:
-            sets["media"] = json.dumps([m.to_dict() for m in edit.media]) if edit.media \
-                else "[]"
-        if edit.options is not None:
-            sets["options"] = json.dumps(edit.options) if edit.options else "{}"
-        if edit.max_attempts is not None:
-            sets["max_attempts"] = edit.max_attempts
-        if edit.scheduled_at is not None:
-            sets["scheduled_at"] = sets["next_attempt_at"] = to_db(edit.scheduled_at)
-            if job.status != JobStatus.PENDING:
-                sets.update(status="pending", last_error=None, last_error_kind=None)
+        sets, note = schedule.planned_edit(job, edit, verb, to_db(now), to_db)
+        guard = schedule.edit_guard(job, edit) if window is not None else None
+        if guard is not None:
+            _check_duplicate(c, job.account, *guard, window, exclude=job.id)
         assignments = ", ".join(f"{k} = :{k}" for k in sets)
         c.execute(f"UPDATE jobs SET {assignments} WHERE id = :id", {**sets, "id": job.id})
-        changed = [name for name in edit.fields()
-                   if _edit_value(job, name) != getattr(edit, name)]
-        _audit(c, job.id, job.attempts, None, now, verb,
-               f"{verb} by operator: {', '.join(changed) or 'nothing changed'}")
+        _audit(c, job.id, job.attempts, None, now, verb, note)
 
     def edit_job(self, job_id: str, edit: JobEdit, *, now: datetime,
                  duplicate_window: float | None = None) -> Job:
@@ -718,15 +696,7 @@ class SqliteStore(Store):
             raise UsageError("a series' times come from its rule; cancel it and add a new "
                              "one to change them")
         series = self.get_series(series_id)
-        sets: dict[str, Any] = {"updated_at": to_db(now)}
-        if edit.text is not None:
-            sets["text"] = edit.text
-        if edit.media is not None:
-            sets["media"] = json.dumps([m.to_dict() for m in edit.media])
-        if edit.options is not None:
-            sets["options"] = json.dumps(edit.options)
-        if edit.max_attempts is not None:
-            sets["max_attempts"] = edit.max_attempts
+        sets = schedule.series_sets(edit, to_db(now))
         with self._write() as c:
             c.execute(f"UPDATE series SET {', '.join(f'{k} = :{k}' for k in sets)} "
                       "WHERE id = :id", {**sets, "id": series.id})
@@ -1213,80 +1183,45 @@ def _retry_one(c, job: Job, now: datetime, at: datetime | None, *,
     """Set one job pending again (False if its status cannot be retried). Refuses
     (UsageError) a job that may already be posted unless `force`, an unknown job another
     run holds, and a cancelled job whose key another job now holds."""
-    if job.status not in RETRYABLE and job.status != JobStatus.UNKNOWN:
+    if not schedule.retryable(job, now):
         return False
-    if (job.status == JobStatus.UNKNOWN and job.lease_owner is not None
-            and job.lease_expires_at is not None and job.lease_expires_at > now):
-        raise UsageError(f"job {job.id} is being reconciled by run {job.lease_owner}; try "
-                         "again when that run has finished")
-    from autopost.policy import retry_doubt  # policy loads the platform layer
-
     cur = c.execute("SELECT * FROM attempts WHERE job_id = ? ORDER BY id", (job.id,))
     keys = [d[0] for d in cur.description]
-    doubt = retry_doubt(job, (attempt_from(dict(zip(keys, r, strict=True)))
-                              for r in cur.fetchall()))
-    if doubt is not None and not force:
-        raise UsageError(doubt)
+    attempts = [attempt_from(dict(zip(keys, r, strict=True))) for r in cur.fetchall()]
+    holder = None
     if job.status == JobStatus.CANCELLED and job.key is not None:
-        other = c.execute(
+        holder = c.execute(
             "SELECT id FROM jobs WHERE account = ? AND key = ? AND key IS NOT NULL AND "
             "status <> 'cancelled' AND id <> ?", (job.account, job.key, job.id)).fetchone()
-        if other is not None:
-            raise UsageError(f"job {job.id} cannot be retried: its key {job.key!r} now belongs "
-                             f"to job {other[0]} (nothing changed)")
-    when = to_db(at or now)
+    note = schedule.retry_note(job, attempts, at, force=force, key_holder=holder and holder[0])
     c.execute(
         "UPDATE jobs SET status = 'pending', next_attempt_at = ?, "
         "scheduled_at = coalesce(?, scheduled_at), lease_owner = NULL, "
         "lease_expires_at = NULL, dispatched = 0, "
         "max_attempts = max(max_attempts, attempts + 1), last_error = NULL, "
         "last_error_kind = NULL, updated_at = ? WHERE id = ?",
-        (when, to_db(at), to_db(now), job.id))
-    note = "set pending by operator" + (f", due {when}" if at is not None else "") + (
-        " (forced: it may already be posted)" if doubt else "")
+        (to_db(at or now), to_db(at), to_db(now), job.id))
     _audit(c, job.id, job.attempts, None, now, "retried", note)
     return True
-
-
-def _edit_value(job: Job, name: str) -> Any:
-    value = getattr(job, name)
-    return tuple(value) if name == "media" else value
 
 
 def _check_duplicate(c, account: str, key: str | None, at: datetime, window: float, *,
                      exclude: str | None = None,
                      batch: Sequence[tuple[datetime, str]] | None = None,
-                     known: Sequence[tuple[str, str, str | None, str]] | None = None) -> None:
-    """UsageError when a LIVE job of the account has the same text key within the window
-    (or an earlier job of this batch, `batch` being its (time, id) with that key)."""
+                     known: Sequence[schedule.Known] | None = None) -> None:
+    """The duplicate guard (schedule.refuse_duplicate) on the LIVE jobs with this text
+    key: `known` as _live_by_text read them, else the first one in the window."""
     if key is None:
         return  # media-only posts have no text to compare
-    span = timedelta(seconds=window)
-    for when, other_id in batch or ():
-        if abs(when - at) < span:
-            raise UsageError(
-                f"{account}: the same text is already in this batch (job {other_id}, "
-                f"{to_db(when)[:16]}Z), less than {_hours(window)} apart; add "
-                "--allow-duplicate to post it anyway (nothing changed)")
-    lo, hi = to_db(at - span), to_db(at + span)
-    if known is not None:
-        row = next(((jid, sched, posted, status) for jid, sched, posted, status in known
-                    if jid != exclude and (lo < sched < hi or (posted and lo < posted < hi))),
-                   None)
-    else:
-        row = c.execute(
+    if known is None:
+        lo, hi = schedule.around(at, window, to_db)
+        known = c.execute(
             f"SELECT id, scheduled_at, posted_at, status FROM jobs WHERE account = ? "
             f"AND text_key = ? AND status IN ({_LIVE_SQL}) AND id IS NOT ? "
             "AND ((scheduled_at > ? AND scheduled_at < ?) OR (posted_at > ? AND posted_at < ?)) "
-            "LIMIT 1", (account, key, exclude, lo, hi, lo, hi)).fetchone()
-    if row is not None:
-        jid, scheduled, posted, status = row
-        when = posted if status == "posted" and posted else scheduled
-        verb = "posted" if status == "posted" else "scheduled"
-        raise UsageError(
-            f"{account}: job {jid} with the same text is {verb} at {when[:16]}Z, less "
-            f"than {_hours(window)} from this one; add --allow-duplicate to post it "
-            "anyway (nothing changed)")
+            "LIMIT 1", (account, key, exclude, lo, hi, lo, hi)).fetchall()
+    schedule.refuse_duplicate(account, at, window, to_db, known=known, exclude=exclude,
+                              batch=batch)
 
 
 def _live_by_text(c, jobs: Sequence[NewJob]
@@ -1309,27 +1244,14 @@ def _live_by_text(c, jobs: Sequence[NewJob]
     return found
 
 
-def _hours(seconds: float) -> str:
-    if seconds % 3600 == 0:
-        return f"{int(seconds // 3600)} h"
-    if seconds % 60 == 0:
-        return f"{int(seconds // 60)} min"
-    return f"{seconds:g} s"
-
-
 def _free_slot(c, job: NewJob, taken: set[str], *, exclude: str | None = None) -> datetime:
     """The first of job.slots that no LIVE job of the account (nor `taken`, the times an
     earlier job of the batch holds) is scheduled at."""
-    first, last = to_db(job.slots[0]), to_db(job.slots[-1])
     held = {r[0] for r in c.execute(
         f"SELECT scheduled_at FROM jobs WHERE account = ? AND status IN ({_LIVE_SQL}) "
         "AND scheduled_at >= ? AND scheduled_at <= ? AND id IS NOT ?",
-        (job.account, first, last, exclude))} | taken
-    for slot in job.slots:
-        if to_db(slot) not in held:
-            return slot
-    raise UsageError(f"{job.account}: no free slot until {last[:16]}Z (every slot is taken; "
-                     "add slots in the config or give --at)")
+        (job.account, to_db(job.slots[0]), to_db(job.slots[-1]), exclude))}
+    return schedule.first_free(job, held | taken, to_db)
 
 
 def _audit(c, job_id: str, number: int, run_id: str | None, now: datetime, outcome: str,
