@@ -50,9 +50,6 @@ def run_due(
       autopost run-due --linger 60
       autopost run-due --dry-run
     """
-    from autopost.engine import Engine, RunOptions
-    from autopost.store.select import reopen
-
     settings = get_settings()
     if not settings.run.enabled:
         message = ("autopost: run-due is disabled (AUTOPOST_ENABLED=false or [run] enabled "
@@ -66,6 +63,16 @@ def run_due(
         else:
             print(message)
         return
+    tls = None
+    if not dry_run:
+        from autopost.platforms.tlsprefetch import TlsPrefetch
+
+        # Started before anything slow below: the TLS context loads on another core while
+        # the engine is imported, the store opened and the first jobs claimed.
+        tls = TlsPrefetch()
+    from autopost.engine import Engine, RunOptions
+    from autopost.store.select import reopen
+
     store = get_store(create=not dry_run)
     stop = threading.Event()
     interrupted = _on_signals(stop)  # from here on, Ctrl-C winds the run down
@@ -75,7 +82,7 @@ def run_due(
         extend_due(store, settings, now=now())  # recurring posts coming within the horizon
     live = None if dry_run else _live_line(as_json, linger)
     engine = Engine(store, settings, store_factory=lambda: reopen(store), stop=stop,
-                    progress=live)
+                    progress=live, client_factory=tls.client if tls is not None else None)
     started = time.monotonic()
     try:
         summary = engine.run(RunOptions(limit=limit, concurrency=concurrency, linger=linger,
