@@ -74,4 +74,6 @@ def engine_run_due(argv: list[str]) -> int:
 
 
 if __name__ == "__main__":
-    sys.exit(main(sys.argv[1:]))
+    from autopost.__main__ import leave
+
+    leave(main(sys.argv[1:]))  # and ends the way the console script does

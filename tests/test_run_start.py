@@ -1,12 +1,17 @@
-"""How run-due starts.
+"""How run-due starts and how the command ends.
 
 The run's first platform call waits for the shared HTTP client, and the first client of
 a process is slow to build (the TLS context, httpcore's import): run-due builds its TLS
-context on a thread of its own from its first moment.
+context on a thread of its own from its first moment. A finished command ends without
+the interpreter's teardown, but never at the cost of output, atexit handlers or a thread
+Python would have waited for.
 """
 
 from __future__ import annotations
 
+import os
+import subprocess
+import sys
 import threading
 from datetime import UTC, datetime
 
@@ -95,3 +100,45 @@ def test_a_dry_run_prefetches_nothing(cli, mastodon, monkeypatch):
     out = cli("run-due", "--dry-run")
     assert out.code == 0 and "would publish" in out.stdout
     assert started == []
+
+
+# -- the end of the process --------------------------------------------------------------
+
+def run_python(code: str, tmp_path) -> subprocess.CompletedProcess:
+    env = {k: v for k, v in os.environ.items() if not k.startswith("AUTOPOST_")}
+    env["AUTOPOST_DB"] = str(tmp_path / "autopost.db")
+    return subprocess.run([sys.executable, "-c", code], capture_output=True, text=True,
+                          env=env, timeout=60)
+
+
+def test_leaving_keeps_buffered_output_and_runs_atexit_handlers(tmp_path):
+    done = run_python(
+        "import atexit, sys\n"
+        "from autopost.__main__ import main\n"
+        "atexit.register(lambda: print('atexit ran'))\n"
+        "sys.stdout.write('x' * 100000)\n"  # more than a pipe's buffer, not flushed
+        "main(['--version'])\n", tmp_path)
+    assert done.returncode == 0, done.stderr
+    assert done.stdout.startswith("x" * 100000)
+    assert done.stdout[100000:].splitlines()[0].startswith("autopost ")
+    assert done.stdout.splitlines()[-1] == "atexit ran"
+
+
+def test_leaving_waits_for_a_thread_python_would_wait_for(tmp_path):
+    done = run_python(
+        "import threading, time\n"
+        "from autopost.__main__ import main\n"
+        "def late():\n"  # finishes only once the main thread has begun to exit
+        "    while threading.main_thread().is_alive():\n"
+        "        time.sleep(0.01)\n"
+        "    print('thread finished', flush=True)\n"
+        "threading.Thread(target=late).start()\n"
+        "main(['--version'])\n", tmp_path)
+    assert done.returncode == 0, done.stderr
+    assert done.stdout.splitlines()[-1] == "thread finished"
+
+
+def test_leaving_keeps_the_exit_code(tmp_path):
+    done = run_python("from autopost.__main__ import main\nmain(['lsit'])\n", tmp_path)
+    assert done.returncode == 2
+    assert "No such command 'lsit'" in done.stderr
