@@ -13,9 +13,26 @@ from __future__ import annotations
 import sys
 from typing import NoReturn
 
+# Optional imports of the libraries autopost uses, for features it never uses. `import
+# httpx` imports httpx's own command-line tool, and with it rich, pygments and click,
+# whenever they are installed (rich and click are: autopost's tables and Typer); httpcore
+# imports trio, if installed, to support async code running under it (autopost makes
+# only synchronous calls). Each library has a fallback for the module being absent
+# (httpx a stub `main`, httpcore no trio support), which is what a None entry in
+# sys.modules gives: `import` raises ImportError at once. 50-150 ms of a run's start.
+UNUSED_IMPORTS = ("httpx._main", "trio")
+
+
+def skip_unused_imports() -> None:
+    """Make the optional imports above fail fast, in the autopost process only (never
+    when autopost is imported as a library, e.g. by tests)."""
+    for name in UNUSED_IMPORTS:
+        sys.modules.setdefault(name, None)  # an already imported module stays
+
 
 def main(argv: list[str] | None = None) -> None:
     args = sys.argv[1:] if argv is None else list(argv)
+    skip_unused_imports()
     try:
         from autopost.tick import try_idle
 

@@ -3,12 +3,16 @@
 noop      publish returns at once: only autopost's own bookkeeping is timed.
 benchhttp one HTTP POST per job to the account's base_url (the bench's local server),
           through the run's shared httpx.Client, like a real adapter.
+
+Registering them imports no HTTP library: a real platform's module (and httpx with it)
+is imported when a run first needs its adapter, so the bench's must not load httpx on
+the main thread at process start either.
 """
 
 from __future__ import annotations
 
 from autopost.models import ErrorKind, Job
-from autopost.platforms import http, registry
+from autopost.platforms import registry
 from autopost.platforms.base import (
     AccountInfo,
     Adapter,
@@ -39,6 +43,8 @@ class BenchHttpAdapter(Adapter):
     needs_http = True
 
     def publish(self, job: Job, save_ref: SaveRef) -> Published:
+        from autopost.platforms import http  # with httpx, at the first call (see above)
+
         request = self.client.build_request(
             "POST", self.base_url + "/post",
             json={"id": job.id, "account": job.account, "text": job.text},

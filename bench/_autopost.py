@@ -27,7 +27,10 @@ def cli_available() -> bool:
 
 
 def main(argv: list[str]) -> int:
+    from autopost.__main__ import skip_unused_imports
     from autopost.tick import try_idle
+
+    skip_unused_imports()  # as the console script does
 
     code = try_idle(argv)
     if code is not None:

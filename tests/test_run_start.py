@@ -102,6 +102,34 @@ def test_a_dry_run_prefetches_nothing(cli, mastodon, monkeypatch):
     assert started == []
 
 
+def test_a_publishing_run_loads_httpx_without_its_command_line_tool_or_trio(tmp_path):
+    from tests.test_idle import _imported
+
+    with FakeMastodon() as fake:
+        db = tmp_path / "autopost.db"
+        store = SqliteStore(db)
+        now = datetime.now(UTC)
+        store.add_account(Account(name="alice", platform="mastodon", base_url=fake.base_url,
+                                  credentials={"access_token": "token-alice"}), now=now)
+        job = store.add_jobs([NewJob(account="alice", platform="mastodon", text="hello",
+                                     scheduled_at=now)], now=now)[0][0]
+        env = {k: v for k, v in os.environ.items() if not k.startswith("AUTOPOST_")}
+        env["AUTOPOST_CONFIG"] = str(tmp_path / "none.toml")
+        (tmp_path / "none.toml").write_text("")
+        done = subprocess.run([sys.executable, "-X", "importtime", "-m", "autopost", "--db",
+                               str(db), "run-due"], capture_output=True, text=True, env=env,
+                              timeout=120)
+        assert done.returncode == 0, done.stderr[-2000:]
+        assert store.get_job(job.id).status == JobStatus.POSTED
+        store.close()
+    imported = _imported(done.stderr)
+    assert {"httpx", "httpcore", "autopost.platforms.mastodon"} <= imported
+    # What httpx's command-line tool (httpx._main) and trio would have loaded. (-X
+    # importtime lists a refused import too, as a bare name that took no time.)
+    unused = {m for m in imported if m.startswith(("rich", "pygments", "trio."))}
+    assert not unused, sorted(unused)
+
+
 # -- the end of the process --------------------------------------------------------------
 
 def run_python(code: str, tmp_path) -> subprocess.CompletedProcess:

@@ -52,7 +52,7 @@ class TlsPrefetch:
 
     def client(self) -> Any:
         """The run's shared httpx.Client, trusting what httpx trusts by default."""
+        context = self.context()  # first: httpx is imported by then, on that thread
         from autopost.platforms.http import make_client
 
-        context = self.context()
         return make_client() if context is None else make_client(verify=context)
