@@ -66,10 +66,11 @@ TABLES = {
 }
 # index -> (table, columns, unique, partial)
 INDEXES = {
-    "jobs_due": ("jobs", ["status", "next_attempt_at"], 0, 0),
-    "jobs_account": ("jobs", ["account", "status", "posted_at"], 0, 0),
+    # partial since migration 6: a status change moves fewer entries
+    "jobs_due": ("jobs", ["status", "next_attempt_at"], 0, 1),
+    "jobs_posted": ("jobs", ["posted_at", "account"], 0, 1),
     "jobs_scheduled": ("jobs", ["scheduled_at"], 0, 0),
-    "jobs_status_scheduled": ("jobs", ["status", "scheduled_at", "id"], 0, 0),
+    "jobs_status_scheduled": ("jobs", ["status", "scheduled_at", "id"], 0, 1),
     "jobs_account_key": ("jobs", ["account", "key"], 1, 1),
     "jobs_thread": ("jobs", ["thread_id", "thread_part"], 0, 0),
     "jobs_series": ("jobs", ["series_id", "series_n"], 0, 0),
@@ -297,3 +298,59 @@ def test_a_version_4_database_upgrades_its_failed_resends(tmp_path, monkeypatch)
     store.conn.execute("DELETE FROM attempts WHERE outcome = 'error'")
     assert store.outcomes_in_a_row(job.id, "resend_failed", passing=("reconcile_error",)) == 2
     store.close()
+
+
+def test_the_status_indexes_serve_every_query_that_needs_them(db):
+    """Migration 6 made jobs_due, jobs_status_scheduled and jobs_posted partial: SQLite
+    uses a partial index only for a query whose WHERE implies the index's. Every
+    statement a run, the tick and the listing commands issue on `jobs` is planned here
+    and must seek through an index (a full scan of `jobs` is a full read at 1M jobs)."""
+    from datetime import UTC, datetime, timedelta
+
+    from autopost.models import Account, JobFilter, JobStatus, NewJob
+    from autopost.store.base import Result
+    from autopost.store.probe import has_work
+    from autopost.store.timefmt import to_db
+
+    store = SqliteStore(db)
+    now = datetime(2026, 3, 1, 12, tzinfo=UTC)
+    store.add_account(Account(name="a", platform="outbox", credentials={"path": "x"}),
+                      now=now)
+    store.add_jobs([NewJob(account="a", platform="outbox", text=f"t{i}",
+                           scheduled_at=now - timedelta(minutes=i)) for i in range(4)],
+                   now=now - timedelta(hours=1))
+    statements: list[str] = []
+    store.conn.set_trace_callback(statements.append)
+    claim = store.claim("r1", now=now, lease=60, limit=4, per_account=4,
+                        limits_for=lambda _a: (10, 20))
+    ids = [j.id for j in claim.jobs]
+    store.dispatch_and_record(ids[:2], [], "r1", now=now, lease=60)
+    store.dispatch_and_record(ids[2:], [Result(i, "r1", now, JobStatus.POSTED, "posted")
+                                        for i in ids[:2]], "r1", now=now, lease=60)
+    later = now + timedelta(hours=1)
+    store.rescue_expired("r2", now=later)
+    store.mark_missed(now=later, window=60)
+    store.claim_unknown("r2", now=later, lease=60, limit=10)
+    store.next_due_at(now=later)
+    store.due_jobs(now=later, limit=10)
+    store.quota_usage("a", now=later)
+    for status in JobStatus:
+        store.list_jobs(JobFilter(status=status, limit=50))
+    store.retry_jobs(account=None, statuses=[JobStatus.MISSED], now=later)
+    store.cancel_jobs(account=None, statuses=[JobStatus.PENDING], now=later)
+    has_work(store.conn, to_db(later))
+    store.conn.set_trace_callback(None)
+    checked, quota = 0, False
+    for sql in statements:
+        if "jobs" not in sql or sql.split()[0].upper() not in ("SELECT", "UPDATE", "WITH"):
+            continue
+        plan = [r[3] for r in store.conn.execute("EXPLAIN QUERY PLAN " + sql)]
+        scans = [step for step in plan if step.split()[:2] in (["SCAN", "jobs"],
+                                                               ["SCAN", "j"], ["SCAN", "p"])]
+        assert not scans, (sql, plan)
+        if "posted_at >" in sql:  # the quota's posts of the last day: that day's only
+            assert any("jobs_posted" in step for step in plan), (sql, plan)
+            quota = True
+        checked += 1
+    store.close()
+    assert checked >= 20 and quota
