@@ -1137,6 +1137,9 @@ def _record_one(c, res: Result) -> bool:
 
 def _consequences(c, res: Result, account: str) -> None:
     """What a recorded result does beyond its job and attempt row (rare)."""
+    if (res.status != JobStatus.FAILED and not res.refund_attempt
+            and res.block_account_until is None and res.account_state is None):
+        return  # most results: nothing more
     stamp = to_db(res.finished_at)
     if res.status == JobStatus.FAILED:
         _stop_thread(c, res.job_id, res.finished_at)  # a failed thread part stops its thread
