@@ -20,6 +20,9 @@ After an unknown outcome, a reconcile (not an attempt) settles the job:
                     MAX_FAILED_RESENDS failed resends in a row it is no longer resent: it
                     waits for the operator (the post may be live, so never failed)
     cannot tell     unknown, waiting for 'autopost resolve'
+    (read failed)   unknown, asked again with backoff; after MAX_FAILED_RECONCILES failed
+                    read-backs in a row it waits for the operator like a resend that
+                    keeps failing
 
 A job that may have reached the platform is never failed for want of attempts: only a
 refusal by the platform or an established absence fails it.
@@ -41,6 +44,9 @@ RECONCILE_DELAY = timedelta(seconds=5)
 
 # Failed settling resends in a row after which an unknown job waits for the operator.
 MAX_FAILED_RESENDS = 5
+# Failed read-backs (reconciles) in a row after which an unknown job waits for the
+# operator. With the backoff growing each time, the tenth comes hours after the first.
+MAX_FAILED_RECONCILES = 10
 
 # Attempt outcomes of the log rows that settle (or fail to settle) an unknown job: a
 # read-back that failed, and a settling resend that failed (Store.outcomes_in_a_row
@@ -135,9 +141,19 @@ def decide_reconcile(found: Reconciled, *, job: Job, now: datetime) -> Decision:
 
 
 def decide_reconcile_error(err: PlatformError, *, job: Job, policy: PlatformPolicy,
-                           now: datetime, rng: random.Random) -> Decision:
-    """The platform could not be asked this time: stay unknown, ask again later."""
-    at = retry_time(policy, max(1, job.attempts), now, rng, err.retry_at)
+                           now: datetime, rng: random.Random,
+                           failed_before: int = 0) -> Decision:
+    """The platform could not be asked this time: stay unknown, ask again later, the
+    backoff growing with each failed read-back in a row (`failed_before` of them before
+    this one). At MAX_FAILED_RECONCILES the job is no longer asked about: it waits for
+    the operator (never failed, never resent: the post may be live)."""
+    failed = failed_before + 1
+    if failed >= MAX_FAILED_RECONCILES:
+        return Decision(JobStatus.UNKNOWN, None, (
+            f"reconcile failed ({err.kind}) {failed} times in a row; no longer asked "
+            f"automatically, the post may be live: see 'autopost show {job.id}', then "
+            f"'autopost resolve' it or 'autopost retry --force {job.id}'"), gave_up=True)
+    at = retry_time(policy, max(1, job.attempts) + failed_before, now, rng, err.retry_at)
     return Decision(JobStatus.UNKNOWN, at,
                     f"reconcile failed ({err.kind}); asking again at "
                     f"{at.isoformat(timespec='seconds')}")

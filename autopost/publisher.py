@@ -343,8 +343,13 @@ class Publisher:
         except PlatformError as exc:
             exc = scrubbed(adapter, exc)
             now = self.clock()
+            store = store or self.store_factory()
+            failed_before = store.outcomes_in_a_row(job.id, RECONCILE_ERROR)
             with self._rng_lock:
-                d = decide_reconcile_error(exc, job=job, policy=policy, now=now, rng=self.rng)
+                d = decide_reconcile_error(exc, job=job, policy=policy, now=now, rng=self.rng,
+                                           failed_before=failed_before)
+            if d.gave_up:
+                exc = self._given_up(exc, d)
             return self._done(job, run_id, now, d, exc, closes_attempt=False,
                               reconcile=True), seen, store
         # The answer's words go into the record: without any of the account's secrets.
@@ -396,15 +401,19 @@ class Publisher:
             d = decide_resend_error(outcome, job=job, policy=self.settings.policy(job.platform),
                                     now=now, rng=self.rng, failed_before=failed_before)
         if d.gave_up:
-            # No longer resent: the job's last error says why and what to do.
-            outcome = PlatformError(outcome.kind, f"{outcome.message}; {d.why}",
-                                    http_status=outcome.http_status, code=outcome.code)
+            outcome = self._given_up(outcome, d)
         done = self._done(job, run_id, now, d, outcome, closes_attempt=True,
                           outcome=RESEND_FAILED)
         counter = {JobStatus.FAILED: "failed", JobStatus.UNKNOWN: "unknown"}[d.status]
         if d.status == JobStatus.UNKNOWN and d.next_attempt_at is not None:
             counter = "reconciled"  # asked again later: not yet anyone's problem
         return Done(job, done.result, done.problem, counter), seen, store
+
+    @staticmethod
+    def _given_up(exc: PlatformError, d: Decision) -> PlatformError:
+        """No longer tried automatically: the job's last error says why and what to do."""
+        return PlatformError(exc.kind, f"{exc.message}; {d.why}", http_status=exc.http_status,
+                             code=exc.code)
 
     def _done(self, job: Job, run_id: str, now: datetime, d: Decision, exc: PlatformError, *,
               closes_attempt: bool, reconcile: bool = False,
@@ -417,10 +426,12 @@ class Publisher:
             refund_attempt=d.refund_attempt, block_account_until=d.block_until,
             account_state=d.account_state,
             account_reason=exc.message if d.account_state else None)
-        problem = None if reconcile else _problem(job, d, exc.message)
+        # A failed read-back is nobody's problem yet, unless it was the last one tried.
+        asked_again = reconcile and not d.gave_up
+        problem = None if asked_again else _problem(job, d, exc.message)
         counter = {JobStatus.FAILED: "failed", JobStatus.UNKNOWN: "unknown"}.get(
             d.status, "retried")
-        if reconcile:
+        if asked_again:
             counter = "reconciled"
         return Done(job, result, problem, counter)
 

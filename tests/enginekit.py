@@ -55,6 +55,9 @@ class Platform:
         self.refreshes = 0
         self.refresh_error: PlatformError | None = None
         self.reconcile_answer: Verdict | None = None
+        # Errors raised by reconcile, one per call, before it answers.
+        self.reconcile_faults: list[PlatformError] = []
+        self.reconciles = 0
         self.valid_token = "t1"
         self.lock = threading.Lock()
         self.in_flight: dict[str, int] = defaultdict(int)
@@ -108,6 +111,11 @@ class ScriptedAdapter(Adapter):
 
     def reconcile(self, job: Job) -> Reconciled:
         w = self.world
+        with w.lock:
+            w.reconciles += 1
+            fault = w.reconcile_faults.pop(0) if w.reconcile_faults else None
+        if fault is not None:
+            raise fault
         if w.reconcile_answer is not None:
             return Reconciled(w.reconcile_answer, None, "scripted")
         if w.posted(job.text):

@@ -13,6 +13,7 @@ from autopost.config import PlatformPolicy
 from autopost.models import ErrorKind, Job, JobStatus
 from autopost.platforms.base import PlatformError, Verdict
 from autopost.policy import (
+    MAX_FAILED_RECONCILES,
     MAX_FAILED_RESENDS,
     backoff_delay,
     decide_error,
@@ -205,6 +206,22 @@ def test_a_failed_reconcile_stays_unknown_and_asks_again(used):
         PlatformError(ErrorKind.RATE_LIMITED, "m", retry_at=later), job=_job(attempts=used),
         policy=policy, now=T0, rng=random.Random(1))
     assert limited.status == JobStatus.UNKNOWN and limited.next_attempt_at == later
+
+
+def test_failed_reconciles_back_off_then_stop_and_wait_for_the_operator():
+    policy = PlatformPolicy(base_delay=60, max_delay=86400)
+
+    def decide(before):
+        return decide_reconcile_error(PlatformError(ErrorKind.SERVER, "m"), job=_job(attempts=1),
+                                      policy=policy, now=T0, rng=random.Random(1),
+                                      failed_before=before)
+
+    assert decide(3).next_attempt_at - T0 > 2 * (decide(0).next_attempt_at - T0)
+    assert decide(MAX_FAILED_RECONCILES - 2).next_attempt_at is not None
+    assert not decide(MAX_FAILED_RECONCILES - 2).gave_up
+    last = decide(MAX_FAILED_RECONCILES - 1)
+    assert last.status == JobStatus.UNKNOWN and last.next_attempt_at is None and last.gave_up
+    assert "autopost show j" in last.why and "retry --force" in last.why
 
 
 RESEND_TABLE = [

@@ -13,7 +13,7 @@ from autopost import notify
 from autopost.errors import UsageError
 from autopost.models import AccountState, ErrorKind, JobStatus
 from autopost.platforms.base import PlatformError, Published
-from autopost.policy import MAX_FAILED_RESENDS
+from autopost.policy import MAX_FAILED_RECONCILES, MAX_FAILED_RESENDS
 from tests.conftest import CliRunnerHelper
 from tests.enginekit import Kit
 from tests.test_notify import events, hook
@@ -238,6 +238,76 @@ def test_a_resend_that_keeps_failing_stops_and_waits_for_the_operator(tmp_path, 
         assert k.store.retry_job(job.id, now=k.clock(), force=True)
         k.run()
         assert k.job(job.id).status == JobStatus.POSTED
+    finally:
+        k.store.close()
+
+
+def test_a_read_back_that_keeps_failing_stops_and_waits_for_the_operator(tmp_path,
+                                                                        isolated_env):
+    """The same bound for a reconcile that cannot read the platform: after
+    MAX_FAILED_RECONCILES failed read-backs in a row, each later than the one before, the
+    job waits for the operator (never failed, never resent), `status` names it and the
+    notify event for it goes out once."""
+    command, out = hook(tmp_path)
+    config = tmp_path / "config.toml"
+    config.write_text("[run]\nlease_seconds = 300\ncatch_up_window = 0\n"
+                      f"[notify]\ncommand = {json.dumps(command)}\n")
+    k = Kit(tmp_path)
+    try:
+        k.account("a")
+        job = k.add("a", "cannot be read back", max_attempts=1)
+        k.world.script["cannot be read back"] = [("posted-then", timeout())]
+        k.run()
+        assert k.job(job.id).status == JobStatus.UNKNOWN
+        k.world.reconcile_faults = [err(ErrorKind.SERVER) for _ in range(50)]
+
+        def run():
+            summary = k.run()
+            notify.send(k.settings.notify, notify.run_events(summary.problems,
+                                                             summary.run_id), k.path)
+            return summary
+
+        waits = []
+        while (j := k.job(job.id)).next_attempt_at is not None:
+            assert j.status == JobStatus.UNKNOWN
+            waits.append((j.next_attempt_at - k.clock()).total_seconds())
+            k.clock.now = max(k.clock.now, j.next_attempt_at)
+            summary = run()
+            assert k.world.reconciles <= MAX_FAILED_RECONCILES
+        assert k.world.reconciles == MAX_FAILED_RECONCILES
+        assert waits[-1] > 4 * waits[1]  # the backoff grows with each failure
+        assert len(k.world.calls) == 1  # the attempt only: never resent
+        assert summary.needs_attention and summary.unknown == 1
+        assert [p.job_id for p in summary.problems] == [job.id]
+        final = k.job(job.id)
+        assert final.status == JobStatus.UNKNOWN and final.attempts == 1
+        assert f"{MAX_FAILED_RECONCILES} times in a row" in final.last_error
+        for words in (f"autopost show {job.id}", "autopost resolve",
+                      f"autopost retry --force {job.id}"):
+            assert words in final.last_error
+        outcomes = [a.outcome for a in k.store.attempts_for(job.id)]
+        assert outcomes[-MAX_FAILED_RECONCILES:] == ["reconcile_error"] * MAX_FAILED_RECONCILES
+        # Later runs, however much later, leave it alone.
+        for _ in range(3):
+            k.clock.advance(86400)
+            run()
+        assert k.world.reconciles == MAX_FAILED_RECONCILES and len(k.world.calls) == 1
+        assert k.job(job.id).status == JobStatus.UNKNOWN
+        status = CliRunnerHelper(k.path)("--config", str(config), "status", "--notify")
+        assert status.code == 1 and job.id in status.stdout
+        mine = [e for e in events(out) if e["job"] == job.id]
+        assert [e["event"] for e in mine] == ["unknown"]
+        assert "times in a row" in mine[0]["message"]
+        # The operator's order starts the count again: a read-back that fails after it
+        # is asked again later, not given up on.
+        assert k.store.retry_job(job.id, now=k.clock(), force=True)
+        k.world.script["cannot be read back"] = [timeout()]
+        k.world.reconcile_faults = [err(ErrorKind.SERVER)]
+        k.run()
+        assert k.job(job.id).status == JobStatus.UNKNOWN
+        final, _ = settle(k, job.id)
+        assert k.world.reconciles == MAX_FAILED_RECONCILES + 2
+        assert final.status == JobStatus.POSTED
     finally:
         k.store.close()
 
