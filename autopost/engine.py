@@ -116,6 +116,7 @@ class Engine:
         # a person watching on a terminal sees. Called on the main thread.
         self.progress = progress
         self._holding: dict[str, set[str]] = {}  # each chain's jobs not yet finished
+        self._inbox: queue.SimpleQueue | None = None  # the workers' way to the main thread
 
     # -- the run ---------------------------------------------------------------
     def run(self, opts: RunOptions) -> RunSummary:
@@ -133,6 +134,7 @@ class Engine:
         deadline = start + timedelta(seconds=max(0.0, opts.linger))
         concurrency = max(1, opts.concurrency or self.settings.run.max_concurrent_jobs)
         pool = Pool(concurrency)
+        crashed = False
         try:
             budget = opts.limit
             claim_until = deadline if opts.linger > 0 else None
@@ -145,11 +147,58 @@ class Engine:
                     break
                 if not self._wait_for_work(deadline, idle=not claimed, looked_at=looked_at):
                     break
+        except BaseException as exc:
+            crashed = True
+            released, in_flight = self._after_crash(run_id, summary)
+            from autopost.errors import AutopostError, RunCrashed
+
+            if not isinstance(exc, Exception) or isinstance(exc, AutopostError):
+                raise  # Ctrl-C, or trouble the CLI reports as such (a locked database...)
+            from autopost.publisher import report_bug
+
+            report_bug(exc)
+            raise RunCrashed(
+                f"internal error ({type(exc).__name__}) in run {run_id}; {released} claimed "
+                f"job(s) put back to pending, {in_flight} in flight left for a later run to "
+                "reconcile; run again with AUTOPOST_DEBUG=1 for the details") from exc
         finally:
             pool.shutdown()
-            self.store.finish_run(run_id, now=self.clock(), counts=summary.counts())
-            self.publisher.close()
+            try:
+                self.store.finish_run(run_id, now=self.clock(), counts=summary.counts())
+            except Exception:
+                if not crashed:
+                    raise  # after a crash the crash is what gets reported
+            finally:
+                self.publisher.close()
         return summary
+
+    def _after_crash(self, run_id: str, summary: RunSummary) -> tuple[int, int]:
+        """The main thread failed: stop the workers, refuse the dispatch marks they are
+        waiting for (none was committed, so none of those jobs reached the platform), and
+        put every claimed job that was never dispatched back to pending now rather than
+        when its lease expires. Dispatched ones keep their lease: a later run rescues them
+        as unknown and reconciles. Returns (put back, left in flight)."""
+        self.stop.set()
+        inbox = self._inbox
+        while inbox is not None:
+            try:
+                message = inbox.get_nowait()
+            except queue.Empty:
+                break
+            for m in message if type(message) is tuple else (message,):
+                if isinstance(m, Dispatch):
+                    m.reply.set_result(None)
+                elif isinstance(m, SaveRefRequest):
+                    m.reply.set_exception(RuntimeError("the run stopped"))
+        held = sorted({jid for name, ids in self._holding.items()
+                       if not name.startswith("reconcile:") for jid in ids})
+        released = 0
+        try:
+            released = self.store.release(held, run_id, now=self.clock())
+        except Exception:  # the store itself may be what failed: the leases expire then
+            pass
+        summary.released += released
+        return released, len(held) - released
 
     def _housekeeping(self, run_id: str, summary: RunSummary) -> None:
         now = self.clock()
@@ -199,6 +248,7 @@ class Engine:
         Returns the budget left and whether anything was claimed."""
         # SimpleQueue: a C queue, a fraction of queue.Queue's cost per message.
         inbox: queue.SimpleQueue[Any] = queue.SimpleQueue()
+        self._inbox = inbox
         active: set[str] = set()
         lease = self.settings.run.lease_seconds
         stop_at: float | None = None

@@ -44,6 +44,13 @@ class NeedsAttention(AutopostError):
     exit_code = 1
 
 
+class RunCrashed(AutopostError):
+    """An internal error stopped a run's main thread; the message says what became of the
+    jobs it had claimed."""
+
+    exit_code = 1
+
+
 class Interrupted(AutopostError):
     """Ctrl-C: one line and exit 130, like any program stopped by SIGINT."""
 

@@ -18,7 +18,7 @@ from hypothesis import HealthCheck, assume, given, settings
 from hypothesis import strategies as st
 
 from autopost.cli import run
-from autopost.models import Account, JobFilter, NewJob
+from autopost.models import Account, JobFilter, JobStatus, NewJob
 from autopost.platforms import registry
 from autopost.platforms.outbox import OutboxAdapter
 from autopost.services import utcnow
@@ -1006,6 +1006,46 @@ def test_an_internal_error_in_run_due_exits_1_and_leaves_no_job_running(
         store.close()
     assert [j.status for j in jobs] == ["pending"] * 3
     assert all(j.attempts == 0 and j.lease_owner is None for j in jobs)
+
+
+def test_a_crash_of_the_runs_main_thread_puts_undispatched_jobs_back_at_once(
+        seeded, capsys, monkeypatch):
+    """An unexpected error in the engine's own thread (injected in its second commit: the
+    first job's dispatch mark is in, its result and the next mark are not): the jobs that
+    never reached the platform are pending again at once, the dispatched one keeps its
+    lease for a later run to rescue and reconcile, the run is recorded as finished, and
+    the command says so in one line."""
+    ids = _due(seeded["db"], "crash", "outbox")
+    real = SqliteStore.dispatch_and_record
+    calls = []
+
+    def faulty(self, *args, **kwargs):
+        calls.append(args)
+        if len(calls) == 2:
+            raise RuntimeError("injected fault")
+        return real(self, *args, **kwargs)
+
+    monkeypatch.setattr(SqliteStore, "dispatch_and_record", faulty)
+    code, out, err = invoke(["--db", str(seeded["db"]), "run-due"], "", capsys, monkeypatch)
+    monkeypatch.setattr(SqliteStore, "dispatch_and_record", real)
+    assert code == 1, err
+    lines = err.splitlines()
+    assert len(lines) == 1 and "internal error (RuntimeError)" in lines[0], err
+    assert "2 claimed job(s) put back to pending, 1 in flight" in lines[0], err
+    assert "Traceback" not in err + out
+    (sent,) = calls[0][0]  # the one dispatch mark committed
+    store = SqliteStore(seeded["db"])
+    try:
+        first = store.get_job(sent)
+        rest = [store.get_job(i) for i in ids if i != sent]
+        assert first.status == JobStatus.RUNNING and first.attempts == 1
+        assert first.lease_owner is not None
+        assert [j.status for j in rest] == ["pending"] * 2
+        assert all(j.attempts == 0 and j.lease_owner is None for j in rest)
+        run = store.last_run()
+        assert run.finished_at is not None and run.id in lines[0]
+    finally:
+        store.close()
 
 
 def test_an_account_that_needs_reauth_is_loud_until_fixed(seeded, capsys, monkeypatch,

@@ -434,3 +434,48 @@ def test_jobs_past_one_claims_batch_are_claimed_without_a_poll(kit, linger):
     summary = engine.run(RunOptions(linger=linger))
     assert summary.posted == n and len(kit.world.ledger) == n
     assert sleeps == []
+
+
+def test_a_crash_right_after_a_claim_puts_every_claimed_job_back(kit):
+    """The main thread fails before any worker reached the platform (here: the progress
+    callback, called once the claim is in): every claimed job is pending again at once,
+    with no attempt spent, and the run is recorded as finished."""
+    from autopost.errors import RunCrashed
+
+    kit.account("b")
+    jobs = [kit.add("a", f"post {i}") for i in range(3)] + [kit.add("b", "other")]
+
+    def progress(summary, held):
+        raise ValueError("injected")
+
+    engine = Engine(kit.store, kit.settings, store_factory=lambda: SqliteStore(kit.path),
+                    clock=kit.clock, sleep=kit.clock.advance, rng=kit.rng, progress=progress)
+    with pytest.raises(RunCrashed, match=r"\(ValueError\).*4 claimed job\(s\) put back to "
+                                         r"pending, 0 in flight"):
+        engine.run(RunOptions())
+    for job in jobs:
+        got = kit.job(job.id)
+        assert got.status == JobStatus.PENDING and got.attempts == 0
+        assert got.lease_owner is None
+    assert kit.store.last_run().finished_at is not None
+    assert kit.world.calls == []
+    kit.run()  # the next run publishes them
+    assert all(kit.job(j.id).status == JobStatus.POSTED for j in jobs)
+
+
+def test_trouble_the_cli_reports_itself_keeps_its_kind_and_still_puts_jobs_back(kit):
+    """A locked or full database mid-run is not a bug: it reaches the CLI as it is (exit 3,
+    its own message), and the claimed jobs are put back all the same."""
+    from autopost.errors import EnvironmentTrouble
+
+    job = kit.add("a", "post")
+
+    def progress(summary, held):
+        raise EnvironmentTrouble("database is locked")
+
+    engine = Engine(kit.store, kit.settings, store_factory=lambda: SqliteStore(kit.path),
+                    clock=kit.clock, sleep=kit.clock.advance, rng=kit.rng, progress=progress)
+    with pytest.raises(EnvironmentTrouble, match="database is locked"):
+        engine.run(RunOptions())
+    assert kit.job(job.id).status == JobStatus.PENDING
+    assert kit.store.last_run().finished_at is not None
