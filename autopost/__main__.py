@@ -55,14 +55,16 @@ def leave(code: int | None) -> NoReturn:
     transactions committed), and the run's worker threads are daemons that Python would
     not wait for either. Whenever the fast way could lose something, this is a plain
     sys.exit: a thread that is not a daemon still running (Python would wait for it), an
-    exit code that is not a number, or output that cannot be flushed (a closed pipe,
-    which Python's own exit reports)."""
+    exit code that is not a number, output that cannot be flushed (a closed pipe, which
+    Python's own exit reports), or a profiler or tracer watching (`python -m cProfile`
+    writes its figures after the program's code returns)."""
     import threading
 
     main_thread = threading.main_thread()
     waiting = any(t is not main_thread and not t.daemon and t.is_alive()
                   for t in threading.enumerate())
-    if waiting or not (code is None or type(code) is int) \
+    watched = sys.getprofile() is not None or sys.gettrace() is not None
+    if waiting or watched or not (code is None or type(code) is int) \
             or threading.current_thread() is not main_thread:
         sys.exit(code)
     if not _flushed():

@@ -170,3 +170,13 @@ def test_leaving_keeps_the_exit_code(tmp_path):
     done = run_python("from autopost.__main__ import main\nmain(['lsit'])\n", tmp_path)
     assert done.returncode == 2
     assert "No such command 'lsit'" in done.stderr
+
+
+def test_leaving_lets_a_profiler_write_its_figures(tmp_path):
+    env = {k: v for k, v in os.environ.items() if not k.startswith("AUTOPOST_")}
+    out = tmp_path / "run.prof"
+    done = subprocess.run([sys.executable, "-m", "cProfile", "-o", str(out), "-m", "autopost",
+                           "--version"], capture_output=True, text=True, env=env, timeout=60)
+    assert done.returncode == 0, done.stderr
+    assert done.stdout.startswith("autopost ")
+    assert out.exists() and out.stat().st_size > 0
