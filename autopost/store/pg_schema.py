@@ -163,10 +163,14 @@ _RESEND_FAILED = ("UPDATE attempts SET outcome = 'resend_failed' WHERE outcome =
 # PostgreSQL yet. The version is kept in step with SQLite's for `db copy`.
 _LIGHTER_STATUS_CHANGES = "SELECT 1;"
 
+# 7 on SQLite leaves posted jobs out of jobs_status_scheduled; here, as for 6, a no-op.
+_POSTED_UNLISTED = "SELECT 1;"
+
 # Each migration: SQL, or SQL and then a Python step, in one transaction.
 MIGRATIONS: list[str | tuple[str, Any]] = [_INITIAL, _LIST_ORDER,
                                             (_SCHEDULE, _fill_text_keys), _JOB_COUNTS,
-                                            _RESEND_FAILED, _LIGHTER_STATUS_CHANGES]
+                                            _RESEND_FAILED, _LIGHTER_STATUS_CHANGES,
+                                            _POSTED_UNLISTED]
 
 
 SCHEMA_VERSION = len(MIGRATIONS)

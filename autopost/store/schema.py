@@ -173,9 +173,24 @@ def _lighter_status_changes(db: Database) -> None:
                f"WHERE {_status_in(_LISTED_STATUSES)}")
 
 
+def _posted_unlisted(db: Database) -> None:
+    """7: posted jobs leave `jobs_status_scheduled` too, so a result adds no entry there
+    (most of a long-lived database's jobs are posted, and a group commit's posts went to
+    one or two of its pages). `list --status posted` reads the calendar index instead,
+    now (scheduled_at, id): in that order, posts come first (they were scheduled
+    earliest), so a listing with a limit stops after a page of them."""
+    db.execute("DROP INDEX jobs_status_scheduled")
+    db.execute("CREATE INDEX jobs_status_scheduled ON jobs (status, scheduled_at, id) "
+               f"WHERE {_status_in(_UNPOSTED_STATUSES)}")
+    db.execute("DROP INDEX jobs_scheduled")
+    db.execute("CREATE INDEX jobs_scheduled ON jobs (scheduled_at, id)")
+
+
+_UNPOSTED_STATUSES = ("pending", "unknown", "failed", "cancelled", "missed")
+
 MIGRATIONS: list[Callable[[Database], None]] = [_initial, _list_order, _schedule,
                                                    _job_counts, _resend_failed,
-                                                   _lighter_status_changes]
+                                                   _lighter_status_changes, _posted_unlisted]
 
 SCHEMA_VERSION = len(MIGRATIONS)
 

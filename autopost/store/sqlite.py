@@ -979,8 +979,7 @@ def _usage(c, account: str, now: datetime) -> list[datetime]:
     since = to_db(now - DAY)
     # The unary plus keeps a term from choosing the index: the day's posts come from
     # jobs_posted with the account checked in its entries, the jobs in flight from
-    # jobs_due's, instead of every job of the account (jobs_text) or every post
-    # (jobs_status_scheduled).
+    # jobs_due's, instead of every job of the account (jobs_text) or of the status.
     stamps = [from_db(r[0]) for r in c.execute(
         "SELECT posted_at FROM jobs WHERE posted_at > ? AND +account = ? "
         "AND +status = 'posted'", (since, account))]
