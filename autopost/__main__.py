@@ -6,6 +6,11 @@ the standard library only; everything else (Typer, rich, httpx) loads only when 
 When the command is done, the process ends without tearing the interpreter down (see
 `leave`): freeing every module and object one by one is work nobody sees, 50-150 ms
 after a run-due that loaded httpx and the platforms, on a small machine.
+
+Ctrl-C at any moment ends the process with one line and exit 130. Until the CLI is
+loaded (see autopost/__init__.py for `python -m`) it ends the process at once; from then
+on it is a KeyboardInterrupt the commands wind down from. Once the command has decided
+the exit status, a late Ctrl-C is ignored rather than turned into a traceback.
 """
 
 from __future__ import annotations
@@ -31,19 +36,35 @@ def skip_unused_imports() -> None:
 
 
 def main(argv: list[str] | None = None) -> None:
-    args = sys.argv[1:] if argv is None else list(argv)
-    skip_unused_imports()
+    import _signal
+
     try:
+        args = sys.argv[1:] if argv is None else list(argv)
+        skip_unused_imports()
+        from autopost import _interrupted_early
         from autopost.tick import try_idle
 
+        if _signal.getsignal(_signal.SIGINT) is _interrupted_early:
+            _signal.signal(_signal.SIGINT, _signal.default_int_handler)  # work starts
         code = try_idle(args)
         if code is None:
             from autopost.cli import run
 
             code = run(args)
-    except KeyboardInterrupt:  # Ctrl-C while Python was still loading the CLI
+        if argv is None:
+            _signal.signal(_signal.SIGINT, _signal.SIG_IGN)  # the status is decided
+    except BaseException as exc:
+        from autopost.errors import interrupted_by
+
+        if not interrupted_by(exc):
+            raise
         sys.stderr.write("autopost: interrupted\n")
         code = 130
+    # A KeyboardInterrupt that ended inside a string exec or eval (as a dataclass or a
+    # namedtuple is made, during an import) leaves a mark that makes `python -m` end the
+    # process by SIGINT after all, whatever the exit status, when it ends by sys.exit;
+    # the next string exec clears it.
+    exec("None")
     leave(code)
 
 

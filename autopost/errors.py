@@ -58,3 +58,16 @@ class Interrupted(AutopostError):
 
     def __init__(self, message: str = "interrupted"):
         super().__init__(message)
+
+
+def interrupted_by(exc: BaseException | None) -> bool:
+    """Whether Ctrl-C is behind this exception: a KeyboardInterrupt, or one wrapped on its
+    way out (Python 3.11 turns a KeyboardInterrupt raised in a __set_name__ while a class
+    is made, during an import, into a RuntimeError caused by it)."""
+    seen: set[int] = set()
+    while exc is not None and id(exc) not in seen:
+        if isinstance(exc, KeyboardInterrupt):
+            return True
+        seen.add(id(exc))
+        exc = exc.__cause__ or exc.__context__
+    return False

@@ -61,7 +61,12 @@ def try_idle(argv: list[str]) -> int | None:
     except KeyboardInterrupt:
         os.write(2, b"autopost: interrupted\n")
         return 130
-    except Exception:  # anything unusual is the full CLI's to explain
+    except Exception as exc:  # anything unusual is the full CLI's to explain
+        from autopost.errors import interrupted_by
+
+        if interrupted_by(exc):  # Ctrl-C, wrapped by the import it stopped
+            os.write(2, b"autopost: interrupted\n")
+            return 130
         return None
 
 

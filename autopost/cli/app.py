@@ -29,7 +29,7 @@ except ImportError:  # pragma: no cover - typer on top of the click package
     NoArgsIsHelpError = getattr(__import__("click.exceptions").exceptions,
                                 "NoArgsIsHelpError", ())
 
-from autopost.errors import AutopostError
+from autopost.errors import AutopostError, interrupted_by
 
 if TYPE_CHECKING:
     from pathlib import Path
@@ -68,6 +68,9 @@ def _guarded(call: Callable[[], Any]) -> int:
         code = exc.code
         return code if isinstance(code, int) else (0 if code is None else 1)
     except Exception as exc:  # a bug: one line (the details with AUTOPOST_DEBUG=1), exit 1
+        if interrupted_by(exc):  # Ctrl-C, wrapped by the import it stopped
+            say_error("interrupted")
+            return 130
         import os
 
         if os.environ.get("AUTOPOST_DEBUG"):
