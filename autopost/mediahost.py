@@ -18,8 +18,12 @@ attempt here, with a message that says so, rather than at Meta with an obscure c
 
 Each job that uses a copy holds a claim on it (an empty file under
 `public_dir/.autopost-claims/NAME/JOB`); when the job is done with it (posted, or
-failed for good) the claim goes, and the copy goes with the last claim. Copies are
-world-readable (the web server must read them; they are published on purpose).
+failed for good) the claim goes, and the copy goes with the last claim. A job can also
+finish without its adapter knowing (cancelled, failed once its retries are spent, settled
+by a reconcile or the operator, pruned): release_finished, run by `cancel` and after each
+`run-due`, drops the claims of every job that is posted, failed, cancelled or gone, and
+the copies nobody claims any more. Copies are world-readable (the web server must read
+them; they are published on purpose).
 """
 
 from __future__ import annotations
@@ -31,18 +35,21 @@ import tempfile
 from pathlib import Path
 from typing import TYPE_CHECKING
 
-from autopost.errors import UsageError
-from autopost.models import ErrorKind, Media
+from autopost.errors import NotFound, UsageError
+from autopost.models import ErrorKind, JobStatus, Media
 from autopost.platforms.base import PlatformError
 
 if TYPE_CHECKING:
     import httpx
 
     from autopost.config import MediaHostSettings
+    from autopost.store.base import Store
 
 CLAIMS = ".autopost-claims"
 _SAFE_SUFFIX = re.compile(r"^\.[a-z0-9]{1,8}$")
 CHUNK = 1 << 20
+# A job in one of these needs no copy any more (a retry makes its copies again).
+FINISHED = frozenset({JobStatus.POSTED, JobStatus.FAILED, JobStatus.CANCELLED})
 
 
 def is_url(path: str) -> bool:
@@ -160,3 +167,35 @@ class MediaHost:
                     (self.folder / name).unlink(missing_ok=True)
             except OSError:
                 pass  # cleanup is best effort: a copy left behind harms nothing
+
+
+def release_finished(settings: MediaHostSettings, store: Store) -> int:
+    """Drop the claims of jobs that are finished (posted, failed, cancelled) or no longer
+    in the database, then the copies no claim holds. Returns how many copies went. Best
+    effort, like release: a copy left behind harms nothing."""
+    if not settings.configured:
+        return 0
+    folder = Path(settings.public_dir)  # type: ignore[arg-type]
+    try:
+        claimed = sorted((folder / CLAIMS).iterdir())
+    except OSError:
+        return 0  # nothing was ever copied
+    removed = 0
+    for claims in claimed:
+        if claims.name.startswith(".") or "/" in claims.name:
+            continue
+        try:
+            for claim in sorted(claims.iterdir()):
+                try:
+                    finished = store.get_job(claim.name).status in FINISHED
+                except NotFound:
+                    finished = True
+                if finished:
+                    claim.unlink(missing_ok=True)
+            if not any(claims.iterdir()):
+                claims.rmdir()
+                (folder / claims.name).unlink(missing_ok=True)
+                removed += 1
+        except OSError:
+            continue
+    return removed

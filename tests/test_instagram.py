@@ -79,6 +79,42 @@ def test_a_copy_shared_by_two_jobs_stays_until_both_are_done(fake, ig, media_hos
     assert not (folder / content_name(photo)).exists()
 
 
+def test_release_finished_keeps_the_copies_of_jobs_still_in_progress(ig, tmp_path):
+    """Claims of finished or vanished jobs go (and a copy with its last claim); those of
+    jobs still pending, running or unknown stay, whatever their number."""
+    from datetime import UTC, datetime
+
+    from autopost.mediahost import MediaHost, release_finished
+    from autopost.models import Account, JobStatus, NewJob
+    from autopost.store.sqlite import SqliteStore
+
+    folder = ig.settings.media.public_dir
+    store = SqliteStore(tmp_path / "autopost.db")
+    try:
+        now = datetime.now(UTC)
+        store.add_account(Account(name="o", platform="outbox", credentials={"path": "x"}),
+                          now=now)
+        made = [j for j, _ in store.add_jobs(
+            [NewJob(account="o", platform="outbox", text=f"t{i}", scheduled_at=now)
+             for i in range(3)], now=now)]
+        host = MediaHost(ig.settings.media)
+        photos = [_photo(tmp_path, f"d{i}.jpg", size=30 + i) for i in range(2)]
+        kept = host.publish(str(photos[0]), made[0].id)     # pending: stays
+        host.publish(str(photos[0]), made[1].id)            # cancelled below
+        gone = host.publish(str(photos[1]), "notajob1")      # no such job (pruned)
+        host.publish(str(photos[1]), made[2].id)            # cancelled below
+        store.cancel_job(made[1].id, now=now)
+        store.cancel_job(made[2].id, now=now)
+        assert store.get_job(made[0].id).status == JobStatus.PENDING
+        assert release_finished(ig.settings.media, store) == 1
+        assert (folder / kept.rsplit("/", 1)[1]).exists()
+        assert not (folder / gone.rsplit("/", 1)[1]).exists()
+        assert [p.name for p in (folder / CLAIMS).iterdir()] == [kept.rsplit("/", 1)[1]]
+        assert release_finished(ig.settings.media, store) == 0  # nothing more to do
+    finally:
+        store.close()
+
+
 def test_https_url_is_passed_through(fake, ig, media_host):
     fake.fetch_media = False
     folder, _ = media_host

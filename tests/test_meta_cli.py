@@ -180,3 +180,49 @@ def test_the_example_config_loads():
     loaded = load_settings(str(example), env={})
     assert loaded.meta.graph_version == "v26.0" and loaded.meta.threads_publish_wait == 30
     assert loaded.media.configured and loaded.media.public_base_url.endswith("/")
+
+
+def _copies(folder) -> list[str]:
+    return sorted(p.name for p in folder.iterdir() if not p.name.startswith("."))
+
+
+def test_media_copies_of_cancelled_and_finished_jobs_are_removed(proc, fake, media_host,
+                                                                 tmp_path):
+    """The adapter drops a job's copies when it posts or is refused; a job that ends
+    otherwise (cancelled while it waits for a retry, failed once its attempts are spent)
+    has its copies removed by `cancel` and by `run-due`, the shared ones only with the
+    last job that uses them."""
+    env = _config(tmp_path, media_host)
+    folder, _ = media_host
+    _add_meta_accounts(proc, fake, env)
+    photos = []
+    for i in range(2):
+        photos.append(tmp_path / f"p{i}.jpg")
+        photos[-1].write_bytes(jpeg(12 + i, 12))
+    ids = {}
+    for name, photo, attempts in (("cancelled", photos[0], "3"), ("spent", photos[1], "1"),
+                                  ("shares", photos[1], "3")):
+        out = proc("add", name, "--account", "shop", "--at", "now", "--media", str(photo),
+                   "--max-attempts", attempts, "--json", env=env)
+        assert out.code == 0, out.stderr
+        ids[name] = out.json()[0]["id"]
+    # Every container create fails for now (a server error): each job waits for a retry,
+    # or is failed when it has no attempt left, with its copy in place.
+    fault = fake.inject("error", path="/media", method="POST", code=1, count=3)
+    run = proc("run-due", env=env)
+    assert fault.count == 0, run.stderr
+    status = {j["id"]: j["status"] for j in _jobs(proc, env)}
+    assert status == {ids["cancelled"]: "pending", ids["spent"]: "failed",
+                      ids["shares"]: "pending"}, run.stderr
+    # The failed job's claim went at the end of the run; its copy stays for the other.
+    assert len(_copies(folder)) == 2
+    claims = folder / ".autopost-claims"
+    held = sorted(p.name for d in claims.iterdir() for p in d.iterdir())
+    assert held == sorted([ids["cancelled"], ids["shares"]])
+    out = proc("cancel", ids["cancelled"], env=env)
+    assert out.code == 0, out.stderr
+    assert len(_copies(folder)) == 1  # the cancelled job's, which nobody else used
+    out = proc("cancel", ids["shares"], env=env)
+    assert out.code == 0, out.stderr
+    assert _copies(folder) == [] and list(claims.iterdir()) == []
+    assert fake.published() == []

@@ -467,9 +467,21 @@ def cancel(
       autopost cancel 3f9k2m7a 8d1q0c4e
       autopost cancel --account work --status pending --dry-run
     """
+    store = get_store()
+    refused = _cancel(store, job_ids, account, status, dry_run)
+    settings = get_settings()
+    if not dry_run and settings.media.configured:  # their media copies go too
+        from autopost.mediahost import release_finished
+
+        release_finished(settings.media, store)
+    if refused:
+        raise typer.Exit(1)
+
+
+def _cancel(store, job_ids, account, status, dry_run: bool) -> bool:
+    """Cancel what was asked; True when a job could not be cancelled (said on stderr)."""
     from autopost.store.base import CANCELLABLE
 
-    store = get_store()
     statuses = _selection(store, job_ids, account, status, CANCELLABLE, "cancel")
     if statuses is not None:
         if dry_run:
@@ -479,7 +491,7 @@ def cancel(
         else:
             _bulk_report("cancel", store.cancel_jobs(account=account, statuses=statuses,
                                                      now=now()), False)
-        return
+        return False
     from autopost.series import is_series_id
 
     for series_id in [i for i in job_ids or [] if is_series_id(i)]:
@@ -497,7 +509,7 @@ def cancel(
             ok = job.status in CANCELLABLE
             print(f"{job.id}  would be {'cancelled' if ok else 'left: it is ' + job.status}")
         print("(dry run: nothing changed)")
-        return
+        return False
     failed = False
     for job in jobs:
         outcome = store.cancel_job(job.id, now=now())
@@ -508,8 +520,7 @@ def cancel(
         else:
             failed = True
             say_error(f"job {job.id} not cancelled: {outcome.reason}")
-    if failed:
-        raise typer.Exit(1)
+    return failed
 
 
 @app.command()

@@ -93,6 +93,10 @@ def run_due(
     if dry_run:
         _show_dry_run(summary.would_publish, as_json)
         return
+    if settings.media.configured:  # copies of jobs that finished: no longer served
+        from autopost.mediahost import release_finished
+
+        release_finished(settings.media, store)
     if settings.notify is not None and summary.problems:
         from autopost import notify
 
