@@ -382,3 +382,68 @@ def test_credentials_are_json_text_and_round_trip(pg_dsn, tmp_path):
     raw = store.conn.execute("SELECT credentials FROM accounts").fetchone()["credentials"]
     assert json.loads(raw) == creds
     store.close()
+
+
+# -- quota under concurrent hosts ---------------------------------------------------------------
+
+class _AfterStatement:
+    """The store's connection, calling `hook` once right after the first statement whose
+    SQL contains `marker` (another host committing at that moment)."""
+
+    def __init__(self, conn, marker: str, hook):
+        self._conn, self._marker, self._hook = conn, marker, hook
+
+    def execute(self, sql, *args, **kwargs):
+        cur = self._conn.execute(sql, *args, **kwargs)
+        if self._hook is not None and self._marker in str(sql):
+            hook, self._hook = self._hook, None
+            rows = cur.fetchall()  # this statement's snapshot is taken and read
+            hook()
+            return _Rows(rows)
+        return cur
+
+    def __getattr__(self, name):
+        return getattr(self._conn, name)
+
+
+class _Rows(list):
+    def fetchone(self):
+        return self[0] if self else None
+
+    def fetchall(self):
+        return list(self)
+
+
+def test_claim_counts_a_reconcile_that_another_host_commits_while_it_reads_the_quota(
+        pg_dsn, tmp_path):
+    """An unknown job being reconciled by another host counts against the quota as in
+    flight, and as a post once recorded: a claim that reads the account's use while that
+    result commits must count it exactly once, not zero times."""
+    import psycopg
+
+    store = PostgresStore(pg_dsn)
+    _add_account(store, tmp_path=tmp_path)
+    db_now = store.database_time()
+    jobs = store.add_jobs([NewJob(account="o", platform="outbox", text=f"post {i}",
+                                  scheduled_at=db_now - timedelta(minutes=5 - i))
+                           for i in range(3)], now=db_now)
+    posted, reconciling, due = (j.id for j, _ in jobs)
+    with psycopg.connect(pg_dsn, autocommit=True) as other:
+        other.execute("UPDATE jobs SET status = 'posted', posted_at = now() WHERE id = %s",
+                      (posted,))
+        other.execute("UPDATE jobs SET status = 'unknown', dispatched = 1, attempts = 1, "
+                      "next_attempt_at = now() + interval '1 hour' WHERE id = %s",
+                      (reconciling,))
+
+        def reconciled() -> None:  # the other host's read-back finds the post
+            other.execute("UPDATE jobs SET status = 'posted', posted_at = now(), "
+                          "dispatched = 0 WHERE id = %s", (reconciling,))
+
+        store.conn = _AfterStatement(store.conn, "posted_at >", reconciled)
+        got = store.claim("run-a", now=db_now, lease=60, limit=10, per_account=10,
+                          limits_for=lambda _a: (2, None))
+        store.conn = store.conn._conn
+    assert got.jobs == []  # two posts in the hour already: the limit
+    assert [j.id for j, _ in got.deferred] == [due]
+    assert store.count_by_status().get("posted") == 2
+    store.close()

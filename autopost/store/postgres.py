@@ -998,14 +998,22 @@ class PostgresStore(ScheduleMethods, Store):
 # -- helpers ------------------------------------------------------------------------
 
 def _usage(c, account: str, now: datetime) -> list[datetime]:
-    """Times of posts in the last day for quota, with in-flight jobs counted as now."""
-    stamps = [_f(r["posted_at"]) for r in c.execute(
-        "SELECT posted_at FROM jobs WHERE account = %s AND status = 'posted' AND posted_at > %s",
-        (account, now - DAY))]
-    inflight = c.execute(
-        "SELECT count(*) AS n FROM jobs WHERE account = %s AND status IN ('running', 'unknown')",
-        (account,)).fetchone()["n"]
-    return sorted(stamps) + [_f(now)] * inflight
+    """Times of posts in the last day for quota, with in-flight jobs counted as now.
+
+    One statement, so one snapshot: read in two (the posts, then the jobs in flight), a
+    reconcile that another host commits between them (unknown -> posted) is in neither,
+    and the claim takes one post too many."""
+    posted: list[datetime] = []
+    inflight = 0
+    for r in c.execute(
+            "SELECT status, posted_at FROM jobs WHERE account = %s AND "
+            "(status IN ('running', 'unknown') OR (status = 'posted' AND posted_at > %s))",
+            (account, now - DAY)):
+        if r["status"] == "posted":
+            posted.append(_f(r["posted_at"]))
+        else:
+            inflight += 1
+    return sorted(posted) + [_f(now)] * inflight
 
 
 def _batches(items: Iterable[Any], size: int) -> Iterator[list[Any]]:
