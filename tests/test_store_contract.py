@@ -227,6 +227,88 @@ def test_import_jobs_is_all_or_nothing_when_the_stream_fails_late(store):
     assert len(store.import_jobs(iter([new(key="k0")]), now=NOW)) == 1
 
 
+def test_import_jobs_duplicate_guard(store):
+    """The guard compares the normalised text (case, spacing, NFKC) with the stored live
+    jobs, with earlier rows of the same batch and with rows of earlier batches; what it
+    stores for an imported job is what a later add is compared with."""
+    account(store)
+    account(store, "b")
+    day = 86400
+    (first,) = add(store, new(text="Big  News"))
+
+    def rows(*texts, start=0):
+        return iter([new(text=t, at=NOW + timedelta(days=100 + start + i))
+                     for i, t in enumerate(texts)])
+
+    with pytest.raises(UsageError, match=first.id):
+        store.import_jobs(iter([new(text="ok"), new(text="big news", at=NOW + timedelta(
+            hours=23))]), now=NOW, duplicate_window=day)
+    with pytest.raises(UsageError, match="in this batch"):
+        store.import_jobs(iter([new("b", text="x"), new("b", text=" Ｘ ", at=NOW)]), now=NOW,
+                          duplicate_window=day)
+    assert [j.id for j in store.list_jobs(JobFilter())] == [first.id]
+    # A row 600 rows after its twin: the first is in the table (an earlier batch) by then.
+    far = [new(text=f"post {i}", at=NOW + timedelta(days=10, minutes=i)) for i in range(600)]
+    far.append(new(text="POST 3", at=NOW + timedelta(days=10, minutes=5)))
+    with pytest.raises(UsageError, match="same text"):
+        store.import_jobs(iter(far), now=NOW, duplicate_window=day)
+    assert len(store.list_jobs(JobFilter())) == 1
+    # Outside the window, on another account, or allowed: imported.
+    assert all(made for _, made in store.import_jobs(
+        rows("Big News", "big news"), now=NOW, duplicate_window=day))
+    assert all(made for _, made in store.import_jobs(
+        iter([new("b", text="Big News", at=NOW + timedelta(days=50))]), now=NOW,
+        duplicate_window=day))
+    ((kept, made),) = store.import_jobs(iter([new("b", text="big  NEWS", at=NOW)]), now=NOW)
+    assert made
+    # Media-only rows are never duplicates.
+    store.import_jobs(iter([new(text=""), new(text="")]), now=NOW, duplicate_window=day)
+    # The imported jobs carry the key a later add or import is checked against.
+    with pytest.raises(UsageError, match=kept):
+        store.add_jobs([new("b", text="Big News", at=NOW + timedelta(hours=2))], now=NOW,
+                       duplicate_window=day)
+    (imported, _), = store.import_jobs(rows("Fresh Text", start=200), now=NOW,
+                                       duplicate_window=day)
+    with pytest.raises(UsageError, match=imported):
+        store.import_jobs(rows("FRESH   text", start=200), now=NOW, duplicate_window=day)
+    with pytest.raises(UsageError, match=imported):
+        store.add_jobs([new(text="fresh text", at=NOW + timedelta(days=300))], now=NOW,
+                       duplicate_window=day)
+
+
+def test_import_jobs_keeps_the_counts_exact(store):
+    """count_by_status after an import, a refused one and one of existing keys."""
+    from collections import Counter
+
+    def check():
+        real = Counter(j.status for j in store.list_jobs(JobFilter()))
+        assert store.count_by_status() == {s: real.get(s, 0) for s in JobStatus}
+
+    account(store)
+    account(store, "b")
+    (old,) = add(store, new(key="old"))
+    store.cancel_job(old.id, now=NOW)
+    add(store, new(key="kept"))
+    check()
+    results = store.import_jobs(
+        iter([new("ab"[i % 2], text=f"t{i}", key="kept" if i == 4 else f"k{i}")
+              for i in range(1300)]), now=NOW)
+    assert sum(made for _, made in results) == 1299
+    check()
+    assert store.count_by_status()[JobStatus.PENDING] == 1300
+
+    def failing():
+        yield from (new(text=f"u{i}") for i in range(1100))
+        raise UsageError("row 1101: bad")
+
+    with pytest.raises(UsageError):
+        store.import_jobs(failing(), now=NOW)
+    check()
+    assert store.count_by_status()[JobStatus.PENDING] == 1300
+    store.import_jobs(iter([new(key="kept")]), now=NOW)
+    check()
+
+
 def test_large_batches_round_trip(store):
     account(store)
     jobs = [new(at=NOW + timedelta(minutes=i), key=f"k{i}", text=f"post {i}")

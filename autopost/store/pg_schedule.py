@@ -66,7 +66,13 @@ def job_in(c, job_id: str, *, lock: bool = True) -> Job:
 def live_by_text(c, jobs: Sequence[NewJob]
                  ) -> dict[tuple[str, str], list[schedule.Known]]:
     """The LIVE jobs sharing a text key with one of `jobs`, in one query."""
-    pairs = sorted({(j.account, k) for j in jobs if (k := duplicate_key(j.text))})
+    return live_by_pairs(c, sorted({(j.account, k) for j in jobs
+                                    if (k := duplicate_key(j.text))}))
+
+
+def live_by_pairs(c, pairs: Sequence[tuple[str, str]]
+                  ) -> dict[tuple[str, str], list[schedule.Known]]:
+    """The LIVE jobs of these (account, text key) pairs, in one query."""
     found: dict[tuple[str, str], list[schedule.Known]] = {}
     if not pairs:
         return found

@@ -61,6 +61,7 @@ from autopost.store.pg_schedule import (
     free_slot,
     job_in,
     later_parts,
+    live_by_pairs,
     live_by_text,
     lock_accounts,
     retry_one,
@@ -75,6 +76,7 @@ from autopost.store.rows import (
     account_from,
     account_row,
     attempt_from,
+    import_batch,
     inserted_job,
     job_from,
     new_job_row,
@@ -382,29 +384,11 @@ class PostgresStore(ScheduleMethods, Store):
                 # that two hosts agree on one job per key and do not both pass the guard.
                 lock_accounts(c, {a for a, _ in pairs}
                               | ({j.account for j in batch} if window is not None else set()))
-                existing = self._find_keys(c, pairs) if pairs else {}
-                live = live_by_text(c, batch) if window is not None else {}
-                mine: dict[tuple[str, str | None], list[tuple[datetime, str]]] = {}
-                plan: list[tuple[str | int, bool]] = []
-                rows: list[dict[str, Any]] = []
-                fresh: dict[tuple[str, str], int] = {}
-                for job in batch:
-                    pair = (job.account, job.key) if job.key is not None else None
-                    if pair is not None and (pair in existing or pair in seen
-                                             or pair in fresh):
-                        plan.append((existing.get(pair) or seen.get(pair) or fresh[pair],
-                                     False))
-                        continue
-                    row = new_job_row(job, new_id(), stamp, _t)
-                    if window is not None:
-                        text = (job.account, row["text_key"])
-                        check_duplicate(c, job.account, row["text_key"], job.scheduled_at,
-                                        window, batch=mine.get(text), known=live.get(text, []))
-                        mine.setdefault(text, []).append((job.scheduled_at, row["id"]))
-                    if pair is not None:
-                        fresh[pair] = len(rows)
-                    plan.append((len(rows), True))
-                    rows.append(row)
+                plan, rows, fresh = import_batch(
+                    batch, stamp=stamp, t=_t,
+                    existing=self._find_keys(c, pairs) if pairs else {}, seen=seen,
+                    window=window, live_by_text=lambda found: live_by_pairs(c, found),
+                    check_duplicate=lambda *a, **kw: check_duplicate(c, *a, **kw))
                 for attempt in range(5):
                     if attempt:
                         for row in rows:

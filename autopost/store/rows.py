@@ -14,6 +14,7 @@ from collections.abc import Callable
 from datetime import UTC, datetime
 from typing import Any
 
+from autopost.ids import new_id
 from autopost.models import (
     Account,
     AccountState,
@@ -50,7 +51,13 @@ def inserted_job(row: dict[str, Any], job: NewJob, created_at: datetime) -> Job:
         series_n=job.series_n)
 
 
-def new_job_row(job: NewJob, job_id: str, stamp: Any, t: ToDb = to_db) -> dict[str, Any]:
+_UNSET: Any = object()
+
+
+def new_job_row(job: NewJob, job_id: str, stamp: Any, t: ToDb = to_db, *,
+                text_key: str | None = _UNSET) -> dict[str, Any]:
+    """The jobs row for `job`; `text_key` is its duplicate_key(text) when the caller
+    already has it."""
     scheduled = t(job.scheduled_at)
     return {
         "id": job_id,
@@ -74,8 +81,61 @@ def new_job_row(job: NewJob, job_id: str, stamp: Any, t: ToDb = to_db) -> dict[s
         "thread_part": job.thread_part,
         "series_id": job.series_id,
         "series_n": job.series_n,
-        "text_key": duplicate_key(job.text),
+        "text_key": duplicate_key(job.text) if text_key is _UNSET else text_key,
     }
+
+
+# (id, scheduled_at, posted_at, status) of a LIVE job with a given text key, as each
+# store reads it back.
+Live = dict[tuple[str, str], list[tuple[Any, ...]]]
+CheckDuplicate = Callable[..., None]
+
+
+def import_batch(batch: list[NewJob], *, stamp: Any, t: ToDb,
+                 existing: dict[tuple[str, str], str], seen: dict[tuple[str, str], str],
+                 window: float | None, live_by_text: Callable[[list[tuple[str, str]]], Live],
+                 check_duplicate: CheckDuplicate
+                 ) -> tuple[list[tuple[str | int, bool]], list[dict[str, Any]],
+                            dict[tuple[str, str], int]]:
+    """What one batch of an import adds, for both stores.
+
+    Returns (plan, rows, fresh): per job an existing id or the index of its new row (and
+    whether it is new); the new rows (the store makes sure their ids are free); and the
+    (account, key) of each new row with its index. Jobs whose (account, key) is in
+    `existing` (stored), `seen` (an earlier batch) or an earlier row of this batch are
+    not added again.
+
+    The duplicate guard (with a window): each new row's text key is computed once; the
+    stored LIVE jobs sharing a key with the batch are read in one go (earlier batches
+    are stored by now), and only a row whose key has a stored job or an earlier row of
+    this batch is compared, with the store's check_duplicate."""
+    plan: list[tuple[str | int, bool]] = []
+    rows: list[dict[str, Any]] = []
+    fresh: dict[tuple[str, str], int] = {}
+    new: list[tuple[NewJob, str, str | None]] = []
+    for job in batch:
+        pair = (job.account, job.key) if job.key is not None else None
+        if pair is not None and (pair in existing or pair in seen or pair in fresh):
+            plan.append((existing.get(pair) or seen.get(pair) or fresh[pair], False))
+            continue
+        if pair is not None:
+            fresh[pair] = len(new)
+        plan.append((len(new), True))
+        new.append((job, new_id(), duplicate_key(job.text)))
+    if window is not None:
+        live = live_by_text(sorted({(j.account, k) for j, _, k in new if k is not None}))
+        mine: dict[tuple[str, str], list[tuple[datetime, str]]] = {}
+        for job, job_id, key in new:
+            if key is None:
+                continue  # media-only posts have no text to compare
+            text = (job.account, key)
+            known, earlier = live.get(text), mine.get(text)
+            if known or earlier:
+                check_duplicate(job.account, key, job.scheduled_at, window,
+                                batch=earlier, known=known or [])
+            mine.setdefault(text, []).append((job.scheduled_at, job_id))
+    rows = [new_job_row(job, job_id, stamp, t, text_key=key) for job, job_id, key in new]
+    return plan, rows, fresh
 
 
 def account_row(account: Account, now: datetime, t: ToDb = to_db) -> dict[str, Any]:

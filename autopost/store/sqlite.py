@@ -47,6 +47,7 @@ from autopost.store.rows import (
     account_from,
     account_row,
     attempt_from,
+    import_batch,
     inserted_job,
     job_from,
     loads,
@@ -291,33 +292,11 @@ class SqliteStore(Store):
         try:
             with self._write() as c:
                 for batch in _batches(jobs, 500):
-                    existing = self._existing_keys(c, batch)
-                    # The duplicate guard: the live jobs sharing a text with this batch
-                    # (earlier batches are in the table by now) and this batch's own.
-                    live = _live_by_text(c, batch) if window is not None else {}
-                    mine: dict[tuple[str, str | None], list[tuple[datetime, str]]] = {}
-                    # Per job: an existing id, or the index of its new row.
-                    plan: list[tuple[str | int, bool]] = []
-                    rows: list[dict[str, Any]] = []
-                    fresh: dict[tuple[str, str], int] = {}
-                    for job in batch:
-                        pair = (job.account, job.key) if job.key is not None else None
-                        if pair is not None and (pair in existing or pair in seen
-                                                 or pair in fresh):
-                            plan.append((existing.get(pair) or seen.get(pair)
-                                         or fresh[pair], False))
-                            continue
-                        row = new_job_row(job, new_id(), stamp)
-                        if window is not None:
-                            text = (job.account, row["text_key"])
-                            _check_duplicate(c, job.account, row["text_key"],
-                                             job.scheduled_at, window, batch=mine.get(text),
-                                             known=live.get(text, []))
-                            mine.setdefault(text, []).append((job.scheduled_at, row["id"]))
-                        if pair is not None:
-                            fresh[pair] = len(rows)
-                        plan.append((len(rows), True))
-                        rows.append(row)
+                    plan, rows, fresh = import_batch(
+                        batch, stamp=stamp, t=to_db, existing=self._existing_keys(c, batch),
+                        seen=seen, window=window,
+                        live_by_text=lambda pairs: _live_by_pairs(c, pairs),
+                        check_duplicate=lambda *a, **kw: _check_duplicate(c, *a, **kw))
                     if rows:
                         _free_ids(c, rows)
                         c.executemany(_insert_sql(rows[0]), rows)
@@ -1237,7 +1216,13 @@ def _live_by_text(c, jobs: Sequence[NewJob]
                   ) -> dict[tuple[str, str], list[tuple[str, str, str | None, str]]]:
     """The LIVE jobs sharing a text key with one of `jobs`, read in a few queries (a
     large import asks once per 400 texts rather than once per row)."""
-    pairs = sorted({(j.account, k) for j in jobs if (k := duplicate_key(j.text))})
+    return _live_by_pairs(c, sorted({(j.account, k) for j in jobs
+                                     if (k := duplicate_key(j.text))}))
+
+
+def _live_by_pairs(c, pairs: Sequence[tuple[str, str]]
+                   ) -> dict[tuple[str, str], list[tuple[str, str, str | None, str]]]:
+    """The LIVE jobs of these (account, text key) pairs."""
     found: dict[tuple[str, str], list[tuple[str, str, str | None, str]]] = {}
     for i in range(0, len(pairs), 400):
         chunk = pairs[i:i + 400]
@@ -1289,10 +1274,9 @@ def _insert_sql(row: dict[str, Any]) -> str:
 
 
 def _free_ids(c: sqlite3.Connection, rows: list[dict[str, Any]]) -> None:
-    """Give each row an id that no job and no other row has (inside the write
-    transaction: no other writer can take one meanwhile)."""
-    for row in rows:
-        row["id"] = new_id()
+    """Make sure each row's id is one that no job and no other row has, drawing new ones
+    for those that clash (inside the write transaction: no other writer can take one
+    meanwhile)."""
     for _ in range(20):
         ids = [row["id"] for row in rows]
         marks = ", ".join("?" for _ in ids)
