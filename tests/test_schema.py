@@ -297,6 +297,37 @@ def test_a_version_4_database_upgrades_its_failed_resends(tmp_path, monkeypatch)
         "lost", "resend_failed", "reconcile_error", "resend_failed", "error", "error"]
     store.conn.execute("DELETE FROM attempts WHERE outcome = 'error'")
     assert store.outcomes_in_a_row(job.id, "resend_failed", passing=("reconcile_error",)) == 2
+
+
+def test_a_large_import_counts_per_batch_and_keeps_the_trigger(db, monkeypatch):
+    """import_jobs stands in for the per-row insert trigger only while it is exactly the
+    one migration 4 made (else the trigger keeps counting), and creates it again."""
+    from datetime import UTC, datetime
+
+    from autopost.models import Account, NewJob
+    from autopost.store import sqlite as store_sqlite
+
+    store = SqliteStore(db)
+    sql = "SELECT sql FROM sqlite_master WHERE name = 'job_counts_insert'"
+    assert store.conn.execute(sql).fetchone()[0] == store_sqlite._COUNTER_SQL
+    now = datetime(2026, 6, 1, tzinfo=UTC)
+    store.add_account(Account(name="a", platform="outbox", credentials={"path": "/tmp/a"}),
+                      now=now)
+    dropped: list[str] = []
+    real = store_sqlite._counter_off
+
+    def spy(c):
+        dropped.append(real(c))
+        assert c.execute(sql).fetchone() is None
+        return dropped[-1]
+
+    monkeypatch.setattr(store_sqlite, "_counter_off", spy)
+    store.import_jobs((NewJob(account="a", platform="outbox", text=f"t{i}",
+                              scheduled_at=now) for i in range(1200)), now=now)
+    assert dropped == [store_sqlite._COUNTER_SQL]
+    assert store.conn.execute(sql).fetchone()[0] == store_sqlite._COUNTER_SQL
+    assert store.conn.execute("SELECT n FROM job_counts WHERE status = 'pending'"
+                              ).fetchone()[0] == 1200
     store.close()
 
 

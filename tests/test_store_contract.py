@@ -307,6 +307,12 @@ def test_import_jobs_keeps_the_counts_exact(store):
     assert store.count_by_status()[JobStatus.PENDING] == 1300
     store.import_jobs(iter([new(key="kept")]), now=NOW)
     check()
+    # Counting still follows every change after a large import.
+    (job,) = add(store, new("b", text="after"))
+    check()
+    store.cancel_job(job.id, now=NOW)
+    check()
+    assert store.count_by_status()[JobStatus.CANCELLED] == 2
 
 
 def test_large_batches_round_trip(store):

@@ -291,18 +291,25 @@ class SqliteStore(Store):
         self.conn.execute("PRAGMA cache_size = -8000")
         try:
             with self._write() as c:
-                for batch in _batches(jobs, 500):
+                trigger: str | None = None  # the counter trigger's SQL, while it is off
+                for batch in _batches(jobs, _IMPORT_BATCH):
                     plan, rows, fresh = import_batch(
                         batch, stamp=stamp, t=to_db, existing=self._existing_keys(c, batch),
                         seen=seen, window=window,
                         live_by_text=lambda pairs: _live_by_pairs(c, pairs),
                         check_duplicate=lambda *a, **kw: _check_duplicate(c, *a, **kw))
+                    if trigger is None and len(batch) == _IMPORT_BATCH:
+                        trigger = _counter_off(c)  # a large import: count once per batch
                     if rows:
                         _free_ids(c, rows)
                         c.executemany(_insert_sql(rows[0]), rows)
+                        if trigger:
+                            _count_inserted(c, rows)
                     out += [(rows[ref]["id"] if isinstance(ref, int) else ref, created)
                             for ref, created in plan]
                     seen.update((pair, rows[i]["id"]) for pair, i in fresh.items())
+                if trigger:
+                    c.execute(trigger)  # on again, as it was, before the commit
         finally:
             self.conn.execute(f"PRAGMA cache_size = {int(cache)}")
         return out
@@ -1266,6 +1273,37 @@ def _batches(items: Iterable[Any], size: int) -> Iterator[list[Any]]:
             batch = []
     if batch:
         yield batch
+
+
+_IMPORT_BATCH = 500
+# The insert half of job_counts (schema migration 4): what the trigger does per row,
+# done once per batch by _count_inserted while the trigger is off.
+_COUNTER_TRIGGER = "job_counts_insert"
+_COUNTER_SQL = ("CREATE TRIGGER job_counts_insert AFTER INSERT ON jobs BEGIN INSERT INTO "
+                "job_counts (status, n) VALUES (new.status, 1) ON CONFLICT (status) DO "
+                "UPDATE SET n = n + 1; END")
+
+
+def _counter_off(c: sqlite3.Connection) -> str:
+    """Drop the per-row counter trigger for the rest of this write transaction; its SQL
+    (to create it again before the commit), or "" when it is not the one _count_inserted
+    stands in for (then it stays). Inside the transaction: other connections never see
+    the table without it, and a rollback brings it back."""
+    row = c.execute("SELECT sql FROM sqlite_master WHERE type = 'trigger' AND name = ?",
+                    (_COUNTER_TRIGGER,)).fetchone()
+    if row is None or row[0] != _COUNTER_SQL:
+        return ""
+    c.execute(f"DROP TRIGGER {_COUNTER_TRIGGER}")
+    return row[0]
+
+
+def _count_inserted(c: sqlite3.Connection, rows: list[dict[str, Any]]) -> None:
+    """job_counts for rows just inserted, as the insert trigger would have counted them."""
+    counts: dict[str, int] = {}
+    for row in rows:
+        counts[row["status"]] = counts.get(row["status"], 0) + 1
+    c.executemany("INSERT INTO job_counts (status, n) VALUES (?, ?) ON CONFLICT (status) "
+                  "DO UPDATE SET n = n + excluded.n", list(counts.items()))
 
 
 def _insert_sql(row: dict[str, Any]) -> str:
