@@ -282,6 +282,26 @@ def test_counting_never_exceeds_code_points_without_links(text):
         assert count_characters(text) <= len(text)
 
 
+edge = st.sampled_from(["http://", "HTTP://x", "https://a.", "http://.", "(http://b)",
+                         "@u@h.example", "\r\n", "e\u0301", "\U0001F44D\U0001F3FD", "://"])
+
+
+@settings(max_examples=300, deadline=None)
+@given(st.one_of(posts_with_entities().map(lambda s: s[0]),
+                 st.lists(st.one_of(edge, words), max_size=12).map("".join),
+                 st.text(max_size=40)))
+def test_the_cheap_bound_is_never_below_the_count(text):
+    """validate counts exactly only when text_length_at_most is over the limit."""
+    assert MastodonAdapter.text_length_at_most(text) >= MastodonAdapter.text_length(text)
+
+
+def test_short_links_over_the_limit_are_refused():
+    text = " ".join(["http://a"] * 21)  # 188 code points, 21 * 23 + 20 = 503 characters
+    with pytest.raises(UsageError, match="503 characters"):
+        MastodonAdapter.validate(text, (), {})
+    MastodonAdapter.validate(" ".join(["http://a"] * 20), (), {})
+
+
 def test_validate_at_add_time():
     MastodonAdapter.validate("a" * 500, (), {})
     MastodonAdapter.validate("b" * 400 + " https://example.com/" + "c" * 300, (), {})

@@ -228,9 +228,15 @@ class Adapter(ABC):
         return len(text)
 
     @classmethod
+    def text_length_at_most(cls, text: str) -> int:
+        """A cheap upper bound of text_length(text) (validate counts exactly only texts
+        that may be too long); text_length itself unless a platform knows a cheaper one."""
+        return cls.text_length(text)
+
+    @classmethod
     def validate(cls, text: str, media: tuple[Media, ...], options: dict[str, Any]) -> None:
         """Raise UsageError for content the platform is known to refuse."""
-        if cls.text_limit is not None:
+        if cls.text_limit is not None and cls.text_length_at_most(text) > cls.text_limit:
             n = cls.text_length(text)
             if n > cls.text_limit:
                 raise UsageError(

@@ -150,6 +150,13 @@ class MastodonAdapter(Adapter):
         return count_characters(text, URL_CHARS)
 
     @classmethod
+    def text_length_at_most(cls, text: str) -> int:
+        # Each link holds "://" and is at least "http://" long (7 characters) before it
+        # counts URL_CHARS; a mention only gets shorter, and a grapheme is at least one
+        # code point. So links add at most URL_CHARS - 7 each.
+        return len(text) + (URL_CHARS - 7) * text.count("://")
+
+    @classmethod
     def validate(cls, text: str, media: tuple[Media, ...], options: dict[str, Any]) -> None:
         visibility = options.get("visibility")
         if visibility is not None and visibility not in VISIBILITIES:
