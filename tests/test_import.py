@@ -311,3 +311,20 @@ def test_a_bad_last_row_of_a_large_file_imports_nothing(cli, tmp_path, db, fmt):
     ok = cli("import", str(path), "--json")
     assert ok.code == 0, ok.stderr
     assert ok.json()["new"] == 4999
+
+
+def test_import_results_are_kept_compactly_and_read_as_a_list():
+    from autopost.store.rows import Imported
+
+    got = Imported()
+    assert len(got) == 0 and list(got) == [] and got == []
+    got.add(["aaaaaaaa", "bb"], [True, False])
+    assert got[1] == ("bb", False) and got[-2] == ("aaaaaaaa", True)
+    got.add(["cccccccc"], [True])  # after a read: the new batch is still found
+    assert list(got) == [("aaaaaaaa", True), ("bb", False), ("cccccccc", True)]
+    assert got[1:] == [("bb", False), ("cccccccc", True)]
+    assert got == [("aaaaaaaa", True), ("bb", False), ("cccccccc", True)]
+    assert got != [("aaaaaaaa", True), ("bb", True), ("cccccccc", True)]
+    assert sum(made for _, made in got) == 2 and len(got) == 3
+    with pytest.raises(IndexError):
+        got[3]

@@ -200,13 +200,13 @@ class Store(ABC):
 
     @abstractmethod
     def import_jobs(self, jobs: Iterable[NewJob], *, now: datetime,
-                    duplicate_window: float | None = None) -> list[tuple[str, bool]]:
+                    duplicate_window: float | None = None) -> Sequence[tuple[str, bool]]:
         """add_jobs for a stream: insert every job the iterable yields, in one transaction,
         holding only a batch in memory (the duplicate guard as add_jobs has it). All or
         nothing: an exception from the iterable (a bad row found late) rolls back every job
         added before it and propagates.
-        Returns (job id, created) in order; a job whose (account, key) exists is not
-        added (its existing id, created False)."""
+        Returns (job id, created) in order (compactly: rows.Imported); a job whose
+        (account, key) exists is not added (its existing id, created False)."""
 
     @abstractmethod
     def find_keys(self, pairs: Iterable[tuple[str, str]]) -> dict[tuple[str, str], str]:

@@ -73,6 +73,7 @@ from autopost.store.pg_schema import migrate
 from autopost.store.pgconn import connect, describe_dsn, translate_errors
 from autopost.store.rows import (
     FINISHED,
+    Imported,
     account_from,
     account_row,
     attempt_from,
@@ -365,14 +366,14 @@ class PostgresStore(ScheduleMethods, Store):
         return [(made[i], created) for i, created in out]
 
     def import_jobs(self, jobs: Iterable[NewJob], *, now: datetime,
-                    duplicate_window: float | None = None) -> list[tuple[str, bool]]:
+                    duplicate_window: float | None = None) -> Imported:
         """One transaction, not retried as _tx retries (the stream cannot be read twice):
         a deadlock with another import of the same accounts fails this one, with
         nothing of it applied."""
         from psycopg import errors
 
         window = duplicate_window
-        out: list[tuple[str, bool]] = []
+        out = Imported()
         seen: dict[tuple[str, str], str] = {}
         self._tx_now = None
         with translate_errors(self.where), self.conn.transaction():
@@ -402,8 +403,8 @@ class PostgresStore(ScheduleMethods, Store):
                             raise
                 else:  # pragma: no cover
                     raise RuntimeError("could not find free job ids")
-                out += [(rows[ref]["id"] if isinstance(ref, int) else ref, created)
-                        for ref, created in plan]
+                out.add([rows[ref]["id"] if isinstance(ref, int) else ref for ref, _ in plan],
+                        [created for _, created in plan])
                 seen.update((pair, rows[i]["id"]) for pair, i in fresh.items())
         return out
 

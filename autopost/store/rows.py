@@ -10,7 +10,8 @@ from __future__ import annotations
 
 import json
 import os
-from collections.abc import Callable
+from array import array
+from collections.abc import Callable, Iterator, Sequence
 from datetime import UTC, datetime
 from typing import Any
 
@@ -83,6 +84,62 @@ def new_job_row(job: NewJob, job_id: str, stamp: Any, t: ToDb = to_db, *,
         "series_n": job.series_n,
         "text_key": duplicate_key(job.text) if text_key is _UNSET else text_key,
     }
+
+
+class Imported(Sequence[tuple[str, bool]]):
+    """What import_jobs answers: (job id, created) per job, in order. Kept compactly
+    (the ids of each batch in one string, the flags in bytes) so that the answer for a
+    large import takes ~17 bytes a job rather than a tuple and a string each (~120)."""
+
+    def __init__(self) -> None:
+        self._parts: list[str] = []   # ids, joined per batch
+        self._text = ""                # the parts joined, once read
+        self._ends = array("q")        # where each id ends in the joined text
+        self._made = bytearray()
+
+    def add(self, ids: Sequence[str], made: Sequence[bool]) -> None:
+        end = self._ends[-1] if self._ends else 0
+        for job_id in ids:
+            end += len(job_id)
+            self._ends.append(end)
+        self._parts.append("".join(ids))
+        self._made += bytes(made)
+
+    def __len__(self) -> int:
+        return len(self._made)
+
+    def _joined(self) -> str:
+        if self._parts:
+            self._text = "".join([self._text, *self._parts])
+            self._parts = []
+        return self._text
+
+    def __getitem__(self, i):  # type: ignore[override]
+        if isinstance(i, slice):
+            return [self[j] for j in range(*i.indices(len(self)))]
+        n = len(self)
+        if i < 0:
+            i += n
+        if not 0 <= i < n:
+            raise IndexError(i)
+        text = self._joined()
+        return text[self._ends[i - 1] if i else 0:self._ends[i]], bool(self._made[i])
+
+    def __iter__(self) -> Iterator[tuple[str, bool]]:
+        text, start = self._joined(), 0
+        for end, made in zip(self._ends, self._made, strict=True):
+            yield text[start:end], bool(made)
+            start = end
+
+    def __eq__(self, other: object) -> bool:
+        if not isinstance(other, Sequence):
+            return NotImplemented
+        return len(self) == len(other) and all(a == b for a, b in zip(self, other, strict=True))
+
+    __hash__ = None  # type: ignore[assignment]
+
+    def __repr__(self) -> str:
+        return f"Imported({list(self)!r})"
 
 
 # (id, scheduled_at, posted_at, status) of a LIVE job with a given text key, as each
