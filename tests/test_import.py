@@ -328,3 +328,23 @@ def test_import_results_are_kept_compactly_and_read_as_a_list():
     assert sum(made for _, made in got) == 2 and len(got) == 3
     with pytest.raises(IndexError):
         got[3]
+
+
+def test_the_duplicate_key_of_ascii_text_is_the_normalised_digest():
+    """duplicate_key's ASCII fast path gives the key NFKC + casefold would."""
+    import hashlib
+    import unicodedata
+
+    from autopost.store.base import duplicate_key
+
+    def reference(text):
+        norm = " ".join(unicodedata.normalize("NFKC", text).casefold().split())
+        return hashlib.sha256(norm.encode()).hexdigest()[:24] if norm else None
+
+    ascii_chars = "".join(map(chr, range(128)))
+    samples = ["Big  News", " \t\r\n", "", "A\x1fB", "x\x0bY", ascii_chars, ascii_chars[::-1],
+               "Straße", "ＢＩＧ news", "ﬁne"]
+    for text in samples:
+        assert duplicate_key(text) == reference(text), repr(text)
+    assert duplicate_key("BIG\tnews ") == duplicate_key("big news") == duplicate_key(
+        "ＢＩＧ news")

@@ -111,7 +111,10 @@ def duplicate_key(text: str) -> str | None:
     import hashlib
     import unicodedata
 
-    norm = " ".join(unicodedata.normalize("NFKC", text).casefold().split())
+    if text.isascii():  # NFKC leaves ASCII as it is, and casefold is lower there
+        norm = " ".join(text.lower().split())
+    else:
+        norm = " ".join(unicodedata.normalize("NFKC", text).casefold().split())
     if not norm:
         return None
     return hashlib.sha256(norm.encode("utf-8")).hexdigest()[:24]

@@ -305,7 +305,10 @@ class SqliteStore(Store):
                         trigger = _counter_off(c)  # a large import: count once per batch
                     if rows:
                         _free_ids(c, rows)
-                        c.executemany(_insert_sql(rows[0]), rows)
+                        # Positional parameters: binding by name makes a string per
+                        # column and row.
+                        c.executemany(_insert_sql(rows[0], positional=True),
+                                      [tuple(row.values()) for row in rows])
                         if trigger:
                             _count_inserted(c, rows)
                     out.add([rows[ref]["id"] if isinstance(ref, int) else ref for ref, _ in plan],
@@ -1309,9 +1312,10 @@ def _count_inserted(c: sqlite3.Connection, rows: list[dict[str, Any]]) -> None:
                   "DO UPDATE SET n = n + excluded.n", list(counts.items()))
 
 
-def _insert_sql(row: dict[str, Any]) -> str:
-    return (f"INSERT INTO jobs ({', '.join(row)}) "
-            f"VALUES ({', '.join(f':{k}' for k in row)})")
+def _insert_sql(row: dict[str, Any], *, positional: bool = False) -> str:
+    """INSERT of a row: named parameters, or ? in the order of the row's columns."""
+    marks = ", ".join("?" if positional else f":{k}" for k in row)
+    return f"INSERT INTO jobs ({', '.join(row)}) VALUES ({marks})"
 
 
 def _free_ids(c: sqlite3.Connection, rows: list[dict[str, Any]]) -> None:
