@@ -1053,7 +1053,10 @@ def _record_all(c, results: Sequence[Result]) -> list[bool]:
     if not results:
         return []
     ids = [res.job_id for res in results]
-    if len(set(ids)) != len(ids):  # the same job twice: only one-by-one keeps the order
+    # The same job twice: only one-by-one keeps the order. A single result: one UPDATE
+    # that checks the lease itself, instead of a read and then the UPDATE (at
+    # concurrency 1 every commit carries one result).
+    if len(ids) == 1 or len(set(ids)) != len(ids):
         return [_record_one(c, res) for res in results]
     held: dict[str, tuple[int, str]] = {}
     by_run: dict[str, list[str]] = {}
