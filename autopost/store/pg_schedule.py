@@ -29,6 +29,7 @@ from autopost.store.base import (
 from autopost.store.pg_common import audit, from_pg, to_pg
 from autopost.store.rows import (
     attempt_from,
+    by_id,
     inserted_job,
     job_from,
     loads,
@@ -303,16 +304,7 @@ class ScheduleMethods:
         return self.get_series(series.id), made
 
     def get_series(self, series_id):
-        key = series_id.strip().lower()
-        rows = self._rows("SELECT * FROM series WHERE id = %s", (key,))
-        if not rows and len(key) >= 5:
-            rows = self._rows("SELECT * FROM series WHERE id >= %s AND id < %s ORDER BY id "
-                              "LIMIT 2", (key, key + "\uffff"))
-            if len(rows) > 1:
-                raise UsageError(f"series id {key!r} is ambiguous; give more characters")
-        if not rows:
-            raise NotFound(f"unknown series {key!r} (see 'autopost plan')")
-        return series_from(rows[0], from_pg)
+        return series_from(by_id(self._rows, "%s", "series", series_id), from_pg)
 
     def list_series(self, *, active_only=False):
         sql = "SELECT * FROM series"

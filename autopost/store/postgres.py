@@ -40,6 +40,7 @@ from autopost.models import (
     Run,
 )
 from autopost.quota import DAY, HOUR, next_free_slot
+from autopost.store import schedule
 from autopost.store.base import (
     CANCELLABLE,
     RETRYABLE,
@@ -76,10 +77,12 @@ from autopost.store.rows import (
     Imported,
     account_from,
     account_row,
+    added_jobs,
     attempt_from,
+    by_id,
     import_batch,
-    inserted_job,
     job_from,
+    jobs_query,
     new_job_row,
     run_from,
 )
@@ -355,15 +358,7 @@ class PostgresStore(ScheduleMethods, Store):
             return stamp
 
         stamp = self._tx(body)
-        if len(out) <= 1000:
-            byid = {j.id: j for j in self._jobs_by_ids([i for i, _ in out])}
-            return [(byid[i], created) for i, created in out]
-        created_at = _f(stamp)
-        made = {r["id"]: inserted_job(r, job, created_at)
-                for r, job in zip(rows, inserted, strict=True)}
-        missing = [i for i, created in out if not created]
-        made.update({j.id: j for j in self._jobs_by_ids(missing)})
-        return [(made[i], created) for i, created in out]
+        return added_jobs(out, rows, inserted, _f(stamp), self._jobs_by_ids)
 
     def import_jobs(self, jobs: Iterable[NewJob], *, now: datetime,
                     duplicate_window: float | None = None) -> Imported:
@@ -444,44 +439,10 @@ class PostgresStore(ScheduleMethods, Store):
         return [job_from(r, _f) for r in self._rows(sql, (list(ids),))]
 
     def get_job(self, job_id: str) -> Job:
-        job_id = job_id.strip().lower()
-        rows = self._rows("SELECT * FROM jobs WHERE id = %s", (job_id,))
-        if not rows and job_id and len(job_id) >= 3:
-            rows = self._rows(
-                "SELECT * FROM jobs WHERE id >= %s AND id < %s ORDER BY id LIMIT 2",
-                (job_id, job_id + "\uffff"))
-            if len(rows) > 1:
-                raise UsageError(f"job id {job_id!r} is ambiguous; give more characters")
-        if not rows:
-            raise NotFound(f"unknown job {job_id!r} (see 'autopost list')")
-        return job_from(rows[0], _f)
+        return job_from(by_id(self._rows, "%s", "job", job_id), _f)
 
     def list_jobs(self, flt: JobFilter) -> list[Job]:
-        where, params = [], []
-        if flt.status is not None:
-            where.append("status = %s")
-            params.append(str(flt.status))
-        if flt.account is not None:
-            where.append("account = %s")
-            params.append(flt.account)
-        if flt.platform is not None:
-            where.append("platform = %s")
-            params.append(flt.platform)
-        if flt.thread_id is not None:
-            where.append("thread_id = %s")
-            params.append(flt.thread_id)
-        if flt.series_id is not None:
-            where.append("series_id = %s")
-            params.append(flt.series_id)
-        sql = "SELECT * FROM jobs"
-        if where:
-            sql += " WHERE " + " AND ".join(where)
-        sql += " ORDER BY thread_part, scheduled_at, id" if flt.thread_id is not None else \
-            " ORDER BY scheduled_at, id"
-        if flt.limit is not None:
-            sql += " LIMIT %s"
-            params.append(flt.limit)
-        return [job_from(r, _f) for r in self._rows(sql, params)]
+        return [job_from(r, _f) for r in self._rows(*jobs_query(flt, "%s"))]
 
     def attempts_for(self, job_id: str) -> list[Attempt]:
         rows = self._rows("SELECT * FROM attempts WHERE job_id = %s ORDER BY id", (job_id,))
@@ -516,15 +477,7 @@ class PostgresStore(ScheduleMethods, Store):
             return row is not None
 
         cancelled = self._tx(body)
-        fresh = self.get_job(job.id)
-        if cancelled:
-            return CancelOutcome(fresh, True)
-        reasons = {
-            JobStatus.RUNNING: "it is being published right now by a run",
-            JobStatus.POSTED: "it is already posted",
-            JobStatus.CANCELLED: "it is already cancelled",
-        }
-        return CancelOutcome(fresh, False, reasons.get(fresh.status, f"it is {fresh.status}"))
+        return schedule.cancel_outcome(self.get_job(job.id), cancelled)
 
     def retry_job(self, job_id: str, *, now: datetime, at: datetime | None = None,
                   force: bool = False) -> Job:

@@ -1,4 +1,5 @@
-"""Rows <-> autopost dataclasses, shared by the SQLite and PostgreSQL stores.
+"""Rows <-> autopost dataclasses, shared by the SQLite and PostgreSQL stores, and the
+queries both build alike (each passing its parameter mark).
 
 The two stores hold the same columns. They differ only in how a time is kept: SQLite
 keeps fixed-width UTC text (timefmt.py), PostgreSQL a timestamptz. Each builder and
@@ -15,6 +16,7 @@ from collections.abc import Callable, Iterator, Sequence
 from datetime import UTC, datetime
 from typing import Any
 
+from autopost.errors import NotFound, UsageError
 from autopost.ids import new_id
 from autopost.models import (
     Account,
@@ -22,6 +24,7 @@ from autopost.models import (
     Attempt,
     ErrorKind,
     Job,
+    JobFilter,
     JobStatus,
     Media,
     NewJob,
@@ -50,6 +53,68 @@ def inserted_job(row: dict[str, Any], job: NewJob, created_at: datetime) -> Job:
         group_id=job.group_id, created_at=created_at, updated_at=created_at,
         thread_id=job.thread_id, thread_part=job.thread_part, series_id=job.series_id,
         series_n=job.series_n)
+
+
+def added_jobs(out: list[tuple[str, bool]], rows: list[dict[str, Any]],
+               inserted: list[NewJob], created_at: datetime,
+               read: Callable[[list[str]], list[Job]]) -> list[tuple[Job, bool]]:
+    """add_jobs' answer from what it did: `out` each job's id in order and whether it was
+    created, `rows` and `inserted` the rows it inserted and the jobs they came from,
+    `read` the store's read of jobs by id. Up to 1000 jobs are read back; a larger batch
+    builds its new jobs from the rows (inserted_job) and reads only the others."""
+    if len(out) <= 1000:
+        byid = {j.id: j for j in read([i for i, _ in out])}
+        return [(byid[i], created) for i, created in out]
+    made = {r["id"]: inserted_job(r, job, created_at)
+            for r, job in zip(rows, inserted, strict=True)}
+    made.update({j.id: j for j in read([i for i, created in out if not created])})
+    return [(made[i], created) for i, created in out]
+
+
+# What by_id looks in, per noun: the table, the shortest start of an id it completes,
+# and the command that lists the ids.
+_BY_ID = {"job": ("jobs", 3, "list"), "series": ("series", 5, "plan")}
+
+
+def by_id(read: Callable[..., list[dict[str, Any]]], mark: str, noun: str, given: str
+          ) -> dict[str, Any]:
+    """The row of the job or series (`noun`) whose id is `given` or, when none is, the one
+    whose id starts with it; UsageError when several do, NotFound when none does. `read`
+    is the store's read (SQL, parameters) and `mark` its parameter mark."""
+    table, shortest, see = _BY_ID[noun]
+    key = given.strip().lower()
+    rows = read(f"SELECT * FROM {table} WHERE id = {mark}", (key,))
+    if not rows and len(key) >= shortest:
+        rows = read(f"SELECT * FROM {table} WHERE id >= {mark} AND id < {mark} ORDER BY id "
+                    "LIMIT 2", (key, key + "\uffff"))
+        if len(rows) > 1:
+            raise UsageError(f"{noun} id {key!r} is ambiguous; give more characters")
+    if not rows:
+        raise NotFound(f"unknown {noun} {key!r} (see 'autopost {see}')")
+    return rows[0]
+
+
+def jobs_query(flt: JobFilter, mark: str) -> tuple[str, list[Any]]:
+    """list_jobs' SELECT for a filter and its parameters, `mark` being the store's
+    parameter mark ('?' on SQLite, '%s' on PostgreSQL)."""
+    where, params = [], []
+    if flt.status is not None:
+        # A literal (a JobStatus value): the partial indexes qualify for it.
+        where.append(f"status = '{JobStatus(flt.status)}'")
+    for column, value in (("account", flt.account), ("platform", flt.platform),
+                          ("thread_id", flt.thread_id), ("series_id", flt.series_id)):
+        if value is not None:
+            where.append(f"{column} = {mark}")
+            params.append(value)
+    sql = "SELECT * FROM jobs"
+    if where:
+        sql += " WHERE " + " AND ".join(where)
+    sql += " ORDER BY thread_part, scheduled_at, id" if flt.thread_id is not None else \
+        " ORDER BY scheduled_at, id"
+    if flt.limit is not None:
+        sql += f" LIMIT {mark}"
+        params.append(flt.limit)
+    return sql, params
 
 
 _UNSET: Any = object()

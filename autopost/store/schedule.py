@@ -16,7 +16,7 @@ from typing import Any
 
 from autopost.errors import UsageError
 from autopost.models import Attempt, Job, JobEdit, JobStatus, NewJob
-from autopost.store.base import RETRYABLE, duplicate_key, not_editable_reason
+from autopost.store.base import RETRYABLE, CancelOutcome, duplicate_key, not_editable_reason
 from autopost.store.rows import ToDb
 from autopost.store.timefmt import to_db
 
@@ -117,6 +117,19 @@ def planned_edit(job: Job, edit: JobEdit, verb: str, stamp: Any, t: ToDb
 def _value(job: Job, name: str) -> Any:
     value = getattr(job, name)
     return tuple(value) if name == "media" else value
+
+
+def cancel_outcome(job: Job, cancelled: bool) -> CancelOutcome:
+    """What cancel_job answers: the job as it is now and, when it was left as it was,
+    why."""
+    if cancelled:
+        return CancelOutcome(job, True)
+    reasons = {
+        JobStatus.RUNNING: "it is being published right now by a run",
+        JobStatus.POSTED: "it is already posted",
+        JobStatus.CANCELLED: "it is already cancelled",
+    }
+    return CancelOutcome(job, False, reasons.get(job.status, f"it is {job.status}"))
 
 
 def retryable(job: Job, now: datetime) -> bool:

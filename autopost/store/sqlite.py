@@ -47,10 +47,13 @@ from autopost.store.rows import (
     Imported,
     account_from,
     account_row,
+    added_jobs,
     attempt_from,
+    by_id,
     import_batch,
     inserted_job,
     job_from,
+    jobs_query,
     loads,
     new_job_row,
     run_from,
@@ -269,16 +272,8 @@ class SqliteStore(Store):
                 cols = ", ".join(rows[0])
                 marks = ", ".join(f":{k}" for k in rows[0])
                 c.executemany(f"INSERT INTO jobs ({cols}) VALUES ({marks})", rows)
-        if len(out) <= 1000:
-            byid = {j.id: j for j in self._jobs_by_ids([i for i, _ in out])}
-            return [(byid[i], created) for i, created in out]
-        # Large imports: build the dataclasses from what was inserted, not by re-reading.
-        created_at = from_db(stamp)
-        made = {r["id"]: inserted_job(r, job, created_at)
-                for r, job in zip(rows, inserted, strict=True)}
-        missing = [i for i, created in out if not created]
-        made.update({j.id: j for j in self._jobs_by_ids(missing)})
-        return [(made[i], created) for i, created in out]
+        # Large imports: the dataclasses built from what was inserted, not read back.
+        return added_jobs(out, rows, inserted, from_db(stamp), self._jobs_by_ids)
 
     def import_jobs(self, jobs: Iterable[NewJob], *, now: datetime,
                     duplicate_window: float | None = None) -> Imported:
@@ -410,43 +405,10 @@ class SqliteStore(Store):
         return result
 
     def get_job(self, job_id: str) -> Job:
-        job_id = job_id.strip().lower()
-        rows = self._rows("SELECT * FROM jobs WHERE id = ?", (job_id,))
-        if not rows and job_id and len(job_id) >= 3:
-            rows = self._rows("SELECT * FROM jobs WHERE id >= ? AND id < ? LIMIT 2",
-                              (job_id, job_id + "\uffff"))
-            if len(rows) > 1:
-                raise UsageError(f"job id {job_id!r} is ambiguous; give more characters")
-        if not rows:
-            raise NotFound(f"unknown job {job_id!r} (see 'autopost list')")
-        return job_from(rows[0])
+        return job_from(by_id(self._rows, "?", "job", job_id))
 
     def list_jobs(self, flt: JobFilter) -> list[Job]:
-        where, params = [], []
-        if flt.status is not None:
-            # A literal (a JobStatus value): the partial indexes qualify for it.
-            where.append(f"status = '{JobStatus(flt.status)}'")
-        if flt.account is not None:
-            where.append("account = ?")
-            params.append(flt.account)
-        if flt.platform is not None:
-            where.append("platform = ?")
-            params.append(flt.platform)
-        if flt.thread_id is not None:
-            where.append("thread_id = ?")
-            params.append(flt.thread_id)
-        if flt.series_id is not None:
-            where.append("series_id = ?")
-            params.append(flt.series_id)
-        sql = "SELECT * FROM jobs"
-        if where:
-            sql += " WHERE " + " AND ".join(where)
-        sql += " ORDER BY thread_part, scheduled_at, id" if flt.thread_id is not None else \
-            " ORDER BY scheduled_at, id"
-        if flt.limit is not None:
-            sql += " LIMIT ?"
-            params.append(flt.limit)
-        return [job_from(r) for r in self._rows(sql, params)]
+        return [job_from(r) for r in self._rows(*jobs_query(flt, "?"))]
 
     def attempts_for(self, job_id: str) -> list[Attempt]:
         rows = self._rows("SELECT * FROM attempts WHERE job_id = ? ORDER BY id", (job_id,))
@@ -474,16 +436,7 @@ class SqliteStore(Store):
                               "updated_at = ? WHERE id = ?", (to_db(now), later))
                     _audit(c, later, 0, None, now, "cancelled",
                            f"cancelled with part {job.thread_part} of its thread ({job.id})")
-        fresh = self.get_job(job.id)
-        if cur.rowcount:
-            return CancelOutcome(fresh, True)
-        reasons = {
-            JobStatus.RUNNING: "it is being published right now by a run",
-            JobStatus.POSTED: "it is already posted",
-            JobStatus.CANCELLED: "it is already cancelled",
-        }
-        reason = reasons.get(fresh.status, f"it is {fresh.status}")
-        return CancelOutcome(fresh, False, reason)
+        return schedule.cancel_outcome(self.get_job(job.id), bool(cur.rowcount))
 
     def retry_job(self, job_id: str, *, now: datetime, at: datetime | None = None,
                   force: bool = False) -> Job:
@@ -633,16 +586,7 @@ class SqliteStore(Store):
         return [inserted_job(r, j, from_db(stamp)) for r, j in zip(rows, jobs, strict=True)]
 
     def get_series(self, series_id):
-        key = series_id.strip().lower()
-        rows = self._rows("SELECT * FROM series WHERE id = ?", (key,))
-        if not rows and len(key) >= 5:
-            rows = self._rows("SELECT * FROM series WHERE id >= ? AND id < ? LIMIT 2",
-                              (key, key + "\uffff"))
-            if len(rows) > 1:
-                raise UsageError(f"series id {key!r} is ambiguous; give more characters")
-        if not rows:
-            raise NotFound(f"unknown series {key!r} (see 'autopost plan')")
-        return series_from(rows[0])
+        return series_from(by_id(self._rows, "?", "series", series_id))
 
     def list_series(self, *, active_only=False):
         sql = "SELECT * FROM series"
