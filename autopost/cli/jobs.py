@@ -442,18 +442,39 @@ def _bulk_report(verb: str, jobs, dry_run: bool) -> None:
         print(f"  {job.id}  {job.account}  {job.status}")
 
 
+def _matching(store, statuses: list[JobStatus], account: str | None):
+    """The jobs a bulk selection covers, in scheduled order (what --dry-run shows)."""
+    jobs = [j for s in statuses for j in store.list_jobs(JobFilter(status=s, account=account))]
+    return sorted(jobs, key=lambda j: (j.scheduled_at, j.id))
+
+
+def _bulk_options(able: str, statuses: str, done: str) -> tuple:
+    """The JOB... argument and the --account/--status/--dry-run options of a command that
+    takes job ids or a bulk selection (cancel, retry), in its words."""
+    return (
+        Annotated[list[str] | None, typer.Argument(
+            metavar="[JOB]...", help="Job ids (or use --account / --status).")],
+        Annotated[str | None, typer.Option(
+            "--account", "-a", metavar="NAME", help=f"Every {able} job of this account.")],
+        Annotated[str | None, typer.Option(
+            "--status", "-s", help=f"Only jobs in this status: {statuses}.")],
+        Annotated[bool, typer.Option(
+            "--dry-run", help=f"Show what would be {done}; change nothing.")],
+    )
+
+
+_CancelIds, _CancelAccount, _CancelStatus, _CancelDryRun = _bulk_options(
+    "cancellable", "pending, failed or missed", "cancelled")
+_RetryIds, _RetryAccount, _RetryStatus, _RetryDryRun = _bulk_options(
+    "retryable", "failed, missed or cancelled", "retried")
+
+
 @app.command()
 def cancel(
-    job_ids: Annotated[list[str] | None, typer.Argument(
-        metavar="[JOB]...", help="Job ids (or use --account / --status).")] = None,
-    account: Annotated[str | None, typer.Option(
-        "--account", "-a", metavar="NAME", help="Every cancellable job of this account.")
-    ] = None,
-    status: Annotated[str | None, typer.Option(
-        "--status", "-s", help="Only jobs in this status: pending, failed or missed.")
-    ] = None,
-    dry_run: Annotated[bool, typer.Option(
-        "--dry-run", help="Show what would be cancelled; change nothing.")] = False,
+    job_ids: _CancelIds = None,
+    account: _CancelAccount = None,
+    status: _CancelStatus = None,
+    dry_run: _CancelDryRun = False,
 ) -> None:
     """Cancel jobs that have not been published.
 
@@ -485,9 +506,7 @@ def _cancel(store, job_ids, account, status, dry_run: bool) -> bool:
     statuses = _selection(store, job_ids, account, status, CANCELLABLE, "cancel")
     if statuses is not None:
         if dry_run:
-            jobs = [j for s in statuses
-                    for j in store.list_jobs(JobFilter(status=s, account=account))]
-            _bulk_report("cancel", sorted(jobs, key=lambda j: (j.scheduled_at, j.id)), True)
+            _bulk_report("cancel", _matching(store, statuses, account), True)
         else:
             _bulk_report("cancel", store.cancel_jobs(account=account, statuses=statuses,
                                                      now=now()), False)
@@ -525,20 +544,14 @@ def _cancel(store, job_ids, account, status, dry_run: bool) -> bool:
 
 @app.command()
 def retry(
-    job_ids: Annotated[list[str] | None, typer.Argument(
-        metavar="[JOB]...", help="Job ids (or use --account / --status).")] = None,
+    job_ids: _RetryIds = None,
     at: Annotated[str | None, typer.Option(
         "--at", metavar="WHEN", help="When to send it (default: the next run).")] = None,
     tz: Annotated[str | None, typer.Option(
         "--tz", metavar="ZONE", help="Zone for --at without an offset.")] = None,
-    account: Annotated[str | None, typer.Option(
-        "--account", "-a", metavar="NAME", help="Every retryable job of this account.")
-    ] = None,
-    status: Annotated[str | None, typer.Option(
-        "--status", "-s", help="Only jobs in this status: failed, missed or cancelled.")
-    ] = None,
-    dry_run: Annotated[bool, typer.Option(
-        "--dry-run", help="Show what would be retried; change nothing.")] = False,
+    account: _RetryAccount = None,
+    status: _RetryStatus = None,
+    dry_run: _RetryDryRun = False,
     force: Annotated[bool, typer.Option(
         "--force", help="Send it again even though it may already be posted (an unknown "
                         "job, or one whose earlier outcome was never confirmed).")] = False,
@@ -572,9 +585,7 @@ def retry(
         if status is None:
             statuses = [JobStatus.FAILED, JobStatus.MISSED]
         if dry_run:
-            jobs = [j for s in statuses
-                    for j in store.list_jobs(JobFilter(status=s, account=account))]
-            _bulk_report("retry", sorted(jobs, key=lambda j: (j.scheduled_at, j.id)), True)
+            _bulk_report("retry", _matching(store, statuses, account), True)
         else:
             _bulk_report("retry", store.retry_jobs(account=account, statuses=statuses,
                                                    now=at_now, at=when), False)
