@@ -224,6 +224,15 @@ def pair_media(media: Sequence[str], alts: Sequence[str], order: Sequence[str]
     return pairs
 
 
+def media_files(raw_args: Sequence[str], media: Sequence[str] | None,
+                alts: Sequence[str] | None, takes_value: Sequence[str]) -> tuple[Media, ...]:
+    """A command line's --media files, each with the --alt given after it, checked.
+    `takes_value` are the command's other options that take a value."""
+    order = option_order(raw_args, {"--media": "media", "--alt": "alt"}, takes_value)
+    return tuple(Media(check_media(path), alt) for path, alt in
+                 pair_media(media or [], alts or [], order))
+
+
 def option_order(raw_args: Sequence[str], names: dict[str, str],
                  takes_value: Sequence[str]) -> list[str]:
     """The order in which the options in `names` (flag -> label) appear in raw_args."""

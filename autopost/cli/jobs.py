@@ -100,7 +100,6 @@ def add(
       autopost add "Tip of the week" -a work --at next-slot
     """
     from autopost import render, services
-    from autopost.models import Media
     from autopost.platforms.options import parse_pairs
 
     at_now = now()
@@ -143,11 +142,8 @@ def add(
                    as_json=as_json, value_options=_ADD_VALUE_OPTIONS, at_now=at_now,
                    options=parse_pairs(option or []))
         return
-    media_list, alt_list = media or [], alt or []
-    order = services.option_order(ctx.meta.get("autopost.raw_args", []),
-                                  {"--media": "media", "--alt": "alt"}, _ADD_VALUE_OPTIONS)
-    pairs = services.pair_media(media_list, alt_list, order)
-    files = tuple(Media(services.check_media(path), alt_text) for path, alt_text in pairs)
+    files = services.media_files(ctx.meta.get("autopost.raw_args", []), media, alt,
+                                 _ADD_VALUE_OPTIONS)
     store = get_store()
     settings = get_settings()
     request = services.AddRequest(text=text, accounts=list(account), when=when, media=files,
@@ -654,7 +650,6 @@ def edit(
       autopost edit 3f9k2m7a --text "Launch day! (updated)" --at "tomorrow 10:00"
     """
     from autopost import render, services
-    from autopost.models import JobEdit, Media
 
     at_now = now()
     if text == "-":
@@ -670,11 +665,8 @@ def edit(
         raise UsageError("give --media or --no-media, not both")
     files = None
     if media or alt:
-        order = services.option_order(ctx.meta.get("autopost.raw_args", []),
-                                      {"--media": "media", "--alt": "alt"},
-                                      _EDIT_VALUE_OPTIONS)
-        pairs = services.pair_media(media or [], alt or [], order)
-        files = tuple(Media(services.check_media(path), alt_text) for path, alt_text in pairs)
+        files = services.media_files(ctx.meta.get("autopost.raw_args", []), media, alt,
+                                     _EDIT_VALUE_OPTIONS)
     elif no_media:
         files = ()
     store = get_store()
@@ -685,33 +677,34 @@ def edit(
             raise UsageError("a series' times come from its rule; cancel it and add a new one "
                              "to change them")
         template = store.get_series(job_id)
-        options = services.edited_options(template.account, template.platform, option,
-                                          template.options) if option else None
-        change = JobEdit(text=text, media=files, options=options, max_attempts=max_attempts)
-        if not change.fields():
-            raise UsageError("edit: nothing to change (give --text, --media, --no-media, "
-                             "--option or --max-attempts)")
-        services.check_account_content(get_settings(), template.account, template.platform,
-                                       template.text if text is None else text,
-                                       template.media if files is None else files,
-                                       template.options if options is None else options)
+        change = _checked_edit(template, text, None, files, option, max_attempts)
         fresh, changed = store.edit_series(template.id, change, now=at_now)
         print(f"{fresh.id}  series edited ({', '.join(change.fields())}); "
               f"{len(changed)} occurrence(s) not yet posted changed too")
         return
     job = store.get_job(job_id)
-    options = services.edited_options(job.account, job.platform, option, job.options) \
-        if option else None
-    change = JobEdit(text=text, scheduled_at=when, media=files, options=options,
-                     max_attempts=max_attempts)
-    if not change.fields():
-        raise UsageError("edit: nothing to change (give --text, --at, --media, --no-media, "
-                         "--option or --max-attempts)")
-    services.check_account_content(get_settings(), job.account, job.platform,
-                                   job.text if text is None else text,
-                                   job.media if files is None else files,
-                                   job.options if options is None else options)
+    change = _checked_edit(job, text, when, files, option, max_attempts, timed=True)
     fresh = store.edit_job(job.id, change, now=at_now, duplicate_window=services.duplicate_window(
         get_settings(), allow_duplicate))
     print(f"{fresh.id}  edited ({', '.join(change.fields())}); {fresh.status}, due "
           f"{render.local(fresh.scheduled_at)}")
+
+
+def _checked_edit(target, text, when, files, option, max_attempts, *, timed: bool = False):
+    """The JobEdit for a job or a series (`target`), checked as `add` checks the content
+    (`timed`: the target has a time to change, so --at is one of the things to give)."""
+    from autopost import services
+    from autopost.models import JobEdit
+
+    options = services.edited_options(target.account, target.platform, option,
+                                      target.options) if option else None
+    change = JobEdit(text=text, scheduled_at=when, media=files, options=options,
+                     max_attempts=max_attempts)
+    if not change.fields():
+        raise UsageError(f"edit: nothing to change (give --text, {'--at, ' if timed else ''}"
+                         "--media, --no-media, --option or --max-attempts)")
+    services.check_account_content(get_settings(), target.account, target.platform,
+                                   target.text if text is None else text,
+                                   target.media if files is None else files,
+                                   target.options if options is None else options)
+    return change

@@ -61,7 +61,7 @@ def add_series(ctx: typer.Context, *, text: str, accounts: list[str], when, tz: 
 
     from autopost import render, series, services
     from autopost.ids import new_id
-    from autopost.models import Media, Series
+    from autopost.models import Series
     from autopost.timeparse import format_utc, get_zone, parse_when
 
     normal = series.normalise_rule(rule)
@@ -87,10 +87,8 @@ def add_series(ctx: typer.Context, *, text: str, accounts: list[str], when, tz: 
         for n, t in upcoming:
             print(f"  {n:>3}. {t.astimezone(shown):%a %Y-%m-%d %H:%M %Z}")
         return
-    order = services.option_order(ctx.meta.get("autopost.raw_args", []),
-                                  {"--media": "media", "--alt": "alt"}, value_options)
-    pairs = services.pair_media(media or [], alt or [], order)
-    files = tuple(Media(services.check_media(path), alt_text) for path, alt_text in pairs)
+    files = services.media_files(ctx.meta.get("autopost.raw_args", []), media, alt,
+                                 value_options)
     store, settings = get_store(), get_settings()
     seen = set()
     made = []
