@@ -23,6 +23,7 @@ from tests.fakes.mastodon_server import FakeMastodon
 from tests.test_bluesky import DID, FakePds, adapter, created, job, record_of
 
 from .conftest import outbox_credentials
+from .crashkit import engine_files, finish
 from .test_schedule_cli import refused
 
 LEASE = 2.0
@@ -112,11 +113,7 @@ def _cli(db: Path, config: Path, *args: str) -> subprocess.Popen:
 
 
 def _setup(tmp_path: Path, fake: FakeMastodon, threads: int, parts: int, accounts: int):
-    db = tmp_path / "autopost.db"
-    config = tmp_path / "config.toml"
-    config.write_text(f"[run]\nlease_seconds = {LEASE}\nmax_concurrent_jobs = 3\n"
-                      "[platforms.mastodon]\nhourly_limit = 0\ndaily_limit = 0\n")
-    store = SqliteStore(db)
+    db, config, store = engine_files(tmp_path, "mastodon", LEASE)
     now = datetime.now(UTC)
     new = []
     for a in range(accounts):
@@ -153,15 +150,8 @@ def _assert_threads_whole(fake: FakeMastodon, store: SqliteStore) -> None:
 
 
 def _finish(db: Path, config: Path, store: SqliteStore, rounds: int = 20) -> None:
-    for _ in range(rounds):
-        counts = store.count_by_status()
-        if not (counts[JobStatus.PENDING] or counts[JobStatus.RUNNING]
-                or counts[JobStatus.UNKNOWN]):
-            return
-        time.sleep(LEASE + 0.2)
-        out, err = _cli(db, config, "run-due").communicate(timeout=120)
-        assert "Traceback" not in err, err
-    raise AssertionError(f"jobs left unfinished: {store.count_by_status()}")
+    finish(store, lambda: _cli(db, config, "run-due").communicate(timeout=120)[1], LEASE,
+           rounds)
 
 
 @pytest.mark.parametrize("seed", [3, 4])

@@ -22,6 +22,7 @@ import pytest
 
 from autopost.models import Account, AccountState, JobFilter, JobStatus, NewJob
 from autopost.store.sqlite import SqliteStore
+from tests.crashkit import engine_files, finish
 from tests.fakes.x_server import FakeX
 
 LEASE = 2.0
@@ -236,11 +237,7 @@ def test_a_thread_through_the_real_cli_replies_part_by_part(tmp_path, fake):
 
 def _setup(tmp_path: Path, fake: FakeX, *, jobs: int, accounts: int, expired: bool = False,
            expiry_known: bool = True):
-    db = tmp_path / "autopost.db"
-    config = tmp_path / "config.toml"
-    config.write_text(f"[run]\nlease_seconds = {LEASE}\nmax_concurrent_jobs = 3\n"
-                      "[platforms.x]\nhourly_limit = 0\ndaily_limit = 0\n")
-    store = SqliteStore(db)
+    db, config, store = engine_files(tmp_path, "x", LEASE)
     now = datetime.now(UTC)
     new = []
     for a in range(accounts):
@@ -259,15 +256,7 @@ def _setup(tmp_path: Path, fake: FakeX, *, jobs: int, accounts: int, expired: bo
 
 
 def _finish(db: Path, config: Path, store: SqliteStore, rounds: int = 12) -> None:
-    for _ in range(rounds):
-        counts = store.count_by_status()
-        if not (counts[JobStatus.PENDING] or counts[JobStatus.RUNNING]
-                or counts[JobStatus.UNKNOWN]):
-            return
-        time.sleep(LEASE + 0.2)
-        done = _run(db, "run-due", config=config)
-        assert "Traceback" not in done.stderr, done.stderr
-    raise AssertionError(f"jobs left unfinished: {store.count_by_status()}")
+    finish(store, lambda: _run(db, "run-due", config=config).stderr, LEASE, rounds)
 
 
 def _assert_exactly_once(fake: FakeX, store: SqliteStore, expected: int) -> None:
