@@ -100,19 +100,10 @@ def read_capped(path: Path | str, limit: int, what: str) -> bytes:
     """At most `limit` bytes of a file (a pipe or device works too); more is an error."""
     path = Path(path)
     try:
-        st = os.stat(path)
-        if stat.S_ISDIR(st.st_mode):
-            raise UsageError(f"{what} {path}: is a folder, not a file")
-        if stat.S_ISREG(st.st_mode) and st.st_size > limit:
-            raise _too_big(what, path, limit)
-        with open(path, "rb") as fh:
+        with _open(path, limit, what) as fh:
             data = fh.read(limit + 1)
-    except FileNotFoundError:
-        raise UsageError(f"{what} {path}: no such file") from None
-    except PermissionError:
-        raise UsageError(f"{what} {path}: permission denied") from None
     except OSError as exc:
-        raise UsageError(f"{what} {path}: cannot read ({exc.strerror or exc})") from None
+        raise _unreadable(what, path, exc) from None
     if len(data) > limit:
         raise _too_big(what, path, limit)
     return data
@@ -124,20 +115,29 @@ def text_lines(path: Path | str, limit: int, what: str) -> Iterator[str]:
     `limit` bytes, strict UTF-8 with the byte named) without holding the file in memory.
     Opening errors are raised here; later ones while iterating."""
     path = Path(path)
+    return _lines(_open(path, limit, what), path, limit, what)
+
+
+def _open(path: Path, limit: int, what: str) -> Any:
+    """The file open for reading bytes, once it is known to be no folder and (when its
+    size is known) no larger than `limit`; every refusal one UsageError line."""
     try:
         st = os.stat(path)
         if stat.S_ISDIR(st.st_mode):
             raise UsageError(f"{what} {path}: is a folder, not a file")
         if stat.S_ISREG(st.st_mode) and st.st_size > limit:
             raise _too_big(what, path, limit)
-        fh = open(path, "rb")  # noqa: SIM115  (closed by _lines)
-    except FileNotFoundError:
-        raise UsageError(f"{what} {path}: no such file") from None
-    except PermissionError:
-        raise UsageError(f"{what} {path}: permission denied") from None
+        return open(path, "rb")  # noqa: SIM115  (the caller closes it)
     except OSError as exc:
-        raise UsageError(f"{what} {path}: cannot read ({exc.strerror or exc})") from None
-    return _lines(fh, path, limit, what)
+        raise _unreadable(what, path, exc) from None
+
+
+def _unreadable(what: str, path: Path, exc: OSError) -> UsageError:
+    if isinstance(exc, FileNotFoundError):
+        return UsageError(f"{what} {path}: no such file")
+    if isinstance(exc, PermissionError):
+        return UsageError(f"{what} {path}: permission denied")
+    return UsageError(f"{what} {path}: cannot read ({exc.strerror or exc})")
 
 
 class _Capped(io.RawIOBase):
