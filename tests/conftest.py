@@ -12,6 +12,7 @@ import os
 import subprocess
 import sys
 from collections.abc import Iterator
+from contextlib import contextmanager
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -177,6 +178,18 @@ class SubprocessHelper:
 @pytest.fixture
 def proc(tmp_path, isolated_env) -> SubprocessHelper:
     return SubprocessHelper(tmp_path / "data" / "autopost.db", tmp_path)
+
+
+@contextmanager
+def opened(cli: CliRunnerHelper) -> Iterator[Store]:
+    """The SQLite store of a CLI test's database, closed afterwards."""
+    from autopost.store.sqlite import SqliteStore
+
+    store = SqliteStore(cli.db)
+    try:
+        yield store
+    finally:
+        store.close()
 
 
 def outbox_credentials(tmp_path: Path) -> str:

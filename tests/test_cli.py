@@ -7,7 +7,6 @@ import json
 import os
 import stat
 import sys
-from contextlib import contextmanager
 from datetime import UTC, datetime, timedelta
 
 import pytest
@@ -17,9 +16,8 @@ from autopost.platforms import registry
 from autopost.platforms.base import PlatformError, Refreshed
 from autopost.platforms.outbox import OutboxAdapter
 from autopost.store.base import Result
-from autopost.store.sqlite import SqliteStore
 
-from .conftest import file_hash, outbox_credentials
+from .conftest import file_hash, opened, outbox_credentials
 from .images import png
 
 JOB_KEYS = {"id", "account", "platform", "status", "scheduled_at", "next_attempt_at", "attempts",
@@ -80,15 +78,6 @@ def demo(cli, tmp_path):
               input=outbox_credentials(tmp_path))
     assert out.code == 0, out.stderr
     return "demo"
-
-
-@contextmanager
-def opened(cli):
-    store = SqliteStore(cli.db)
-    try:
-        yield store
-    finally:
-        store.close()
 
 
 def add_job(cli, *args: str) -> dict:

@@ -5,7 +5,6 @@ stderr, exit 2, and the database's content unchanged."""
 from __future__ import annotations
 
 import sqlite3
-from contextlib import contextmanager
 from datetime import UTC, datetime, timedelta
 from zoneinfo import ZoneInfo
 
@@ -13,9 +12,8 @@ import pytest
 
 from autopost.models import JobStatus
 from autopost.store.base import Result
-from autopost.store.sqlite import SqliteStore
 
-from .conftest import outbox_credentials
+from .conftest import opened, outbox_credentials
 from .images import png
 
 
@@ -26,15 +24,6 @@ def demo(cli, tmp_path):
                   input=outbox_credentials(tmp_path))
         assert out.code == 0, out.stderr
     return "demo"
-
-
-@contextmanager
-def opened(cli):
-    store = SqliteStore(cli.db)
-    try:
-        yield store
-    finally:
-        store.close()
 
 
 def content(db) -> list[str]:
