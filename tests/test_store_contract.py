@@ -1268,6 +1268,24 @@ def test_claim_takes_a_part_only_after_the_one_before_is_posted(store):
     assert store.mark_missed(now=now + timedelta(days=1), window=3600) == []
 
 
+def test_a_thread_part_claimed_for_reconcile_still_replies_to_the_part_before(store):
+    """A part whose run died on the wire is reconciled and, if the post never arrived,
+    sent again: as a reply, like the first time, not as a post of its own."""
+    from autopost.models import PostRef, Reply
+
+    account(store)
+    first, second = add(store, *[new(text=f"p{n}", thread_id="t", thread_part=n)
+                                 for n in (1, 2)])
+    publish(store, first.id, NOW)
+    parent = store.get_job(first.id)
+    assert parent.status == JobStatus.POSTED
+    later = make_unknown(store, second.id)
+    (leased,) = store.claim_unknown("rec", now=later, lease=LEASE, limit=5)
+    assert leased.id == second.id
+    ref = PostRef(parent.platform_post_id or "", parent.platform_url, parent.ref or {})
+    assert leased.reply == Reply(parent=ref, root=ref)
+
+
 def test_list_jobs_by_thread_in_part_order_and_a_failed_part_stops_the_rest(store):
     account(store)
     jobs = add(store, *[new(text=f"p{n}", thread_id="t", thread_part=n) for n in (3, 1, 2)])

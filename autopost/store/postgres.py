@@ -643,7 +643,8 @@ class PostgresStore(ScheduleMethods, Store):
                     "decision = 'the run stopped before recording the outcome' "
                     "WHERE job_id = ANY(%s) AND finished_at IS NULL",
                     (at, [j.id for j in jobs]))
-            return jobs
+            # A thread part resent by its reconcile is still a reply to the part before it.
+            return with_replies(c, jobs)
 
         return self._tx(body)
 

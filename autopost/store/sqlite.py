@@ -725,7 +725,10 @@ class SqliteStore(Store):
                 "decision = 'the run stopped before recording the outcome' "
                 "WHERE job_id = ? AND finished_at IS NULL",
                 [(stamp, r[cols.index("id")]) for r in rows])
-        return [job_from(dict(zip(cols, r, strict=True))) for r in rows]
+        jobs = [job_from(dict(zip(cols, r, strict=True))) for r in rows]
+        # A thread part resent by its reconcile is still a reply to the part before it.
+        replies = self._with_replies(jobs)
+        return [replies.get(j.id, j) for j in jobs]
 
     def claim(self, run_id, *, now, lease, limit, per_account, limits_for: LimitsFor) -> Claim:
         stamp = to_db(now)
