@@ -185,23 +185,13 @@ for j in jobs:
 """
 
 
-# What `list --status S` needs to cost O(limit) instead of O(jobs with status S): not in
-# the schema yet; `python bench/run.py scale --proposed-index` measures it on the copies.
-PROPOSED_INDEX = "CREATE INDEX jobs_status_scheduled ON jobs (status, scheduled_at, id)"
-
-
-def scale_dbs(work: Path, proposed_index: bool = False) -> dict[int, Path]:
+def scale_dbs(work: Path) -> dict[int, Path]:
     out = {}
     for n in (1_000, 1_000_000):
         def build(path: Path, n: int = n) -> None:
             _dbgen.create(path, _dbgen.accounts(50, "outbox"))
             _dbgen.insert_jobs(path, _dbgen.history_mix(n, 50, "outbox"), attempts=True)
         out[n] = _dbgen.copy(_dbgen.cached(f"history{n}", build), work / f"history{n}.db")
-        if proposed_index:
-            conn = sqlite3.connect(out[n])
-            conn.execute(PROPOSED_INDEX)
-            conn.commit()
-            conn.close()
     return out
 
 
@@ -281,9 +271,7 @@ def import_cmd(db: Path, csv: Path) -> tuple[list[str], str]:
 def mode_scale(args, work: Path) -> dict:
     header("scale: 1,000 vs 1,000,000 stored jobs; import of 100,000 rows")
     print(cli_state())
-    dbs = scale_dbs(work, args.proposed_index)
-    if args.proposed_index:
-        print(f"with the proposed index on both copies: {PROPOSED_INDEX}")
+    dbs = scale_dbs(work)
     env = env_for(work)
     script = console_script()
     series: dict[tuple[str, int], Series] = {}
@@ -834,8 +822,6 @@ def main() -> None:
     ap.add_argument("--lingers", type=float, nargs="+", default=[55.0, 60.0],
                     help="linger: the --linger values run side by side")
     ap.add_argument("--jobs", type=int, default=200, help="linger: jobs at random moments")
-    ap.add_argument("--proposed-index", action="store_true",
-                    help="scale: add the index list needs (not in the schema) to the copies")
     ap.add_argument("--skip-mastodon", action="store_true",
                     help="latency: leave out the Mastodon adapter variant")
     ap.add_argument("--skip-http", action="store_true",
