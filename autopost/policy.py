@@ -140,6 +140,14 @@ def decide_reconcile(found: Reconciled, *, job: Job, now: datetime) -> Decision:
     return Decision(JobStatus.PENDING, now, f"reconciled: not posted ({found.message}); resend")
 
 
+def _gave_up(job: Job, why: str) -> Decision:
+    """An unknown job no longer settled automatically: it waits for the operator (never
+    failed, never resent: the post may be live)."""
+    return Decision(JobStatus.UNKNOWN, None, (
+        f"{why}, the post may be live: see 'autopost show {job.id}', then "
+        f"'autopost resolve' it or 'autopost retry --force {job.id}'"), gave_up=True)
+
+
 def decide_reconcile_error(err: PlatformError, *, job: Job, policy: PlatformPolicy,
                            now: datetime, rng: random.Random,
                            failed_before: int = 0) -> Decision:
@@ -149,10 +157,8 @@ def decide_reconcile_error(err: PlatformError, *, job: Job, policy: PlatformPoli
     the operator (never failed, never resent: the post may be live)."""
     failed = failed_before + 1
     if failed >= MAX_FAILED_RECONCILES:
-        return Decision(JobStatus.UNKNOWN, None, (
-            f"reconcile failed ({err.kind}) {failed} times in a row; no longer asked "
-            f"automatically, the post may be live: see 'autopost show {job.id}', then "
-            f"'autopost resolve' it or 'autopost retry --force {job.id}'"), gave_up=True)
+        return _gave_up(job, f"reconcile failed ({err.kind}) {failed} times in a row; "
+                        "no longer asked automatically")
     at = retry_time(policy, max(1, job.attempts) + failed_before, now, rng, err.retry_at)
     return Decision(JobStatus.UNKNOWN, at,
                     f"reconcile failed ({err.kind}); asking again at "
@@ -178,10 +184,8 @@ def decide_resend_error(err: PlatformError, *, job: Job, policy: PlatformPolicy,
                         "cannot resend to settle the outcome; waits for 'autopost resolve'")
     failed = failed_before + 1
     if failed >= MAX_FAILED_RESENDS:
-        return Decision(JobStatus.UNKNOWN, None, (
-            f"resend failed ({kind}) {failed} times in a row; no longer resent "
-            f"automatically, the post may be live: see 'autopost show {job.id}', then "
-            f"'autopost resolve' it or 'autopost retry --force {job.id}'"), gave_up=True)
+        return _gave_up(job, f"resend failed ({kind}) {failed} times in a row; "
+                        "no longer resent automatically")
     at = retry_time(policy, max(1, job.attempts), now, rng, err.retry_at)
     why = f"resend failed ({kind}); still unknown, asking again at " \
           f"{at.isoformat(timespec='seconds')}"

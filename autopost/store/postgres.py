@@ -23,7 +23,7 @@ from __future__ import annotations
 
 import dataclasses
 import json
-from collections.abc import Callable, Iterable, Iterator, Sequence
+from collections.abc import Callable, Iterable, Sequence
 from datetime import datetime, timedelta
 from typing import Any, TypeVar
 
@@ -79,6 +79,7 @@ from autopost.store.rows import (
     account_row,
     added_jobs,
     attempt_from,
+    batches,
     by_id,
     import_batch,
     job_from,
@@ -374,7 +375,7 @@ class PostgresStore(ScheduleMethods, Store):
         with translate_errors(self.where), self.conn.transaction():
             c = self.conn
             stamp = self._now(c, now)
-            for batch in _batches(jobs, 500):
+            for batch in batches(jobs, 500):
                 pairs = sorted({(j.account, j.key) for j in batch if j.key is not None})
                 # As add_jobs: the accounts whose keys or texts are checked are locked, so
                 # that two hosts agree on one job per key and do not both pass the guard.
@@ -953,14 +954,3 @@ def _usage(c, account: str, now: datetime) -> list[datetime]:
         else:
             inflight += 1
     return sorted(posted) + [_f(now)] * inflight
-
-
-def _batches(items: Iterable[Any], size: int) -> Iterator[list[Any]]:
-    batch: list[Any] = []
-    for item in items:
-        batch.append(item)
-        if len(batch) >= size:
-            yield batch
-            batch = []
-    if batch:
-        yield batch

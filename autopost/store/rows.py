@@ -12,7 +12,7 @@ from __future__ import annotations
 import json
 import os
 from array import array
-from collections.abc import Callable, Iterator, Sequence
+from collections.abc import Callable, Iterable, Iterator, Sequence
 from datetime import UTC, datetime
 from typing import Any
 
@@ -364,3 +364,16 @@ def series_from(r: dict[str, Any], f: FromDb = from_db) -> Series:
         status=r["status"], made=r["made"], through=f(r["through"]),
         next_extend_at=f(r["next_extend_at"]), created_at=f(r["created_at"]),
         updated_at=f(r["updated_at"]))
+
+
+def batches(items: Iterable[Any], size: int) -> Iterator[list[Any]]:
+    """`items` in lists of `size` (the last one shorter), read lazily: a streamed import
+    holds one batch at a time."""
+    batch: list[Any] = []
+    for item in items:
+        batch.append(item)
+        if len(batch) >= size:
+            yield batch
+            batch = []
+    if batch:
+        yield batch

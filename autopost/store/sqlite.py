@@ -49,6 +49,7 @@ from autopost.store.rows import (
     account_row,
     added_jobs,
     attempt_from,
+    batches,
     by_id,
     import_batch,
     inserted_job,
@@ -290,7 +291,7 @@ class SqliteStore(Store):
         try:
             with self._write() as c:
                 trigger: str | None = None  # the counter trigger's SQL, while it is off
-                for batch in _batches(jobs, _IMPORT_BATCH):
+                for batch in batches(jobs, _IMPORT_BATCH):
                     plan, rows, fresh = import_batch(
                         batch, stamp=stamp, t=to_db, existing=self._existing_keys(c, batch),
                         seen=seen, window=window,
@@ -1218,17 +1219,6 @@ def _audit(c, job_id: str, number: int, run_id: str | None, now: datetime, outco
         "INSERT INTO attempts (job_id, number, run_id, started_at, finished_at, outcome, "
         "decision) VALUES (?, ?, ?, ?, ?, ?, ?)",
         (job_id, number, run_id, stamp, stamp, outcome, decision))
-
-
-def _batches(items: Iterable[Any], size: int) -> Iterator[list[Any]]:
-    batch: list[Any] = []
-    for item in items:
-        batch.append(item)
-        if len(batch) >= size:
-            yield batch
-            batch = []
-    if batch:
-        yield batch
 
 
 _IMPORT_BATCH = 500
