@@ -182,15 +182,20 @@ def test_a_resend_refused_before_any_request_waits_for_the_operator(kit):
     assert "autopost resolve" in " ".join(p.line() for p in summary.problems)
 
 
-def test_a_resend_that_keeps_failing_stops_and_waits_for_the_operator(tmp_path, isolated_env):
-    """The bound: after MAX_FAILED_RESENDS failed settling resends in a row the job is no
-    longer resent; it waits for the operator (never failed: it may be live), `status`
-    names it and the notify event for it goes out once."""
+def _kit_with_notify(tmp_path):
+    """A Kit whose config sends notify events to a hook: (kit, config path, hook's file)."""
     command, out = hook(tmp_path)
     config = tmp_path / "config.toml"
     config.write_text("[run]\nlease_seconds = 300\ncatch_up_window = 0\n"
                       f"[notify]\ncommand = {json.dumps(command)}\n")
-    k = Kit(tmp_path)
+    return Kit(tmp_path), config, out
+
+
+def test_a_resend_that_keeps_failing_stops_and_waits_for_the_operator(tmp_path, isolated_env):
+    """The bound: after MAX_FAILED_RESENDS failed settling resends in a row the job is no
+    longer resent; it waits for the operator (never failed: it may be live), `status`
+    names it and the notify event for it goes out once."""
+    k, config, out = _kit_with_notify(tmp_path)
     try:
         k.account("d", platform=DEDUPE)
         job = _unknown_with_spent_attempts(k, "never answers")
@@ -248,11 +253,7 @@ def test_a_read_back_that_keeps_failing_stops_and_waits_for_the_operator(tmp_pat
     MAX_FAILED_RECONCILES failed read-backs in a row, each later than the one before, the
     job waits for the operator (never failed, never resent), `status` names it and the
     notify event for it goes out once."""
-    command, out = hook(tmp_path)
-    config = tmp_path / "config.toml"
-    config.write_text("[run]\nlease_seconds = 300\ncatch_up_window = 0\n"
-                      f"[notify]\ncommand = {json.dumps(command)}\n")
-    k = Kit(tmp_path)
+    k, config, out = _kit_with_notify(tmp_path)
     try:
         k.account("a")
         job = k.add("a", "cannot be read back", max_attempts=1)
